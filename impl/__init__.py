@@ -1,0 +1,1 @@
+"""The systems and the emulated machine they run on."""

@@ -1,0 +1,1 @@
+"""memoracle: memoracle."""
