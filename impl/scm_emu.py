@@ -1,32 +1,715 @@
-"""Placeholder: being replaced by the full SCM persistence-domain emulator."""
+"""Storage-class memory: the persistence domain, emulated efficiently.
+
+``ScmEmu`` holds two images of the memory and what lies between them:
+
+- ``visible``: what loads see (every store applied at once);
+- ``durable``: what is certainly in the persistence domain;
+- *pending* stores: cached stores per 64-byte line, in program order, and non-temporal
+  stores per 8-byte unit, each marked *forced* once a flush and fence (or ``clflush``,
+  or, for non-temporal stores, a fence) guarantee it.
+
+The rules are those of ``spec/persistency.py`` (the definition; this module is the
+algorithm). A forced store is folded into ``durable`` as soon as no earlier pending
+store touches the same 8-byte unit, so the pending set stays as small as the program's
+unflushed work.
+
+Crash images. A crash may persist, for each line, any prefix (in 8-byte pieces) of its
+unforced cached stores, and any subset of the unforced non-temporal stores, on top of
+``durable`` plus every forced store. These choices are independent, so the pending
+stores fall into *components* (groups that share an 8-byte unit, joined); each
+component's distinct contents are computed once, and the images are their product.
+Hence :meth:`ScmEmu.count_images` is exact without enumerating, and images never repeat.
+
+- :meth:`ScmEmu.crash_images` enumerates every allowed image while the count is at most
+  ``limit`` (default :data:`DEFAULT_IMAGE_LIMIT` = 4096: at ~10^5 images per second that
+  is well under a second per crash point, and it covers 12 independent lines in full).
+- Above the limit it returns a deterministic sample (seeded): nothing optional
+  persisted, everything persisted, for each group (a line, or a non-temporal unit) that
+  group alone dropped and that group alone kept — these always, whatever the limit —
+  then every torn prefix of each line with the rest persisted, then random choices, up to
+  ``limit`` distinct images.
+
+Every image is a delta over ``durable`` (the contents of the touched units), named by a
+BLAKE2b digest of its bytes, so explorers can deduplicate across crash points.
+
+Hooks. :meth:`ScmEmu.add_hook` registers a callback told of every store, non-temporal
+store, flush and fence *before* it takes effect, with a running index: an explorer that
+raises from the hook crashes the machine just before that instruction.
+
+Choices made where the model leaves room: ``mfence`` is not a separate instruction (use
+``sfence``); a flush of a line with nothing pending is still an event (hooks see it);
+reads are not events.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import random
+from dataclasses import dataclass
+from itertools import product
+from typing import Callable, Iterator, Sequence
+
+from spec.persistency import ATOMIC_UNIT, CACHE_LINE, PersistMode
+
+DEFAULT_IMAGE_LIMIT = 4096
+
+_LINE_MASK = CACHE_LINE - 1
+_UNIT_MASK = ATOMIC_UNIT - 1
+
+
+class ScmError(ValueError):
+    """An access outside the SCM, or an image that does not fit it."""
+
+
+@dataclass(frozen=True)
+class PersistEvent:
+    """One persistence-relevant instruction, reported to hooks before it takes effect.
+
+    ``index`` counts events since the emulator was created or rebooted; ``kind`` is one
+    of ``store``, ``ntstore``, ``clwb``, ``clflushopt``, ``clflush``, ``sfence``.
+    """
+
+    index: int
+    kind: str
+    offset: int
+    length: int
+
+
+PersistHook = Callable[[PersistEvent], None]
+
+
+class _Pending:
+    """A pending store: within one line (cached) or one 8-byte unit (non-temporal)."""
+
+    __slots__ = ("seq", "offset", "data", "forced")
+
+    def __init__(self, seq: int, offset: int, data: bytes, forced: bool) -> None:
+        self.seq = seq
+        self.offset = offset
+        self.data = data
+        self.forced = forced
+
+    def units(self) -> range:
+        return range(self.offset & ~_UNIT_MASK, self.offset + len(self.data), ATOMIC_UNIT)
+
+    def pieces(self) -> list[tuple[tuple[int, int], int, bytes]]:
+        """The 8-byte-atomic pieces, each with its program-order key."""
+        out = []
+        pos = 0
+        while pos < len(self.data):
+            at = self.offset + pos
+            take = min(ATOMIC_UNIT - (at & _UNIT_MASK), len(self.data) - pos)
+            out.append(((self.seq, at), at, self.data[pos : pos + take]))
+            pos += take
+        return out
+
+
+_Piece = tuple[tuple[int, int], int, bytes]
+
+
+@dataclass(frozen=True)
+class PendingGroup:
+    """A set of pending stores whose persistence a crash chooses as one.
+
+    ``kind`` is ``"line"`` (a line's unforced cached stores: a crash persists a prefix of
+    ``pieces``) or ``"nt"`` (one unforced non-temporal store: persisted or not).
+    ``stores`` lists ``(seq, offset, length)`` of the stores involved.
+    """
+
+    kind: str
+    offset: int
+    pieces: int
+    stores: tuple[tuple[int, int, int], ...]
+
+    @property
+    def choices(self) -> int:
+        """How many ways a crash may treat this group."""
+        return self.pieces + 1 if self.kind == "line" else 2
+
+
+class CrashImage:
+    """One allowed post-crash image, as a delta over the emulator's durable image.
+
+    ``units`` are the offsets of the 8-byte units that differ between images of this
+    crash point (shared by all of them); ``contents`` their bytes, 8 per unit;
+    ``choice`` is, per pending group (see :meth:`ScmEmu.pending_groups`), how many of its
+    pieces persisted (``0`` = none).
+    """
+
+    __slots__ = ("units", "contents", "choice", "_digest")
+
+    def __init__(self, units: tuple[int, ...], contents: bytes, choice: tuple[int, ...]) -> None:
+        self.units = units
+        self.contents = contents
+        self.choice = choice
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """A stable name of the image's bytes (hex BLAKE2b, 128 bits)."""
+        if self._digest is None:
+            h = hashlib.blake2b(digest_size=16)
+            for unit in self.units:
+                h.update(unit.to_bytes(8, "little"))
+            h.update(self.contents)
+            self._digest = h.hexdigest()
+        return self._digest
+
+    def apply(self, memory: bytearray) -> None:
+        """Write the image's units over ``memory`` (the durable image it is a delta of)."""
+        contents = self.contents
+        for i, unit in enumerate(self.units):
+            memory[unit : unit + ATOMIC_UNIT] = contents[i * ATOMIC_UNIT : (i + 1) * ATOMIC_UNIT]
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, CrashImage)
+            and self.units == other.units
+            and self.contents == other.contents
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.units, self.contents))
+
+    def __repr__(self) -> str:
+        return f"CrashImage({self.digest[:12]}, choice={self.choice})"
+
+
+@dataclass
+class ScmStats:
+    """Counts of the instructions the emulator has executed."""
+
+    stores: int = 0
+    ntstores: int = 0
+    bytes_stored: int = 0
+    clwbs: int = 0
+    clflushopts: int = 0
+    clflushes: int = 0
+    sfences: int = 0
+
+
+class _Component:
+    """Groups joined by shared units, with the distinct contents they can produce.
+
+    ``options[i]`` is the bytes of ``units`` for one choice; ``option_choices[i]`` the
+    first group choice (per group in ``groups``) that produced it.
+    """
+
+    def __init__(
+        self,
+        units: list[int],
+        groups: list[int],
+        group_options: list[list[list[_Piece]]],
+        fixed: list[_Piece],
+        base: bytes,
+    ) -> None:
+        self.units = units
+        self.groups = groups
+        self.group_options = group_options
+        self.fixed = fixed
+        self.base = base
+        self._offset = {unit: i * ATOMIC_UNIT for i, unit in enumerate(units)}
+        self.index: dict[bytes, int] = {}
+        self.options: list[bytes] = []
+        self.option_choices: list[tuple[int, ...]] = []
+        for choice in product(*(range(len(o)) for o in group_options)):
+            contents = self.contents_of(choice)
+            if contents not in self.index:
+                self.index[contents] = len(self.options)
+                self.options.append(contents)
+                self.option_choices.append(choice)
+
+    def contents_of(self, choice: Sequence[int]) -> bytes:
+        """The bytes of the component's units when each group persists ``choice``."""
+        pieces = list(self.fixed)
+        for options, c in zip(self.group_options, choice):
+            pieces.extend(options[c])
+        pieces.sort()
+        image = bytearray(self.base)
+        offset = self._offset
+        for _, at, data in pieces:
+            start = offset[at & ~_UNIT_MASK] + (at & _UNIT_MASK)
+            image[start : start + len(data)] = data
+        return bytes(image)
+
+    def option_of(self, choice: Sequence[int]) -> int:
+        """The index of the option that the group choice ``choice`` produces."""
+        return self.index[self.contents_of(choice)]
+
+    def top(self) -> tuple[int, ...]:
+        """The choice that persists every piece of every group."""
+        return tuple(len(o) - 1 for o in self.group_options)
+
 
 class ScmEmu:
-    """Storage-class memory of ``size`` bytes (placeholder with the final interface)."""
+    """Byte-addressed SCM of ``size`` bytes following the x86 persistency model.
 
-    def __init__(self, size: int) -> None:
+    Guarantees: ``read`` returns the last value stored; after a crash, every image
+    :meth:`crash_images` returns is allowed by ``spec.persistency.allowed_images`` for
+    the instructions since the last reboot, and, below the limit, every allowed image is
+    returned exactly once.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        mode: PersistMode = PersistMode.ADR,
+        *,
+        image: bytes | None = None,
+    ) -> None:
+        if size <= 0 or size % CACHE_LINE:
+            raise ScmError(f"SCM size must be a positive multiple of {CACHE_LINE}, not {size}")
+        if image is not None and len(image) != size:
+            raise ScmError(f"image of {len(image)} bytes does not fit an SCM of {size} bytes")
         self.size = size
-        self.visible = bytearray(size)
+        self.mode = mode
+        self.visible = bytearray(image) if image is not None else bytearray(size)
+        self._durable = bytearray(self.visible)
+        self._chains: dict[int, list[_Pending]] = {}
+        self._marks: dict[int, int] = {}
+        self._nt: list[_Pending] = []
+        self._nt_units: dict[int, list[_Pending]] = {}
+        self._seq = 0
+        self._hooks: list[PersistHook] = []
+        self.events = 0
+        self.stats = ScmStats()
+
+    # ------------------------------------------------------------------ access
+
+    def _check(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ScmError(f"access [{offset:#x}, {offset + length:#x}) outside SCM of {self.size:#x} bytes")
 
     def read(self, offset: int, length: int) -> bytes:
+        """The visible bytes at ``[offset, offset + length)``."""
+        self._check(offset, length)
         return bytes(self.visible[offset : offset + length])
 
-    def store(self, offset: int, data: bytes) -> None:
-        self.visible[offset : offset + len(data)] = data
+    def durable(self) -> bytes:
+        """The image that survives a crash in every case (forced stores folded in)."""
+        image = bytearray(self._durable)
+        for piece in sorted(p for rec in self._all_pending() if rec.forced for p in rec.pieces()):
+            image[piece[1] : piece[1] + len(piece[2])] = piece[2]
+        return bytes(image)
 
-    def ntstore(self, offset: int, data: bytes) -> None:
-        self.visible[offset : offset + len(data)] = data
+    # ------------------------------------------------------------- instructions
+
+    def add_hook(self, hook: PersistHook) -> None:
+        """Call ``hook`` before every store, flush and fence."""
+        self._hooks.append(hook)
+
+    def remove_hook(self, hook: PersistHook) -> None:
+        """Stop calling ``hook``."""
+        self._hooks.remove(hook)
+
+    def _emit(self, kind: str, offset: int, length: int) -> None:
+        event = PersistEvent(self.events, kind, offset, length)
+        self.events += 1
+        for hook in list(self._hooks):
+            hook(event)
+
+    def store(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """A cached store: visible at once, durable per the model."""
+        length = len(data)
+        self._check(offset, length)
+        if self._hooks:
+            self._emit("store", offset, length)
+        else:
+            self.events += 1
+        if not length:
+            return
+        stats = self.stats
+        stats.stores += 1
+        stats.bytes_stored += length
+        self.visible[offset : offset + length] = data
+        seq = self._seq
+        self._seq = seq + 1
+        if self.mode is PersistMode.EADR and not self._nt_units:
+            self._durable[offset : offset + length] = data
+            return
+        forced = self.mode is PersistMode.EADR
+        chains = self._chains
+        pos = 0
+        touched: list[int] = []
+        while pos < length:
+            at = offset + pos
+            take = min(CACHE_LINE - (at & _LINE_MASK), length - pos)
+            line = at - (at & _LINE_MASK)
+            rec = _Pending(seq, at, bytes(data[pos : pos + take]), forced)
+            chain = chains.get(line)
+            if chain is None:
+                chains[line] = [rec]
+            else:
+                chain.append(rec)
+            touched.append(line)
+            pos += take
+        if forced:
+            self._settle(touched)
+
+    def ntstore(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """A non-temporal store: visible at once, durable at the next ``sfence``."""
+        length = len(data)
+        self._check(offset, length)
+        self._emit("ntstore", offset, length)
+        if not length:
+            return
+        self.stats.ntstores += 1
+        self.stats.bytes_stored += length
+        self.visible[offset : offset + length] = data
+        seq = self._seq
+        self._seq = seq + 1
+        pos = 0
+        while pos < length:
+            at = offset + pos
+            take = min(ATOMIC_UNIT - (at & _UNIT_MASK), length - pos)
+            rec = _Pending(seq, at, bytes(data[pos : pos + take]), False)
+            self._nt.append(rec)
+            self._nt_units.setdefault(at & ~_UNIT_MASK, []).append(rec)
+            pos += take
 
     def clwb(self, offset: int) -> None:
-        pass
+        """Start writing back the line of ``offset``; durable after the next fence."""
+        self._check(offset, 1)
+        self._emit("clwb", offset, 1)
+        self.stats.clwbs += 1
+        self._mark(offset - (offset & _LINE_MASK))
 
     def clflushopt(self, offset: int) -> None:
-        pass
+        """Like :meth:`clwb` (the line is also evicted, which the model does not see)."""
+        self._check(offset, 1)
+        self._emit("clflushopt", offset, 1)
+        self.stats.clflushopts += 1
+        self._mark(offset - (offset & _LINE_MASK))
+
+    def _mark(self, line: int) -> None:
+        if self.mode is PersistMode.ADR and line in self._chains:
+            self._marks[line] = self._seq
 
     def clflush(self, offset: int) -> None:
-        pass
+        """Flush the line of ``offset``; its earlier stores are durable at once."""
+        self._check(offset, 1)
+        self._emit("clflush", offset, 1)
+        self.stats.clflushes += 1
+        line = offset - (offset & _LINE_MASK)
+        chain = self._chains.get(line)
+        if chain is not None:
+            for rec in chain:
+                rec.forced = True
+            self._marks.pop(line, None)
+            self._settle([line])
 
     def sfence(self) -> None:
-        pass
+        """Complete earlier ``clwb``/``clflushopt`` and non-temporal stores."""
+        self._emit("sfence", 0, 0)
+        self.stats.sfences += 1
+        lines = list(self._marks)
+        for line, mark in self._marks.items():
+            for rec in self._chains.get(line, ()):
+                if rec.seq >= mark:
+                    break
+                rec.forced = True
+        self._marks.clear()
+        for rec in self._nt:
+            rec.forced = True
+        self._settle(lines)
+
+    # --------------------------------------------------------------- settling
+
+    def _all_pending(self) -> Iterator[_Pending]:
+        for chain in self._chains.values():
+            yield from chain
+        yield from self._nt
+
+    def _blocked_by_nt(self, rec: _Pending) -> bool:
+        if not self._nt_units:
+            return False
+        for unit in rec.units():
+            for nt in self._nt_units.get(unit, ()):
+                if nt.seq < rec.seq:
+                    return True
+        return False
+
+    def _retire_chain(self, line: int) -> bool:
+        chain = self._chains.get(line)
+        if not chain:
+            return False
+        done = 0
+        durable = self._durable
+        for rec in chain:
+            if not rec.forced or self._blocked_by_nt(rec):
+                break
+            durable[rec.offset : rec.offset + len(rec.data)] = rec.data
+            done += 1
+        if not done:
+            return False
+        if done == len(chain):
+            del self._chains[line]
+            self._marks.pop(line, None)
+        else:
+            del chain[:done]
+        return True
+
+    def _retire_nt(self) -> bool:
+        kept: list[_Pending] = []
+        blocked_units: set[int] = set()
+        progress = False
+        for rec in self._nt:
+            unit = rec.offset & ~_UNIT_MASK
+            chain = self._chains.get(rec.offset - (rec.offset & _LINE_MASK), ())
+            blocked = (
+                not rec.forced
+                or unit in blocked_units
+                or any(c.seq < rec.seq and unit in c.units() for c in chain)
+            )
+            if blocked:
+                kept.append(rec)
+                blocked_units.add(unit)
+                continue
+            self._durable[rec.offset : rec.offset + len(rec.data)] = rec.data
+            same_unit = self._nt_units[unit]
+            same_unit.remove(rec)
+            if not same_unit:
+                del self._nt_units[unit]
+            progress = True
+        self._nt = kept
+        return progress
+
+    def _settle(self, lines: Sequence[int]) -> None:
+        """Fold every forced store that no earlier pending store overlaps into durable."""
+        for line in lines:
+            self._retire_chain(line)
+        if not self._nt:
+            return
+        progress = True
+        while progress:
+            progress = self._retire_nt()
+            for line in list(self._chains):
+                progress = self._retire_chain(line) or progress
+
+    # ----------------------------------------------------------- crash images
+
+    def pending_groups(self) -> list[PendingGroup]:
+        """The independent choices a crash makes now, in a stable order."""
+        return [group for group, _ in self._groups()[1]]
+
+    def _line_options(self, pieces: list[_Piece]) -> list[list[_Piece]]:
+        """Which pieces of a line's unforced stores may persist together: the prefixes."""
+        return [pieces[:j] for j in range(len(pieces) + 1)]
+
+    def _groups(self) -> tuple[list[_Piece], list[tuple[PendingGroup, list[list[_Piece]]]]]:
+        fixed: list[_Piece] = []
+        groups: list[tuple[PendingGroup, list[list[_Piece]]]] = []
+        for line in sorted(self._chains):
+            optional: list[_Piece] = []
+            stores: list[tuple[int, int, int]] = []
+            for rec in self._chains[line]:
+                if rec.forced:
+                    fixed.extend(rec.pieces())
+                else:
+                    optional.extend(rec.pieces())
+                    stores.append((rec.seq, rec.offset, len(rec.data)))
+            if optional:
+                group = PendingGroup("line", line, len(optional), tuple(stores))
+                groups.append((group, self._line_options(optional)))
+        for rec in self._nt:
+            if rec.forced:
+                fixed.extend(rec.pieces())
+            else:
+                pieces = rec.pieces()
+                group = PendingGroup("nt", rec.offset, 1, ((rec.seq, rec.offset, len(rec.data)),))
+                groups.append((group, [[], pieces]))
+        return fixed, groups
+
+    def _components(self) -> tuple[list[_Component], int]:
+        fixed, groups = self._groups()
+        parent: dict[int, int] = {}
+
+        def find(unit: int) -> int:
+            while parent[unit] != unit:
+                parent[unit] = parent[parent[unit]]
+                unit = parent[unit]
+            return unit
+
+        def unit_of(piece: _Piece) -> int:
+            return piece[1] & ~_UNIT_MASK
+
+        group_units: list[list[int]] = []
+        for _, options in groups:
+            units = sorted({unit_of(p) for option in options for p in option})
+            group_units.append(units)
+            for u in units:
+                parent.setdefault(u, u)
+            for u in units[1:]:
+                parent[find(u)] = find(units[0])
+        for piece in fixed:
+            parent.setdefault(unit_of(piece), unit_of(piece))
+        comp_units: dict[int, list[int]] = {}
+        for unit in sorted(parent):
+            comp_units.setdefault(find(unit), []).append(unit)
+        comp_groups: dict[int, list[int]] = {root: [] for root in comp_units}
+        for gi, units in enumerate(group_units):
+            comp_groups[find(units[0])].append(gi)
+        comp_fixed: dict[int, list[_Piece]] = {root: [] for root in comp_units}
+        for piece in fixed:
+            comp_fixed[find(unit_of(piece))].append(piece)
+        components = []
+        for root in sorted(comp_units, key=lambda r: comp_units[r][0]):
+            units = comp_units[root]
+            base = b"".join(bytes(self._durable[u : u + ATOMIC_UNIT]) for u in units)
+            components.append(
+                _Component(
+                    units,
+                    comp_groups[root],
+                    [groups[g][1] for g in comp_groups[root]],
+                    comp_fixed[root],
+                    base,
+                )
+            )
+        return components, len(groups)
+
+    def count_images(self) -> int:
+        """The exact number of distinct images a crash now may leave."""
+        components, _ = self._components()
+        count = 1
+        for comp in components:
+            count *= len(comp.options)
+        return count
+
+    def crash_images(self, limit: int = DEFAULT_IMAGE_LIMIT, seed: int = 0) -> list[CrashImage]:
+        """The images a crash now may leave: all of them, or a sample above ``limit``.
+
+        Images are distinct. The order is deterministic: nothing optional persisted
+        first, everything persisted second, then the rest (see the module docstring).
+        """
+        components, group_count = self._components()
+        units = tuple(u for comp in components for u in comp.units)
+
+        def image_of(option_indices: Sequence[int]) -> CrashImage:
+            contents = b"".join(c.options[i] for c, i in zip(components, option_indices))
+            choice = [0] * group_count
+            for comp, i in zip(components, option_indices):
+                for g, c in zip(comp.groups, comp.option_choices[i]):
+                    choice[g] = c
+            return CrashImage(units, contents, tuple(choice))
+
+        def options_of(choice: Sequence[int]) -> tuple[int, ...]:
+            return tuple(comp.option_of([choice[g] for g in comp.groups]) for comp in components)
+
+        nothing = tuple(0 for _ in components)
+        everything = tuple(comp.option_of(comp.top()) for comp in components)
+        total = 1
+        for comp in components:
+            total *= len(comp.options)
+        images: dict[CrashImage, None] = {image_of(nothing): None}
+        images.setdefault(image_of(everything), None)
+        if total <= limit:
+            for option_indices in product(*(range(len(c.options)) for c in components)):
+                images.setdefault(image_of(option_indices), None)
+            return list(images)
+
+        top = [0] * group_count
+        for comp in components:
+            for g, c in zip(comp.groups, comp.top()):
+                top[g] = c
+        for g in range(group_count):  # each group alone dropped, alone kept: always
+            dropped = list(top)
+            dropped[g] = 0
+            kept = [0] * group_count
+            kept[g] = top[g]
+            images.setdefault(image_of(options_of(dropped)), None)
+            images.setdefault(image_of(options_of(kept)), None)
+        for g in range(group_count):  # torn lines, while room remains
+            for j in range(1, top[g]):
+                if len(images) >= limit:
+                    break
+                torn = list(top)
+                torn[g] = j
+                images.setdefault(image_of(options_of(torn)), None)
+        rng = random.Random(seed)
+        attempts = 0
+        while len(images) < limit and attempts < 4 * limit:
+            attempts += 1
+            images.setdefault(image_of([rng.randrange(len(c.options)) for c in components]), None)
+        return list(images)
+
+    def image_bytes(self, image: CrashImage | None = None) -> bytes:
+        """The whole SCM as ``image`` leaves it (``None``: only what is durable)."""
+        memory = bytearray(self._durable)
+        if image is None:
+            return self.durable()
+        image.apply(memory)
+        return bytes(memory)
+
+    def describe(self, image: CrashImage) -> list[str]:
+        """Which pending stores ``image`` persisted, one line per group, for reports."""
+        lines = []
+        for group, chosen in zip(self.pending_groups(), image.choice):
+            stores = ", ".join(f"#{seq}@{off:#x}+{length}" for seq, off, length in group.stores)
+            if group.kind == "line":
+                lines.append(f"line {group.offset:#x}: {chosen}/{group.pieces} pieces persisted of {stores}")
+            else:
+                lines.append(f"nt {group.offset:#x}: {'persisted' if chosen else 'lost'} ({stores})")
+        return lines
+
+    # ----------------------------------------------------------------- reboot
+
+    def reboot(self, image: CrashImage | bytes | None = None) -> None:
+        """Crash and restart: memory holds ``image`` (a crash image of this emulator,
+        a whole-SCM byte image, or ``None`` for only what is durable), nothing pending."""
+        if isinstance(image, CrashImage):
+            memory = self.image_bytes(image)
+        elif image is None:
+            memory = self.durable()
+        else:
+            if len(image) != self.size:
+                raise ScmError(f"image of {len(image)} bytes does not fit an SCM of {self.size} bytes")
+            memory = bytes(image)
+        self.visible[:] = memory
+        self._durable[:] = memory
+        self._chains.clear()
+        self._marks.clear()
+        self._nt.clear()
+        self._nt_units.clear()
+        self.events = 0
+
+    # ------------------------------------------------------------- invariants
+
+    def check_invariants(self) -> None:
+        """Assert every internal invariant; raise ``AssertionError`` naming the broken one."""
+        assert len(self.visible) == len(self._durable) == self.size, "image sizes differ"
+        for line, chain in self._chains.items():
+            assert chain, f"empty chain kept for line {line:#x}"
+            seqs = [rec.seq for rec in chain]
+            assert seqs == sorted(seqs), f"line {line:#x}: pending stores out of program order"
+            flags = [rec.forced for rec in chain]
+            assert flags == sorted(flags, reverse=True), f"line {line:#x}: forced stores are not a prefix"
+            for rec in chain:
+                assert rec.data, f"line {line:#x}: empty pending store"
+                assert line <= rec.offset and rec.offset + len(rec.data) <= line + CACHE_LINE, (
+                    f"pending store #{rec.seq} crosses line {line:#x}"
+                )
+                assert rec.seq < self._seq, "pending store from the future"
+            assert not (chain[0].forced and not self._blocked_by_nt(chain[0])), (
+                f"line {line:#x}: a forced store was not folded into durable"
+            )
+        for line, mark in self._marks.items():
+            assert line in self._chains, f"flush mark on line {line:#x} with nothing pending"
+            assert mark <= self._seq, "flush mark from the future"
+        indexed = sorted(id(rec) for recs in self._nt_units.values() for rec in recs)
+        assert indexed == sorted(id(rec) for rec in self._nt), "non-temporal index out of date"
+        assert [r.seq for r in self._nt] == sorted(r.seq for r in self._nt), "nt stores out of order"
+        for unit, recs in self._nt_units.items():
+            assert recs, f"empty nt index entry at {unit:#x}"
+            for rec in recs:
+                assert rec.offset & ~_UNIT_MASK == unit and rec.offset + len(rec.data) <= unit + ATOMIC_UNIT, (
+                    f"nt store #{rec.seq} crosses its unit"
+                )
+        if self.mode is PersistMode.EADR:
+            assert not self._marks, "eADR needs no flush marks"
+            assert all(rec.forced for chain in self._chains.values() for rec in chain), (
+                "eADR: a cached store is not forced"
+            )
+        expected = bytearray(self._durable)
+        for _, at, data in sorted(p for rec in self._all_pending() for p in rec.pieces()):
+            expected[at : at + len(data)] = data
+        assert expected == self.visible, "visible image is not durable + pending stores"

@@ -1,0 +1,165 @@
+"""Differential check of an SCM emulator against the persistency spec.
+
+Runs a program of stores, flushes and fences on an emulator, asks it for every crash
+image, and compares the set with ``spec.persistency.allowed_images`` (brute force).
+Used by the stateful test, by ``memoracle check``, and to show that every mutant in
+``memoracle.scm_mutants`` is caught.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from impl.scm_emu import ScmEmu
+from spec.persistency import (
+    Clflush,
+    Clflushopt,
+    Clwb,
+    Instruction,
+    NtStore,
+    PersistMode,
+    Sfence,
+    Store,
+    allowed_images,
+    atomic_writes,
+)
+
+EmuFactory = Callable[[int, PersistMode], ScmEmu]
+
+
+def execute(emu: ScmEmu, program: Sequence[Instruction]) -> None:
+    """Run ``program`` on ``emu``, instruction by instruction."""
+    for instruction in program:
+        if isinstance(instruction, Store):
+            emu.store(instruction.addr, instruction.data)
+        elif isinstance(instruction, NtStore):
+            emu.ntstore(instruction.addr, instruction.data)
+        elif isinstance(instruction, Clwb):
+            emu.clwb(instruction.addr)
+        elif isinstance(instruction, Clflushopt):
+            emu.clflushopt(instruction.addr)
+        elif isinstance(instruction, Clflush):
+            emu.clflush(instruction.addr)
+        else:
+            emu.sfence()
+
+
+def render_program(program: Sequence[Instruction]) -> str:
+    """The program one instruction per line, as a reproducer a person can read."""
+    out = []
+    for i, ins in enumerate(program):
+        if isinstance(ins, (Store, NtStore)):
+            kind = "store" if isinstance(ins, Store) else "ntstore"
+            out.append(f"{i:3}: {kind:10} {ins.addr:#06x} {ins.data.hex()}")
+        elif isinstance(ins, Sfence):
+            out.append(f"{i:3}: sfence")
+        else:
+            out.append(f"{i:3}: {type(ins).__name__.lower():10} {ins.addr:#06x}")
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class ImageMismatch:
+    """The emulator's crash images differ from the spec's for ``program``."""
+
+    program: tuple[Instruction, ...]
+    mode: PersistMode
+    initial: bytes
+    missing: frozenset[bytes]  #: allowed by the spec, not produced by the emulator
+    extra: frozenset[bytes]  #: produced by the emulator, not allowed by the spec
+    count_reported: int
+    count_produced: int
+
+    def render(self) -> str:
+        """A report: the program, then the first differing images as byte diffs."""
+        lines = [
+            f"crash images differ ({self.mode.value}): {len(self.missing)} missing, "
+            f"{len(self.extra)} not allowed; count_images() said {self.count_reported}, "
+            f"crash_images() gave {self.count_produced}",
+            render_program(self.program),
+        ]
+        for label, images in (("missing", self.missing), ("not allowed", self.extra)):
+            for image in sorted(images)[:3]:
+                diff = [
+                    f"{i:#06x}={b:02x}" for i, (a, b) in enumerate(zip(self.initial, image)) if a != b
+                ]
+                lines.append(f"  {label}: changed bytes {' '.join(diff) or '(none)'}")
+        return "\n".join(lines)
+
+
+def compare(
+    program: Sequence[Instruction],
+    mode: PersistMode,
+    size: int,
+    factory: EmuFactory = ScmEmu,
+    initial: bytes | None = None,
+) -> ImageMismatch | None:
+    """Run ``program`` and compare the emulator's images with the spec's.
+
+    Returns ``None`` when they are the same set and ``count_images()`` is exact.
+    """
+    start = initial if initial is not None else bytes(size)
+    emu = factory(size, mode)
+    emu.reboot(start)
+    execute(emu, program)
+    emu.check_invariants()
+    produced = emu.crash_images(limit=1 << 30)
+    got = frozenset(emu.image_bytes(image) for image in produced)
+    want = allowed_images(start, program, mode)
+    reported = emu.count_images()
+    if got == want and reported == len(produced) == len(got):
+        return None
+    return ImageMismatch(
+        tuple(program), mode, start, want - got, got - want, reported, len(produced)
+    )
+
+
+def random_program(rng: random.Random, size: int, max_writes: int = 10) -> list[Instruction]:
+    """A small random program over ``size`` bytes with at most ``max_writes`` atomic writes.
+
+    Addresses cluster on few lines and units so that same-line order, same-unit
+    overwrites and non-temporal/cached overlap all occur often.
+    """
+    program: list[Instruction] = []
+    value = 0
+    while True:
+        kind = rng.choices(
+            ["store", "ntstore", "clwb", "clflushopt", "clflush", "sfence"], [6, 2, 3, 1, 1, 3]
+        )[0]
+        addr = rng.randrange(0, size - 1)
+        if kind in ("store", "ntstore"):
+            length = rng.choice([1, 2, 4, 8, 8, 12, 16])
+            addr = min(addr, size - length)
+            value = value % 255 + 1
+            instruction: Instruction = (Store if kind == "store" else NtStore)(
+                addr, bytes([value]) * length
+            )
+            if len(atomic_writes([*program, instruction])) > max_writes:
+                return program
+        elif kind == "clwb":
+            instruction = Clwb(addr)
+        elif kind == "clflushopt":
+            instruction = Clflushopt(addr)
+        elif kind == "clflush":
+            instruction = Clflush(addr)
+        else:
+            instruction = Sfence()
+        program.append(instruction)
+
+
+def campaign(
+    seed: int,
+    programs: int,
+    mode: PersistMode,
+    factory: EmuFactory = ScmEmu,
+    size: int = 192,
+) -> ImageMismatch | None:
+    """Check ``programs`` random programs from ``seed``; the first mismatch, or None."""
+    rng = random.Random(seed)
+    for _ in range(programs):
+        mismatch = compare(random_program(rng, size), mode, size, factory)
+        if mismatch is not None:
+            return mismatch
+    return None

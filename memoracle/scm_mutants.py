@@ -1,0 +1,69 @@
+"""Deliberately broken SCM emulators that the persistency checks must catch.
+
+Each mutant changes one rule of the x86 persistency model the way a real emulator or a
+real programmer's mental model gets it wrong. The stateful test in
+``tests/test_persistency.py`` and ``memoracle check`` run every mutant against
+``spec.persistency`` and fail if any survives.
+"""
+
+from __future__ import annotations
+
+from impl.scm_emu import ScmEmu, _Piece
+
+
+class FlushWithoutFence(ScmEmu):
+    """``clwb``/``clflushopt`` make the line durable at once, as if no fence were needed."""
+
+    def clwb(self, offset: int) -> None:
+        super().clwb(offset)
+        self._force_line(offset)
+
+    def clflushopt(self, offset: int) -> None:
+        super().clflushopt(offset)
+        self._force_line(offset)
+
+    def _force_line(self, offset: int) -> None:
+        line = offset - offset % 64
+        for rec in self._chains.get(line, ()):
+            rec.forced = True
+        self._marks.pop(line, None)
+        self._settle([line])
+
+
+class LineReorder(ScmEmu):
+    """A later store to a line may persist without an earlier one (any subset, not a prefix)."""
+
+    def _line_options(self, pieces: list[_Piece]) -> list[list[_Piece]]:
+        subsets: list[list[_Piece]] = []
+        for mask in range(1 << len(pieces)):
+            subsets.append([p for i, p in enumerate(pieces) if mask >> i & 1])
+        return subsets
+
+
+class ClwbOrdered(ScmEmu):
+    """``clwb`` is taken as ordered with later stores: a fence also covers stores made
+    to the line after its ``clwb``."""
+
+    def sfence(self) -> None:
+        for line in self._marks:
+            self._marks[line] = self._seq
+        super().sfence()
+
+
+class NtDurableAtOnce(ScmEmu):
+    """Non-temporal stores are taken as durable without the fence."""
+
+    def ntstore(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        super().ntstore(offset, data)
+        for rec in self._nt:
+            rec.forced = True
+        self._settle([])
+
+
+#: Every mutant, by name, with the rule it breaks.
+SCM_MUTANTS: dict[str, type[ScmEmu]] = {
+    "flush-without-fence": FlushWithoutFence,
+    "line-reorder": LineReorder,
+    "clwb-ordered": ClwbOrdered,
+    "nt-durable-at-once": NtDurableAtOnce,
+}
