@@ -257,8 +257,8 @@ class ScmEmu:
         *,
         image: bytes | None = None,
     ) -> None:
-        if size <= 0 or size % CACHE_LINE:
-            raise ScmError(f"SCM size must be a positive multiple of {CACHE_LINE}, not {size}")
+        if size < 0 or size % CACHE_LINE:
+            raise ScmError(f"SCM size must be a multiple of {CACHE_LINE} bytes, not {size}")
         if image is not None and len(image) != size:
             raise ScmError(f"image of {len(image)} bytes does not fit an SCM of {size} bytes")
         self.size = size
@@ -303,6 +303,9 @@ class ScmEmu:
         self._hooks.remove(hook)
 
     def _emit(self, kind: str, offset: int, length: int) -> None:
+        if not self._hooks:
+            self.events += 1
+            return
         event = PersistEvent(self.events, kind, offset, length)
         self.events += 1
         for hook in list(self._hooks):
@@ -312,10 +315,7 @@ class ScmEmu:
         """A cached store: visible at once, durable per the model."""
         length = len(data)
         self._check(offset, length)
-        if self._hooks:
-            self._emit("store", offset, length)
-        else:
-            self.events += 1
+        self._emit("store", offset, length)
         if not length:
             return
         stats = self.stats

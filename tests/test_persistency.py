@@ -162,7 +162,7 @@ def test_bad_access_and_bad_image_are_rejected() -> None:
         emu.store(120, b"x" * 16)
     with pytest.raises(ScmError, match="does not fit"):
         emu.reboot(bytes(64))
-    with pytest.raises(ScmError, match="multiple of 64"):
+    with pytest.raises(ScmError, match="multiple of 64 bytes"):
         ScmEmu(100)
 
 

@@ -1,0 +1,3 @@
+from memoracle.cli import main
+
+raise SystemExit(main())

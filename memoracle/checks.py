@@ -1,0 +1,145 @@
+"""The default campaign: every check memoracle can run, as one registry.
+
+``memoracle check`` runs them all and prints a table (or JSON). Each check returns how
+many things it checked and whether all held; a failing check returns a report a person
+can act on, including how to reproduce it. Later systems add their checks to
+:data:`CHECKS`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from memoracle.persistency_check import campaign
+from memoracle.scm_mutants import SCM_MUTANTS
+from spec.persistency import PersistMode
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check found: ``ok``, how many items it checked, and a report if not ok."""
+
+    ok: bool
+    count: int
+    report: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named check of one system. ``run(seed)`` must be deterministic in ``seed``."""
+
+    system: str
+    name: str
+    description: str
+    run: Callable[[int], Outcome]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A check's outcome with its wall-clock time (reported, never asserted)."""
+
+    system: str
+    check: str
+    ok: bool
+    count: int
+    seconds: float
+    report: str
+
+    def as_json(self) -> dict[str, object]:
+        """The fields ``memoracle check --json`` promises."""
+        return {
+            "system": self.system,
+            "check": self.check,
+            "ok": self.ok,
+            "count": self.count,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+PERSISTENCY_PROGRAMS = 150
+
+
+def _persistency(mode: PersistMode) -> Callable[[int], Outcome]:
+    def run(seed: int) -> Outcome:
+        mismatch = campaign(seed, PERSISTENCY_PROGRAMS, mode)
+        if mismatch is None:
+            return Outcome(True, PERSISTENCY_PROGRAMS)
+        return Outcome(
+            False,
+            PERSISTENCY_PROGRAMS,
+            mismatch.render() + f"\nreproduce: memoracle check --seed {seed}",
+        )
+
+    return run
+
+
+def _persistency_mutants(seed: int) -> Outcome:
+    survivors = [
+        name
+        for name, mutant in SCM_MUTANTS.items()
+        if campaign(seed, 300, PersistMode.ADR, mutant) is None
+    ]
+    report = f"mutants not caught: {', '.join(survivors)}" if survivors else ""
+    return Outcome(not survivors, len(SCM_MUTANTS), report)
+
+
+def _proofs(seed: int) -> Outcome:
+    from proofs import prove_all
+
+    results = prove_all()
+    failed = [r for r in results if not r.ok]
+    report = "\n".join(f"{r.name}: expected {r.expect}, got {r.status}" for r in failed)
+    return Outcome(not failed, len(results), report)
+
+
+CHECKS: list[Check] = [
+    Check("proofs", "theorems", "every Z3 theorem proved, every mutant refuted", _proofs),
+    Check(
+        "machine",
+        "persistency-adr",
+        "SCM crash images equal the spec's (ADR), random programs",
+        _persistency(PersistMode.ADR),
+    ),
+    Check(
+        "machine",
+        "persistency-eadr",
+        "SCM crash images equal the spec's (eADR), random programs",
+        _persistency(PersistMode.EADR),
+    ),
+    Check(
+        "machine",
+        "persistency-mutants",
+        "every broken SCM emulator is caught by the comparison",
+        _persistency_mutants,
+    ),
+]
+
+
+def run_checks(
+    seed: int, only: set[str] | None = None, on_start: Callable[[Check], None] | None = None
+) -> list[CheckResult]:
+    """Run the registered checks (those whose system is in ``only``, if given)."""
+    results = []
+    for check in CHECKS:
+        if only is not None and check.system not in only:
+            continue
+        if on_start is not None:
+            on_start(check)
+        started = time.perf_counter()
+        try:
+            outcome = check.run(seed)
+        except AssertionError as error:  # an invariant broke inside the system
+            outcome = Outcome(False, 0, f"invariant violated: {error}")
+        results.append(
+            CheckResult(
+                check.system,
+                check.name,
+                outcome.ok,
+                outcome.count,
+                time.perf_counter() - started,
+                outcome.report,
+            )
+        )
+    return results
