@@ -67,15 +67,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_proofs(args: argparse.Namespace) -> int:
     """Prove every theorem (and refute every mutant) and print the table."""
-    from proofs import THEOREMS, prove_all, render_results
+    from proofs import print_results, prove_all, select_theorems
 
-    known = {t.name for t in THEOREMS}
-    names = set(args.only) if args.only else None
-    if names is not None and not names <= known:
-        sys.stderr.write(f"memoracle: unknown theorem {', '.join(sorted(names - known))}\n")
+    try:
+        select_theorems(args.only)
+    except LookupError as error:
+        sys.stderr.write(f"memoracle: {error}\n")
         return EXIT_USAGE
-    results = prove_all(names)
-    render_results(results, Console())
+    results = prove_all(args.only, timeout_seconds=args.timeout)
+    print_results(results, Console())
     return EXIT_OK if all(r.ok for r in results) else EXIT_VIOLATION
 
 
@@ -152,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     proofs = sub.add_parser("proofs", help="prove the Z3 theorems and refute their mutants")
-    proofs.add_argument("--only", action="append", help="only this theorem (repeatable)")
+    proofs.add_argument(
+        "--only", action="append", help="only theorems matching this pattern (repeatable)"
+    )
+    proofs.add_argument("--timeout", type=float, default=60.0, help="seconds per theorem")
     proofs.set_defaults(func=cmd_proofs)
 
     contracts = sub.add_parser("contracts", help="check the specs' contracts with CrossHair")
