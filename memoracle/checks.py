@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from memoracle.mmu_check import mmu_campaign
 from memoracle.persistency_check import campaign
 from memoracle.scm_mutants import SCM_MUTANTS
 from spec.persistency import PersistMode
@@ -85,6 +86,16 @@ def _persistency_mutants(seed: int) -> Outcome:
     return Outcome(not survivors, len(SCM_MUTANTS), report)
 
 
+MMU_STEPS = 400
+
+
+def _mmu(seed: int) -> Outcome:
+    report = mmu_campaign(seed, MMU_STEPS)
+    if report is None:
+        return Outcome(True, MMU_STEPS)
+    return Outcome(False, MMU_STEPS, report + f"\nreproduce: memoracle check --seed {seed}")
+
+
 def _proofs(seed: int) -> Outcome:
     from proofs import prove_all
 
@@ -96,6 +107,12 @@ def _proofs(seed: int) -> Outcome:
 
 CHECKS: list[Check] = [
     Check("proofs", "theorems", "every Z3 theorem proved, every mutant refuted", _proofs),
+    Check(
+        "machine",
+        "mmu-translation",
+        "MMU translations equal spec.paging.walk; invariants after every step",
+        _mmu,
+    ),
     Check(
         "machine",
         "persistency-adr",
