@@ -1,0 +1,210 @@
+"""UMFS's persistent-memory access, data-zone allocator and per-file page tables.
+
+A file's page table is a real three-level x86-64 table in SCM (PDPT → PD → PT → data
+pages), so that opening the file splices the PDPT into the process's PML4 and the MMU
+walks it. Every entry is ``P | US | A``: present, user-readable, *not* writable (the
+user's mapping is read-only; libumfs writes through the kernel's direct map), with the
+accessed bit preset so that the MMU's walks never store to SCM. A U-Log uses the same
+structure.
+
+Choices: files are not sparse — every page below the size is allocated (a write past
+the end zero-fills the gap); table pages are kept when a file shrinks and freed with the
+file; the allocator is volatile (the paper rebuilds it at mount by walking the inodes),
+lowest free page first, and pages freed by an operation return to it only after that
+operation has committed, so an undo can never resurrect a page someone else reused.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Callable, Iterable
+
+from impl.phys_mem import Machine
+from impl.umfs_layout import PAGE, CorruptImage, u64, word
+from spec.paging import ADDR_MASK, A, P, US
+
+ENTRY_FLAGS = P | US | A
+_LINE = 64
+
+#: Called with the name of a persist point after its flushes, before its fence.
+PersistHook = Callable[[str], None]
+
+
+class PmAccess:
+    """Loads, stores, flushes and fences on SCM by physical address (the direct map).
+
+    Every ``persist`` names its *site* (``"log"``, ``"tables"``, ``"data"``, …) so that a
+    crash explorer can say where it crashed and a mutant can drop one site's flushes.
+    """
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.scm = machine.scm
+        self.base = machine.scm_base
+        self.skip_flush: set[str] = set()
+        self.skip_fence: set[str] = set()
+        self.flushes: dict[str, int] = {}
+
+    def read(self, paddr: int, length: int) -> bytes:
+        """The visible bytes at ``paddr``."""
+        return self.machine.read(paddr, length)
+
+    def read_u64(self, paddr: int) -> int:
+        """The word at ``paddr``."""
+        return self.machine.read_u64(paddr)
+
+    def store(self, paddr: int, data: bytes) -> None:
+        """A cached store to SCM."""
+        self.scm.store(paddr - self.base, data)
+
+    def persist(self, site: str, regions: Iterable[tuple[int, int]]) -> None:
+        """``clwb`` every line of ``regions`` (``(paddr, length)``), then ``sfence``."""
+        lines: set[int] = set()
+        for paddr, length in regions:
+            start = (paddr - self.base) & ~(_LINE - 1)
+            lines.update(range(start, paddr - self.base + length, _LINE))
+        if site not in self.skip_flush:
+            for line in sorted(lines):
+                self.scm.clwb(line)
+            self.flushes[site] = self.flushes.get(site, 0) + len(lines)
+        if site not in self.skip_fence:
+            self.scm.sfence()
+
+
+class PageAllocator:
+    """The volatile free list of data-zone pages (physical addresses), lowest first."""
+
+    def __init__(self, first: int, count: int) -> None:
+        self.first = first
+        self.limit = first + count * PAGE
+        self._free: list[int] = []
+        self._free_set: set[int] = set()
+
+    def reset(self, used: set[int]) -> None:
+        """Every page not in ``used`` is free."""
+        self._free = [p for p in range(self.first, self.limit, PAGE) if p not in used]
+        heapq.heapify(self._free)
+        self._free_set = set(self._free)
+
+    @property
+    def free_count(self) -> int:
+        """How many pages are free."""
+        return len(self._free)
+
+    def contains(self, paddr: int) -> bool:
+        """Whether ``paddr`` is a page of the data zone."""
+        return self.first <= paddr < self.limit and paddr % PAGE == 0
+
+    def take(self, count: int) -> list[int] | None:
+        """``count`` free pages (lowest first), or ``None`` if there are not enough."""
+        if count > len(self._free):
+            return None
+        pages = [heapq.heappop(self._free) for _ in range(count)]
+        self._free_set.difference_update(pages)
+        return pages
+
+    def give_back(self, pages: Iterable[int]) -> None:
+        """Return pages to the free list."""
+        for page in pages:
+            assert self.contains(page) and page not in self._free_set, f"double free of {page:#x}"
+            heapq.heappush(self._free, page)
+            self._free_set.add(page)
+
+    def is_free(self, paddr: int) -> bool:
+        """Whether ``paddr`` is on the free list."""
+        return paddr in self._free_set
+
+
+def _indices(page_index: int) -> tuple[int, int, int]:
+    return (page_index >> 18) & 511, (page_index >> 9) & 511, page_index & 511
+
+
+class FileTables:
+    """Reading and planning changes of three-level file page tables in SCM."""
+
+    def __init__(self, pm: PmAccess, zone: PageAllocator) -> None:
+        self.pm = pm
+        self.zone = zone
+
+    def _next(self, entry: int, where: str) -> int:
+        paddr = entry & ADDR_MASK
+        if not entry & P or not self.zone.contains(paddr):
+            raise CorruptImage(f"{where}: entry {entry:#x} points outside the data zone")
+        return paddr
+
+    def entry_addr(self, top: int, page_index: int, level: int) -> int | None:
+        """The physical address of the entry for ``page_index`` at ``level`` (3 = PDPT,
+        2 = PD, 1 = PT), or ``None`` if a table above it is missing."""
+        i3, i2, i1 = _indices(page_index)
+        if level == 3:
+            return top + 8 * i3
+        pdpte = self.pm.read_u64(top + 8 * i3)
+        if not pdpte:
+            return None
+        pd = self._next(pdpte, f"PDPT {top:#x}[{i3}]")
+        if level == 2:
+            return pd + 8 * i2
+        pde = self.pm.read_u64(pd + 8 * i2)
+        if not pde:
+            return None
+        pt = self._next(pde, f"PD {pd:#x}[{i2}]")
+        return pt + 8 * i1
+
+    def lookup(self, top: int, page_index: int) -> int | None:
+        """The data page holding page ``page_index`` of the file, or ``None``."""
+        at = self.entry_addr(top, page_index, 1)
+        if at is None:
+            return None
+        pte = self.pm.read_u64(at)
+        return self._next(pte, f"PT entry {at:#x}") if pte else None
+
+    def walk(self, top: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """Every table page and every ``(page_index, data page)`` reachable from ``top``.
+
+        Raises :class:`CorruptImage` for an entry pointing outside the data zone.
+        """
+        if not self.zone.contains(top):
+            raise CorruptImage(f"table pointer {top:#x} outside the data zone")
+        tables = [top]
+        data: list[tuple[int, int]] = []
+        pdpt = self.pm.read(top, PAGE)
+        for i3 in range(512):
+            pdpte = word(pdpt, 8 * i3)
+            if not pdpte:
+                continue
+            pd_addr = self._next(pdpte, f"PDPT {top:#x}[{i3}]")
+            tables.append(pd_addr)
+            pd = self.pm.read(pd_addr, PAGE)
+            for i2 in range(512):
+                pde = word(pd, 8 * i2)
+                if not pde:
+                    continue
+                pt_addr = self._next(pde, f"PD {pd_addr:#x}[{i2}]")
+                tables.append(pt_addr)
+                pt = self.pm.read(pt_addr, PAGE)
+                for i1 in range(512):
+                    pte = word(pt, 8 * i1)
+                    if pte:
+                        index = (i3 << 18) | (i2 << 9) | i1
+                        data.append((index, self._next(pte, f"PT {pt_addr:#x}[{i1}]")))
+        return tables, data
+
+    def count_new_tables(self, top: int, old_pages: int, new_pages: int) -> int:
+        """How many PD and PT pages growing from ``old_pages`` to ``new_pages`` needs."""
+        missing_pd: set[int] = set()
+        missing_pt: set[tuple[int, int]] = set()
+        for index in range(old_pages, new_pages, 1):
+            i3, i2, i1 = _indices(index)
+            if i1 and index != old_pages:
+                continue  # same PT as the previous index
+            if self.entry_addr(top, index, 2) is None:
+                missing_pd.add(i3)
+                missing_pt.add((i3, i2))
+            elif self.entry_addr(top, index, 1) is None:
+                missing_pt.add((i3, i2))
+        return len(missing_pd) + len(missing_pt)
+
+
+def entry(paddr: int) -> bytes:
+    """A file-table entry pointing at ``paddr``: present, user, read-only, accessed."""
+    return u64((paddr & ADDR_MASK) | ENTRY_FLAGS)
