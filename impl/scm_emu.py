@@ -136,13 +136,25 @@ class CrashImage:
     pieces persisted (``0`` = none).
     """
 
-    __slots__ = ("units", "contents", "choice", "_digest")
+    __slots__ = ("units", "contents", "_choice", "_digest")
 
-    def __init__(self, units: tuple[int, ...], contents: bytes, choice: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        units: tuple[int, ...],
+        contents: bytes,
+        choice: tuple[int, ...] | Callable[[], tuple[int, ...]],
+    ) -> None:
         self.units = units
         self.contents = contents
-        self.choice = choice
+        self._choice = choice
         self._digest: str | None = None
+
+    @property
+    def choice(self) -> tuple[int, ...]:
+        """Per pending group, how many of its pieces persisted."""
+        if callable(self._choice):
+            self._choice = self._choice()
+        return self._choice
 
     @property
     def digest(self) -> str:
@@ -210,6 +222,7 @@ class _Component:
         self.base = base
         self._offset = {unit: i * ATOMIC_UNIT for i, unit in enumerate(units)}
         self.index: dict[bytes, int] = {}
+        self._option_memo: dict[tuple[int, ...], int] = {}
         self.options: list[bytes] = []
         self.option_choices: list[tuple[int, ...]] = []
         for choice in product(*(range(len(o)) for o in group_options)):
@@ -234,7 +247,11 @@ class _Component:
 
     def option_of(self, choice: Sequence[int]) -> int:
         """The index of the option that the group choice ``choice`` produces."""
-        return self.index[self.contents_of(choice)]
+        key = tuple(choice)
+        found = self._option_memo.get(key)
+        if found is None:
+            found = self._option_memo[key] = self.index[self.contents_of(choice)]
+        return found
 
     def top(self) -> tuple[int, ...]:
         """The choice that persists every piece of every group."""
@@ -586,17 +603,32 @@ class ScmEmu:
 
         def image_of(option_indices: Sequence[int]) -> CrashImage:
             contents = b"".join(c.options[i] for c, i in zip(components, option_indices))
-            choice = [0] * group_count
-            for comp, i in zip(components, option_indices):
-                for g, c in zip(comp.groups, comp.option_choices[i]):
-                    choice[g] = c
-            return CrashImage(units, contents, tuple(choice))
 
-        def options_of(choice: Sequence[int]) -> tuple[int, ...]:
-            return tuple(comp.option_of([choice[g] for g in comp.groups]) for comp in components)
+            def choice() -> tuple[int, ...]:
+                out = [0] * group_count
+                for comp, i in zip(components, option_indices):
+                    for g, c in zip(comp.groups, comp.option_choices[i]):
+                        out[g] = c
+                return tuple(out)
+
+            return CrashImage(units, contents, choice)
 
         nothing = tuple(0 for _ in components)
         everything = tuple(comp.option_of(comp.top()) for comp in components)
+        component_of: dict[int, tuple[int, int]] = {}  # group -> (component, position)
+        for ci, comp in enumerate(components):
+            for position, g in enumerate(comp.groups):
+                component_of[g] = (ci, position)
+
+        def varied(base: tuple[int, ...], group: int, value: int, base_choice: int) -> tuple[int, ...]:
+            """``base`` (all groups at 0 or all at top) with one group's choice changed."""
+            ci, position = component_of[group]
+            comp = components[ci]
+            sub = [0] * len(comp.groups) if base_choice == 0 else list(comp.top())
+            sub[position] = value
+            out = list(base)
+            out[ci] = comp.option_of(sub)
+            return tuple(out)
         total = 1
         for comp in components:
             total *= len(comp.options)
@@ -612,19 +644,13 @@ class ScmEmu:
             for g, c in zip(comp.groups, comp.top()):
                 top[g] = c
         for g in range(group_count):  # each group alone dropped, alone kept: always
-            dropped = list(top)
-            dropped[g] = 0
-            kept = [0] * group_count
-            kept[g] = top[g]
-            images.setdefault(image_of(options_of(dropped)), None)
-            images.setdefault(image_of(options_of(kept)), None)
+            images.setdefault(image_of(varied(everything, g, 0, 1)), None)
+            images.setdefault(image_of(varied(nothing, g, top[g], 0)), None)
         for g in range(group_count):  # torn lines, while room remains
             for j in range(1, top[g]):
                 if len(images) >= limit:
                     break
-                torn = list(top)
-                torn[g] = j
-                images.setdefault(image_of(options_of(torn)), None)
+                images.setdefault(image_of(varied(everything, g, j, 1)), None)
         rng = random.Random(seed)
         attempts = 0
         while len(images) < limit and attempts < 4 * limit:

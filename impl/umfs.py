@@ -64,7 +64,7 @@ from impl.umfs_layout import (
     unpack_dirent,
     word,
 )
-from impl.umfs_tables import FileTables, PageAllocator, PmAccess
+from impl.umfs_tables import ZERO_PAGE, FileTables, PageAllocator, PmAccess, entry
 from impl.umfs_ulog import Txn, ULog, recover_log
 from spec.paging import PML4, RW, US, P, make_entry
 from spec.umfs_api import (
@@ -175,6 +175,10 @@ class Umfs:
         self.open_count: dict[int, int] = {}
         self.free_inodes: set[int] = set()
         self.recovered: list[tuple[int, str]] = []
+        #: Volatile, for open inodes only: the U-Log header page (where the cached
+        #: attributes live) and the kind, so the read path need not re-read the inode.
+        self._open_headers: dict[int, int] = {}
+        self._open_kinds: dict[int, int] = {}
         self._next_pid = 1
         self._seq = 1
         self._locks: dict[int, threading.Lock] = {}
@@ -246,8 +250,7 @@ class Umfs:
         """Undo in-flight operations, write back cached attributes, reclaim orphans,
         rebuild the allocators. Idempotent: a crash in here is recovered by mounting again."""
         live = []
-        for ino in range(1, self.sb.inode_count + 1):
-            inode = self._inode(ino)
+        for ino, inode in self._all_inodes():
             if inode.kind not in (KIND_FREE, KIND_FILE, KIND_DIR):
                 raise CorruptImage(f"inode {ino} has impossible kind {inode.kind}")
             if inode.kind != KIND_FREE:
@@ -256,9 +259,12 @@ class Umfs:
                         raise CorruptImage(f"inode {ino}: {name} pointer {pointer:#x} outside the data zone")
                 live.append(ino)
         for ino in live:
+            if self._inode(ino).kind == KIND_FREE:  # its creation was just undone
+                continue
             op = recover_log(self._log(ino), self._valid_region)
             if op is not None:
                 self.recovered.append((ino, op))
+        live = [ino for ino in live if self._inode(ino).kind != KIND_FREE]  # undone creations
         for ino in live:
             header = self._log(ino).header()
             if self.pm.read_u64(header + LOG_ATTR_VALID):
@@ -268,8 +274,7 @@ class Umfs:
                 self.pm.persist("recovery-attrs", [(header + LOG_ATTR_VALID, 8)])
         used: set[int] = set()
         self.free_inodes = set()
-        for ino in range(1, self.sb.inode_count + 1):
-            inode = self._inode(ino)
+        for ino, inode in self._all_inodes():
             if inode.kind != KIND_FREE and inode.nlink == 0:
                 self.pm.store(self._inode_addr(ino) + INODE_KIND, u64(KIND_FREE))
                 self.pm.persist("recovery-orphans", [(self._inode_addr(ino), 8)])
@@ -297,6 +302,14 @@ class Umfs:
     def _inode_addr(self, ino: int) -> int:
         return self.base + PAGE + (ino - 1) * INODE_SIZE
 
+    def _all_inodes(self) -> list[tuple[int, Inode]]:
+        """Every inode slot, read in one pass over the inode zone."""
+        raw = self.pm.read(self.base + PAGE, self.sb.inode_count * INODE_SIZE)
+        return [
+            (i + 1, Inode.unpack(raw[i * INODE_SIZE : i * INODE_SIZE + 48]))
+            for i in range(self.sb.inode_count)
+        ]
+
     def _inode(self, ino: int) -> Inode:
         return Inode.unpack(self.pm.read(self._inode_addr(ino), 48))
 
@@ -306,8 +319,9 @@ class Umfs:
     def _size_addr(self, ino: int) -> int:
         """Where ``ino``'s size lives now: the U-Log while the file is open (the paper's
         cached attributes), else the inode."""
-        if self.open_count.get(ino, 0):
-            return self._log(ino).header() + LOG_ATTR_SIZE
+        header = self._open_headers.get(ino)
+        if header is not None:
+            return header + LOG_ATTR_SIZE
         return self._inode_addr(ino) + INODE_SIZE_FIELD
 
     def _size(self, ino: int) -> int:
@@ -324,14 +338,14 @@ class Umfs:
     def _plan_new_inode(self, txn: Txn, ino: int, kind: int, nlink: int) -> None:
         """Plan a fresh file: its table, its U-Log with a header page, its inode slot."""
         pdpt, pd, pt, log_pdpt, log_pd, log_pt, header = txn.allocate(PAGES_PER_NEW_FILE)
-        from impl.umfs_tables import entry
-
         for table, child in ((pdpt, pd), (pd, pt), (log_pdpt, log_pd), (log_pd, log_pt), (log_pt, header)):
             txn.writes["tables"].append((table, entry(child).ljust(PAGE, b"\0")))
         for page in (pt, header):
-            txn.writes["tables"].append((page, bytes(PAGE)))
-        inode = Inode(kind, nlink, 0, pdpt, log_pdpt, self._seq)
-        txn.write(self._inode_addr(ino), inode.pack().ljust(INODE_SIZE, b"\0"), "attrs")
+            txn.writes["tables"].append((page, ZERO_PAGE))
+        inode = Inode(kind, nlink, 0, pdpt, log_pdpt, self._seq).pack().ljust(INODE_SIZE, b"\0")
+        # Everything but the kind first, the kind last: a live kind never meets stale pointers.
+        txn.write(self._inode_addr(ino) + 8, inode[8:], "tables")
+        txn.write(self._inode_addr(ino), inode[:8], "attrs")
 
     def _lock(self, ino: int) -> threading.Lock:
         return self._locks.setdefault(ino, threading.Lock())
@@ -393,7 +407,8 @@ class Umfs:
         return names
 
     def _kind(self, ino: int) -> int:
-        return self._inode(ino).kind
+        kind = self._open_kinds.get(ino)
+        return kind if kind is not None else self._inode(ino).kind
 
     def _find(self, dino: int, name: str, path: str) -> int | None:
         if self._kind(dino) != KIND_DIR:
@@ -496,6 +511,8 @@ class Umfs:
         self.pm.store(header + LOG_ATTR_SIZE, size)
         self.pm.store(header + LOG_ATTR_VALID, u64(1))
         self.pm.persist("attr-cache", [(header + LOG_ATTR_VALID, 16)])
+        self._open_headers[ino] = header
+        self._open_kinds[ino] = self._inode(ino).kind
 
     def _write_back_attrs(self, ino: int) -> None:
         """Last closer: the cached size goes back to the inode, then the cache is dropped."""
@@ -505,6 +522,7 @@ class Umfs:
         self.pm.persist("attr-writeback", [(size_field, 8)])
         self.pm.store(header + LOG_ATTR_VALID, u64(0))
         self.pm.persist("attr-writeback", [(header + LOG_ATTR_VALID, 8)])
+        del self._open_headers[ino], self._open_kinds[ino]
 
     # ================================================================ open / close
 
@@ -663,7 +681,7 @@ class Umfs:
                 assert page_addr is not None, "every page below the size is allocated"
                 txn.write(page_addr + lo - page_start, chunk, "data")
         for index in range(old_pages, position // PAGE):  # a hole: zero pages
-            txn.writes["data"].append((fresh[index - old_pages], bytes(PAGE)))
+            txn.writes["data"].append((fresh[index - old_pages], ZERO_PAGE))
         if end > size:
             txn.write(self._size_addr(ino), u64(end), "attrs")
         self._commit(txn, ino)
@@ -677,7 +695,7 @@ class Umfs:
         old_pages, new_pages = _pages(size), _pages(length)
         if length > size:
             for page in txn.grow(self.tables, top, old_pages, new_pages):
-                txn.writes["data"].append((page, bytes(PAGE)))
+                txn.writes["data"].append((page, ZERO_PAGE))
         else:
             for index in range(new_pages, old_pages):
                 at = self.tables.entry_addr(top, index, 1)

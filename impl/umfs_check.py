@@ -46,8 +46,7 @@ def check_umfs(fs: Umfs) -> None:
     assert sb == fs.sb, "superblock differs from the mounted one"
     owner: dict[int, int] = {}
     live: dict[int, int] = {}
-    for ino in range(1, sb.inode_count + 1):
-        inode = fs._inode(ino)
+    for ino, inode in fs._all_inodes():
         assert inode.kind in (KIND_FREE, KIND_FILE, KIND_DIR), f"inode {ino}: kind {inode.kind}"
         if inode.kind == KIND_FREE:
             assert ino in fs.free_inodes, f"free inode {ino} not in the free set"

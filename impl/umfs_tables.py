@@ -17,6 +17,7 @@ operation has committed, so an undo can never resurrect a page someone else reus
 from __future__ import annotations
 
 import heapq
+import struct
 from typing import Callable, Iterable
 
 from impl.phys_mem import Machine
@@ -24,6 +25,7 @@ from impl.umfs_layout import PAGE, CorruptImage, u64, word
 from spec.paging import ADDR_MASK, A, P, US
 
 ENTRY_FLAGS = P | US | A
+ZERO_PAGE = bytes(PAGE)
 _LINE = 64
 
 #: Called with the name of a persist point after its flushes, before its fence.
@@ -44,6 +46,8 @@ class PmAccess:
         self.skip_flush: set[str] = set()
         self.skip_fence: set[str] = set()
         self.flushes: dict[str, int] = {}
+        #: The persist point being executed (for crash reports), "" outside one.
+        self.site = ""
 
     def read(self, paddr: int, length: int) -> bytes:
         """The visible bytes at ``paddr``."""
@@ -59,16 +63,21 @@ class PmAccess:
 
     def persist(self, site: str, regions: Iterable[tuple[int, int]]) -> None:
         """``clwb`` every line of ``regions`` (``(paddr, length)``), then ``sfence``."""
-        lines: set[int] = set()
-        for paddr, length in regions:
-            start = (paddr - self.base) & ~(_LINE - 1)
-            lines.update(range(start, paddr - self.base + length, _LINE))
+        self.site = site
+        flushed = 0
         if site not in self.skip_flush:
-            for line in sorted(lines):
-                self.scm.clwb(line)
-            self.flushes[site] = self.flushes.get(site, 0) + len(lines)
+            clwb = self.scm.clwb
+            last = -1
+            for paddr, length in sorted(regions):
+                start = max((paddr - self.base) & ~(_LINE - 1), last + _LINE)
+                for line in range(start, paddr - self.base + length, _LINE):
+                    clwb(line)
+                    flushed += 1
+                    last = line
+            self.flushes[site] = self.flushes.get(site, 0) + flushed
         if site not in self.skip_fence:
             self.scm.sfence()
+        self.site = ""
 
 
 class PageAllocator:
@@ -158,6 +167,16 @@ class FileTables:
         pte = self.pm.read_u64(at)
         return self._next(pte, f"PT entry {at:#x}") if pte else None
 
+    def _present(self, table: int) -> list[tuple[int, int]]:
+        """``(index, entry)`` of every non-zero entry of the table at ``table``."""
+        raw = self.pm.read(table, PAGE)
+        used = len(raw.rstrip(b"\0"))  # entries cluster at the start of a table
+        if not used:
+            return []
+        count = -(-used // 8)
+        entries = struct.unpack_from(f"<{count}Q", raw)
+        return [(i, e) for i, e in enumerate(entries) if e]
+
     def walk(self, top: int) -> tuple[list[int], list[tuple[int, int]]]:
         """Every table page and every ``(page_index, data page)`` reachable from ``top``.
 
@@ -167,26 +186,15 @@ class FileTables:
             raise CorruptImage(f"table pointer {top:#x} outside the data zone")
         tables = [top]
         data: list[tuple[int, int]] = []
-        pdpt = self.pm.read(top, PAGE)
-        for i3 in range(512):
-            pdpte = word(pdpt, 8 * i3)
-            if not pdpte:
-                continue
+        for i3, pdpte in self._present(top):
             pd_addr = self._next(pdpte, f"PDPT {top:#x}[{i3}]")
             tables.append(pd_addr)
-            pd = self.pm.read(pd_addr, PAGE)
-            for i2 in range(512):
-                pde = word(pd, 8 * i2)
-                if not pde:
-                    continue
+            for i2, pde in self._present(pd_addr):
                 pt_addr = self._next(pde, f"PD {pd_addr:#x}[{i2}]")
                 tables.append(pt_addr)
-                pt = self.pm.read(pt_addr, PAGE)
-                for i1 in range(512):
-                    pte = word(pt, 8 * i1)
-                    if pte:
-                        index = (i3 << 18) | (i2 << 9) | i1
-                        data.append((index, self._next(pte, f"PT {pt_addr:#x}[{i1}]")))
+                base = (i3 << 18) | (i2 << 9)
+                for i1, pte in self._present(pt_addr):
+                    data.append((base | i1, self._next(pte, f"PT {pt_addr:#x}[{i1}]")))
         return tables, data
 
     def count_new_tables(self, top: int, old_pages: int, new_pages: int) -> int:

@@ -47,7 +47,7 @@ from impl.umfs_layout import (
     u64,
     word,
 )
-from impl.umfs_tables import FileTables, PageAllocator, PmAccess, entry
+from impl.umfs_tables import ZERO_PAGE, FileTables, PageAllocator, PmAccess, entry
 from spec.umfs_api import NoSpace
 
 PHASES = ("tables", "data", "attrs")
@@ -203,7 +203,7 @@ class ULog:
         txn = Txn(self.pm, zone, "log-grow")
         pages = txn.grow(self.tables, self.top, have, need)
         for page in pages:
-            txn.writes["tables"].append((page, bytes(PAGE)))
+            txn.writes["tables"].append((page, ZERO_PAGE))
         regions = []
         for paddr, data in txn.writes["tables"]:
             self.pm.store(paddr, data)
@@ -237,13 +237,16 @@ class ULog:
             for paddr, data in writes:
                 self.pm.store(paddr, data)
             self.pm.persist(phase, [(paddr, len(data)) for paddr, data in writes])
-        self.pm.store(header + LOG_STATE, u64(0))
-        self.pm.persist("invalidate", [(header, 8)])
+        self.invalidate("invalidate")
         txn.zone.give_back(txn.free_after)
 
+    def is_marked_valid(self) -> bool:
+        """Whether the state word says an operation is in flight (trusted or not)."""
+        return self.pm.read_u64(self.header() + LOG_STATE) == LOG_VALID
+
     def pending(self) -> tuple[str, list[tuple[int, bytes]]] | None:
-        """The operation and undo records of a valid log, or ``None`` if it is idle
-        (or its header does not validate, which means nothing was changed)."""
+        """The operation and undo records of a valid log, or ``None`` if it is idle or
+        its header does not validate (torn: nothing was changed after it, see step 1)."""
         header = self.header()
         raw = self.pm.read(header, 64)
         if word(raw, LOG_STATE) != LOG_VALID:
@@ -266,6 +269,12 @@ class ULog:
             pos += 16 + padded
         return OP_NAMES.get(op, f"op{op}"), undo
 
+    def invalidate(self, site: str) -> None:
+        """Clear the state word and persist it."""
+        header = self.header()
+        self.pm.store(header + LOG_STATE, u64(0))
+        self.pm.persist(site, [(header, 8)])
+
 
 def recover_log(log: ULog, valid_region: RegionCheck) -> str | None:
     """Undo the operation in flight in ``log``, if any; return its name.
@@ -275,6 +284,9 @@ def recover_log(log: ULog, valid_region: RegionCheck) -> str | None:
     corruption, reported as :class:`CorruptImage`."""
     pending = log.pending()
     if pending is None:
+        if log.is_marked_valid():  # a torn header or torn records: clear it
+            log.invalidate("recovery-invalidate")
+            return "torn-log"
         return None
     op, undo = pending
     for paddr, old in undo:
@@ -283,7 +295,5 @@ def recover_log(log: ULog, valid_region: RegionCheck) -> str | None:
     for paddr, old in reversed(undo):
         log.pm.store(paddr, old)
     log.pm.persist("recovery-undo", [(paddr, len(old)) for paddr, old in undo])
-    log.pm.store(log.header() + LOG_STATE, u64(0))
-    log.pm.persist("recovery-invalidate", [(log.header(), 8)])
+    log.invalidate("recovery-invalidate")
     return op
-

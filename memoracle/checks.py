@@ -96,6 +96,16 @@ def _mmu(seed: int) -> Outcome:
     return Outcome(False, MMU_STEPS, report + f"\nreproduce: memoracle check --seed {seed}")
 
 
+UMFS_STEPS = 300
+
+
+def _umfs(seed: int) -> Outcome:
+    from memoracle.fs_campaign import umfs_campaign
+
+    report = umfs_campaign(seed, UMFS_STEPS)
+    return Outcome(report is None, UMFS_STEPS, report or "")
+
+
 def _proofs(seed: int) -> Outcome:
     from proofs import prove_all
 
@@ -106,6 +116,7 @@ def _proofs(seed: int) -> Outcome:
 
 
 CHECKS: list[Check] = [
+    Check("umfs", "conformance", "UMFS agrees with the model step by step; fsck after each", _umfs),
     Check("proofs", "theorems", "every Z3 theorem proved, every mutant refuted", _proofs),
     Check(
         "machine",
@@ -132,6 +143,7 @@ CHECKS: list[Check] = [
         _persistency_mutants,
     ),
 ]
+
 
 
 def run_checks(

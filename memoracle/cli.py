@@ -136,6 +136,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the report's pictures."""
+    from memoracle.report import umfs_open_plot
+
+    results = Path(args.results)
+    if args.results != "bench-results.json" and not results.exists():
+        sys.stderr.write(f"memoracle: no such results file: {results}\n")
+        return EXIT_USAGE
+    try:
+        path = umfs_open_plot(Path(args.output), results)
+    except (ValueError, KeyError) as error:
+        sys.stderr.write(f"memoracle: {results} is not a bench-results file: {error}\n")
+        return EXIT_USAGE
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     parser = _Parser(
@@ -169,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", default="bench-results.json", help="where to write figures")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.set_defaults(func=cmd_bench)
+
+    report = sub.add_parser("report", help="write the report's pictures (PNG)")
+    report.add_argument("--output", default="reports", help="directory for the pictures")
+    report.add_argument("--results", default="bench-results.json", help="figures to plot")
+    report.set_defaults(func=cmd_report)
+
     return parser
 
 

@@ -308,3 +308,19 @@ def test_fsck_catches_a_leaked_page() -> None:
     fs.zone.take(1)
     with pytest.raises(AssertionError, match="neither free nor reachable"):
         fs.check_invariants()
+
+
+def test_the_check_campaign_catches_a_umfs_that_drops_a_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memoracle import fs_campaign
+
+    class DropsLastByte(Umfs):
+        def _write_at(self, ino: int, position: int, data: bytes) -> None:
+            super()._write_at(ino, position, data[:-1] + b"\0" if len(data) > 1 else data)
+
+    def make_broken() -> Umfs:
+        return DropsLastByte.mkfs(Machine(dram_size=16 << 20, scm_size=16 << 20))
+
+    assert fs_campaign.umfs_campaign(0, 300) is None
+    monkeypatch.setattr(fs_campaign, "make_umfs", make_broken)
+    report = fs_campaign.umfs_campaign(0, 300)
+    assert report is not None and "--seed 0" in report
