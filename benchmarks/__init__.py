@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from benchmarks.common import Figure
 from benchmarks.machine import machine_figures
+from benchmarks.spsc import spsc_figures
 from benchmarks.umfs import umfs_figures
 
 
 def run_benchmarks(quick: bool = False) -> list[Figure]:
     """Every figure, in a stable order."""
-    return [*machine_figures(quick), *umfs_figures(quick)]
+    return [*machine_figures(quick), *umfs_figures(quick), *spsc_figures(quick)]
 
 
 __all__ = ["Figure", "run_benchmarks"]

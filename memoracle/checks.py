@@ -144,6 +144,28 @@ CHECKS: list[Check] = [
     ),
 ]
 
+SPSC_HISTORIES = 300
+
+
+def _spsc_checkers(seed: int) -> Outcome:
+    from memoracle.spsc_check import checkers_agree
+
+    report = checkers_agree(seed, SPSC_HISTORIES)
+    suffix = f"\nreproduce: memoracle check --system spsc --seed {seed}"
+    return Outcome(report is None, SPSC_HISTORIES, (report + suffix) if report else "")
+
+
+def _spsc_explorer(seed: int) -> Outcome:
+    from memoracle.spsc_check import explorer_cells
+
+    executions, report = explorer_cells()
+    return Outcome(report is None, executions, report or "")
+
+
+CHECKS += [
+    Check("spsc", "fast-vs-generic", "fast SPSC checker equals Wing-Gong-Lowe on mutated histories", _spsc_checkers),
+    Check("spsc", "interleavings", "fences-table cells and ring mutants, explored exhaustively", _spsc_explorer),
+]
 
 
 def run_checks(

@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results", default="bench-results.json", help="figures to plot")
     report.set_defaults(func=cmd_report)
 
+    from memoracle.history_cli import add_commands as add_spsc_commands
+
+    add_spsc_commands(sub)  # history check|record, interleave (SPSC)
     return parser
 
 

@@ -24,6 +24,8 @@ from proofs.report import print_results, render_results, results_table
 
 # Theorem modules: importing one registers its theorems.
 from proofs import page_table as page_table  # noqa: E402  (after the registry exists)
+from proofs import ulog as ulog  # noqa: E402
+from proofs import spsc as spsc  # noqa: E402
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -38,4 +40,5 @@ __all__ = [
     "render_results",
     "results_table",
     "select_theorems",
+    "spsc",
 ]

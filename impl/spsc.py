@@ -1,0 +1,211 @@
+"""Single-producer single-consumer rings in emulated shared memory.
+
+Two variants, both with free-running 64-bit counters (``tail`` counts pushes, ``head``
+counts pops; the ring holds ``tail - head`` values, slot of counter ``i`` is
+``i & (capacity - 1)``), so the capacity must be a power of two:
+
+- ``lamport``: every push reads ``head`` and every pop reads ``tail`` (Lamport 1983, as
+  in Linux ``kfifo``).
+- ``cached``: the producer keeps a private copy of ``head`` and re-reads the shared one
+  only when the copy says "full"; the consumer likewise for ``tail`` (as in rigtorp's
+  SPSCQueue and folly's ProducerConsumerQueue).
+
+Layout in one 4 KiB frame of the :class:`~impl.phys_mem.Machine`: ``head`` at offset 0,
+``tail`` at offset 64 (separate cache lines), slots of 8 bytes from offset 128, so the
+capacity is at most 496. Each side keeps its *own* index in a private variable (the
+other side never writes it), as real rings load their own index relaxed; only the other
+side's index and the slots are shared-memory accesses.
+
+Which accesses are ordered is configurable (:class:`Fences`), so that the interleaving
+explorer can find out which orderings each memory model needs: acquire on the load of
+the other side's index, release on the store publishing one's own index, and a full
+fence after that store (which makes the publication visible before the operation
+returns — what *strict* linearizability of "full"/"empty" answers needs on a machine
+with store buffers).
+
+Operations are *programs* (generators for :mod:`impl.cpu_emu`): ``push(value)`` yields
+its accesses and returns ``True``/``False``; ``pop()`` returns the value or ``None``.
+:meth:`SpscRing.run` executes a program directly against memory, with no buffering,
+for code that does not explore interleavings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Generator, Literal, Union
+
+from impl.cpu_emu import Fence, Load, Request, Store
+from impl.phys_mem import Machine
+
+Variant = Literal["lamport", "cached"]
+VARIANTS: tuple[Variant, ...] = ("lamport", "cached")
+
+HEAD_OFFSET = 0
+TAIL_OFFSET = 64
+SLOTS_OFFSET = 128
+MAX_CAPACITY = (4096 - SLOTS_OFFSET) // 8
+_MASK64 = (1 << 64) - 1
+
+PushProgram = Generator[Request, Union[int, None], bool]
+PopProgram = Generator[Request, Union[int, None], Union[int, None]]
+
+
+@dataclass(frozen=True)
+class Fences:
+    """Which orderings the ring asks for (all off = Lamport's ring with plain accesses)."""
+
+    producer_acquire_head: bool = False
+    producer_release_tail: bool = False
+    producer_fence_after_tail: bool = False
+    consumer_acquire_tail: bool = False
+    consumer_release_head: bool = False
+    consumer_fence_after_head: bool = False
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The names of the knobs, in declaration order."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls, names: tuple[str, ...] | list[str] | set[str]) -> Fences:
+        """The fences with exactly ``names`` turned on."""
+        unknown = set(names) - set(cls.names())
+        if unknown:
+            raise ValueError(f"unknown fence {sorted(unknown)[0]!r}")
+        return cls(**{name: True for name in names})
+
+    def enabled(self) -> tuple[str, ...]:
+        """The names of the knobs that are on."""
+        return tuple(name for name in self.names() if getattr(self, name))
+
+
+ALL_FENCES = Fences.of(Fences.names())
+
+
+class SpscRing:
+    """A ring of ``capacity`` 8-byte values at physical address ``base`` of ``machine``.
+
+    Guarantees of the *protocol* (under sequential consistency, proved in
+    :mod:`proofs.spsc`; under weaker models only with the fences the explorer finds):
+    ``0 <= tail - head <= capacity`` (mod 2^64), a push never overwrites an unread slot,
+    a pop never reads an unpublished slot.
+    """
+
+    def __init__(
+        self,
+        machine: Machine,
+        base: int,
+        capacity: int,
+        variant: Variant = "lamport",
+        fences: Fences = Fences(),
+    ) -> None:
+        if capacity < 1 or capacity & (capacity - 1) or capacity > MAX_CAPACITY:
+            raise ValueError(f"capacity must be a power of two in [1, {MAX_CAPACITY}], not {capacity}")
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown ring variant {variant!r}")
+        self.machine = machine
+        self.base = base
+        self.capacity = capacity
+        self.variant = variant
+        self.fences = fences
+        self.head_addr = base + HEAD_OFFSET
+        self.tail_addr = base + TAIL_OFFSET
+        # private state of each side
+        self.producer_tail = 0
+        self.producer_cached_head = 0
+        self.consumer_head = 0
+        self.consumer_cached_tail = 0
+
+    @classmethod
+    def allocate(
+        cls, machine: Machine, capacity: int, variant: Variant = "lamport", fences: Fences = Fences()
+    ) -> SpscRing:
+        """A ring in a freshly allocated (zeroed) frame of ``machine``."""
+        return cls(machine, machine.alloc_frame(), capacity, variant, fences)
+
+    def slot_addr(self, counter: int) -> int:
+        """The physical address of the slot that counter value ``counter`` uses."""
+        return self.base + SLOTS_OFFSET + 8 * (counter & (self.capacity - 1))
+
+    # -- the programs ----------------------------------------------------------------
+    def push(self, value: int) -> PushProgram:
+        """Producer: append ``value`` unless the ring is full; returns whether it did."""
+        f = self.fences
+        tail = self.producer_tail
+        if self.variant == "cached":
+            if (tail - self.producer_cached_head) & _MASK64 == self.capacity:
+                loaded = yield Load(self.head_addr, acquire=f.producer_acquire_head)
+                assert loaded is not None
+                self.producer_cached_head = loaded
+                if (tail - loaded) & _MASK64 == self.capacity:
+                    return False
+        else:
+            head = yield Load(self.head_addr, acquire=f.producer_acquire_head)
+            assert head is not None
+            if (tail - head) & _MASK64 == self.capacity:
+                return False
+        yield Store(self.slot_addr(tail), value)
+        self.producer_tail = (tail + 1) & _MASK64
+        yield Store(self.tail_addr, self.producer_tail, release=f.producer_release_tail)
+        if f.producer_fence_after_tail:
+            yield Fence()
+        return True
+
+    def pop(self) -> PopProgram:
+        """Consumer: remove and return the oldest value, or ``None`` if the ring is empty."""
+        f = self.fences
+        head = self.consumer_head
+        if self.variant == "cached":
+            if self.consumer_cached_tail == head:
+                loaded = yield Load(self.tail_addr, acquire=f.consumer_acquire_tail)
+                assert loaded is not None
+                self.consumer_cached_tail = loaded
+                if loaded == head:
+                    return None
+        else:
+            tail = yield Load(self.tail_addr, acquire=f.consumer_acquire_tail)
+            if tail == head:
+                return None
+        value = yield Load(self.slot_addr(head))
+        self.consumer_head = (head + 1) & _MASK64
+        yield Store(self.head_addr, self.consumer_head, release=f.consumer_release_head)
+        if f.consumer_fence_after_head:
+            yield Fence()
+        return value
+
+    # -- direct execution ----------------------------------------------------------------
+    def run(self, program: Generator[Request, Union[int, None], object]) -> object:
+        """Run a program to completion directly on memory (no store buffer)."""
+        try:
+            request = next(program)
+            while True:
+                reply: int | None = None
+                if isinstance(request, Load):
+                    reply = self.machine.read_u64(request.addr)
+                elif isinstance(request, Store):
+                    self.machine.write_u64(request.addr, request.value & _MASK64)
+                request = program.send(reply)
+        except StopIteration as stop:
+            return stop.value
+
+    def try_push(self, value: int) -> bool:
+        """Push directly (see :meth:`run`)."""
+        return bool(self.run(self.push(value)))
+
+    def try_pop(self) -> int | None:
+        """Pop directly (see :meth:`run`)."""
+        result = self.run(self.pop())
+        assert result is None or isinstance(result, int)
+        return result
+
+    def check_invariants(self) -> None:
+        """Assert, on memory as it is now: ``0 <= tail - head <= capacity`` (mod 2^64);
+        each side's private index equals its shared one once its stores are visible; a
+        cached copy of the other index never runs ahead of it."""
+        head = self.machine.read_u64(self.head_addr)
+        tail = self.machine.read_u64(self.tail_addr)
+        assert (tail - head) & _MASK64 <= self.capacity, f"tail {tail} - head {head} > capacity"
+        assert (self.producer_tail - head) & _MASK64 <= self.capacity
+        if self.variant == "cached":
+            assert (self.producer_tail - self.producer_cached_head) & _MASK64 <= self.capacity
+            assert (self.consumer_cached_tail - self.consumer_head) & _MASK64 <= self.capacity

@@ -1,0 +1,158 @@
+"""Record a real history: an SPSC ring shared by two OS processes.
+
+The ring lives in a ``multiprocessing.shared_memory`` block with the layout of
+``impl/spsc.py`` (``head`` at offset 0, ``tail`` at 64, slots from 128) and Lamport's
+protocol with free-running counters. One process pushes ``1, 2, 3, ...`` (an attempt
+that finds the ring full is a ``push -> false`` operation), the other pops; both run at
+full speed on different cores when the machine has them.
+
+Stamps: one shared monotonic counter at offset 64 of a second cache line block, taken
+under one ``multiprocessing.Lock`` just before an operation's first access and just
+after its last, so that ``a.ret < b.call`` implies that ``a`` really finished before
+``b`` started (no clock skew between processes: Porcupine issue #40). The counter
+serializes the stamps, not the ring accesses.
+
+Assumptions, written down: an aligned 8-byte ``struct.pack_into`` on the shared block
+is a single store and is not torn (true of CPython's ``memcpy`` of 8 aligned bytes on
+x86-64 and AArch64); x86-TSO orders the slot write before the tail write (on weaker
+hardware this recorder would need fences that Python cannot issue, and the checker
+would rightly report the result).
+
+``mutant="wrong_slot"`` makes the consumer read the slot after the right one — a broken
+ring whose histories the checker must reject.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import struct
+import tempfile
+from multiprocessing import shared_memory
+from multiprocessing.synchronize import Barrier, Lock
+from typing import Any, Literal
+
+from spec.history import header_line
+
+_U64 = struct.Struct("<Q")
+HEAD, TAIL, STAMP, SLOTS = 0, 64, 128, 192
+Mutant = Literal["none", "wrong_slot"]
+
+
+def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
+    buf = shm.buf
+    assert buf is not None, "shared memory block is closed"
+    return buf
+
+
+def _stamp(buf: memoryview, lock: Lock) -> int:
+    with lock:
+        value: int = _U64.unpack_from(buf, STAMP)[0] + 1
+        _U64.pack_into(buf, STAMP, value)
+    return value
+
+
+def _producer(name: str, lock: Lock, start: Barrier, capacity: int, count: int, out: str) -> None:
+    shm = shared_memory.SharedMemory(name=name)
+    start.wait()
+    buf = _buffer(shm)
+    lines = []
+    tail = 0
+    value = 1
+    unpack, pack = _U64.unpack_from, _U64.pack_into
+    for ident in range(count):
+        call = _stamp(buf, lock)
+        head = unpack(buf, HEAD)[0]
+        if tail - head == capacity:
+            ok = False
+            os.sched_yield()  # let the consumer run: fewer "full" attempts
+        else:
+            pack(buf, SLOTS + 8 * (tail & (capacity - 1)), value)
+            tail += 1
+            pack(buf, TAIL, tail)
+            ok = True
+        ret = _stamp(buf, lock)
+        lines.append(
+            f'{{"id":{2 * ident},"thread":"producer","kind":"push","arg":{value},'
+            f'"result":{"true" if ok else "false"},"call":{call},"return":{ret}}}\n'
+        )
+        if ok:
+            value += 1
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    del buf
+    shm.close()
+
+
+def _consumer(
+    name: str, lock: Lock, start: Barrier, capacity: int, count: int, out: str, mutant: Mutant
+) -> None:
+    shm = shared_memory.SharedMemory(name=name)
+    start.wait()
+    buf = _buffer(shm)
+    lines = []
+    head = 0
+    skew = 1 if mutant == "wrong_slot" else 0
+    unpack, pack = _U64.unpack_from, _U64.pack_into
+    for ident in range(count):
+        call = _stamp(buf, lock)
+        tail = unpack(buf, TAIL)[0]
+        if tail == head:
+            result = "null"
+            os.sched_yield()
+        else:
+            result = str(unpack(buf, SLOTS + 8 * ((head + skew) & (capacity - 1)))[0])
+            head += 1
+            pack(buf, HEAD, head)
+        ret = _stamp(buf, lock)
+        lines.append(
+            f'{{"id":{2 * ident + 1},"thread":"consumer","kind":"pop","arg":null,'
+            f'"result":{result},"call":{call},"return":{ret}}}\n'
+        )
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    del buf
+    shm.close()
+
+
+def record_history(
+    path: str, operations: int, capacity: int = 8, *, mutant: Mutant = "none"
+) -> None:
+    """Run the two processes for ``operations`` operations in total (half each) and
+    write the history to ``path`` in format 1 (producer's lines, then consumer's)."""
+    if capacity < 1 or capacity & (capacity - 1):
+        raise ValueError(f"capacity must be a power of two, not {capacity}")
+    context: Any = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    lock = context.Lock()
+    start = context.Barrier(2)
+    shm = shared_memory.SharedMemory(create=True, size=SLOTS + 8 * capacity)
+    try:
+        _buffer(shm)[: SLOTS + 8 * capacity] = bytes(SLOTS + 8 * capacity)
+        with tempfile.TemporaryDirectory() as tmp:
+            p_out, c_out = os.path.join(tmp, "p.jsonl"), os.path.join(tmp, "c.jsonl")
+            pushes = operations - operations // 2
+            producer = context.Process(target=_producer, args=(shm.name, lock, start, capacity, pushes, p_out))
+            consumer = context.Process(
+                target=_consumer, args=(shm.name, lock, start, capacity, operations // 2, c_out, mutant)
+            )
+            producer.start()
+            consumer.start()
+            producer.join()
+            consumer.join()
+            if producer.exitcode or consumer.exitcode:
+                raise RuntimeError(f"recorder processes failed ({producer.exitcode}, {consumer.exitcode})")
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(header_line(capacity) + "\n")
+                for part in (p_out, c_out):
+                    with open(part, encoding="utf-8") as handle:
+                        out.writelines(handle)
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+def describe_file(path: str) -> str:
+    """A one-line summary of a history file's header (for messages)."""
+    with open(path, encoding="utf-8") as handle:
+        return json.dumps(json.loads(handle.readline()))

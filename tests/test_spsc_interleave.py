@@ -1,0 +1,196 @@
+"""Store-buffer cores, the rings, the interleaving explorer and the fences table."""
+
+from __future__ import annotations
+
+from typing import Generator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from impl.cpu_emu import TIME, CpuEmu, Fence, Load, Model, Program, Request, Stamp, Store
+from impl.phys_mem import Machine
+from impl.spsc import ALL_FENCES, Fences, SpscRing
+from memoracle.fences_table import Cell, fences_table, render_markdown
+from memoracle.interleave import Scenario, explore, pct, replay
+from memoracle.spsc_mutants import RING_MUTANTS
+from spec.spsc_model import BoundedQueue, Criterion
+
+STRICT, TOLERANT = Criterion.STRICT, Criterion.TOLERANT
+A, B = 0x1000, 0x1008
+
+
+def cpu(model: Model) -> CpuEmu:
+    return CpuEmu(Machine(dram_size=4 * 4096), model)
+
+
+def program(*requests: Request) -> Program:
+    seen = []
+    for request in requests:
+        seen.append((yield request))
+    return seen
+
+
+# ---------------------------------------------------------------- the cores
+
+
+def test_tso_buffers_forwards_and_drains_in_order() -> None:
+    emu = cpu(Model.TSO)
+    core = emu.spawn(program(Store(A, 1), Store(B, 2), Load(A), Fence()))
+    emu.perform(("step", core, 0))
+    emu.perform(("step", core, 0))
+    assert emu.machine.read_u64(A) == 0  # buffered, invisible
+    emu.perform(("step", core, 0))  # load forwards from the buffer
+    assert ("step", core, 0) not in emu.enabled()  # fence waits for the buffer
+    assert emu.enabled() == [("drain", core, A)]  # FIFO: only the oldest
+    emu.perform(("drain", core, A))
+    assert emu.enabled() == [("drain", core, B)]
+    emu.perform(("drain", core, B))
+    emu.perform(("step", core, 0))
+    assert emu.finished and emu.cores[core].result == [None, None, 1, None]
+    emu.check_invariants()
+
+
+def test_weak_drains_per_address_but_release_waits() -> None:
+    emu = cpu(Model.WEAK)
+    core = emu.spawn(program(Store(A, 1), Store(B, 2), Store(A, 3, release=True), Store(B + 8, 4, release=True)))
+    for _ in range(4):
+        emu.perform(("step", core, 0))
+    # B may pass A; the release to B+8 is not the oldest entry, so it waits
+    assert set(emu.enabled()) == {("drain", core, A), ("drain", core, B)}
+    emu.perform(("drain", core, B))
+    emu.perform(("drain", core, A))
+    assert set(emu.enabled()) == {("drain", core, A)}  # the release to A is now oldest
+    emu.perform(("drain", core, A))
+    emu.perform(("drain", core, B + 8))
+    assert emu.machine.read_u64(A) == 3 and emu.finished
+
+
+def test_sc_writes_at_once_and_footprints_say_what_conflicts() -> None:
+    emu = cpu(Model.SC)
+    writer = emu.spawn(program(Store(A, 5)))
+    reader = emu.spawn(program(Stamp(), Load(A)))
+    assert emu.footprint(("step", writer, 0)) == ((A, True),)
+    assert emu.footprint(("step", reader, 0)) == ((TIME, False),)
+    emu.perform(("step", writer, 0))
+    assert emu.machine.read_u64(A) == 5 and not emu.cores[writer].buffer
+    tso = cpu(Model.TSO)
+    core = tso.spawn(program(Store(A, 5)))
+    assert tso.footprint(("step", core, 0)) == ()  # a buffered store touches nothing shared
+
+
+# ---------------------------------------------------------------- the rings
+
+
+@given(
+    ops=st.lists(st.one_of(st.integers(1, 2**64 - 1), st.none()), max_size=60),
+    capacity=st.sampled_from([1, 2, 4, 8]),
+    variant=st.sampled_from(["lamport", "cached"]),
+    start=st.sampled_from([0, 2**64 - 5]),
+)
+@settings(max_examples=150)
+def test_ring_run_sequentially_is_the_bounded_queue(
+    ops: list[int | None], capacity: int, variant: str, start: int
+) -> None:
+    """Direct execution equals the spec, also across the 2^64 wrap of the counters."""
+    machine = Machine(dram_size=2 * 4096)
+    ring = SpscRing.allocate(machine, capacity, variant)  # type: ignore[arg-type]
+    for addr in (ring.head_addr, ring.tail_addr):
+        machine.write_u64(addr, start)
+    ring.producer_tail = ring.producer_cached_head = ring.consumer_head = ring.consumer_cached_tail = start
+    model = BoundedQueue(capacity)
+    for value in ops:
+        if value is None:
+            model, expected = model.try_pop()
+            assert ring.try_pop() == expected
+        else:
+            model, pushed = model.try_push(value)
+            assert ring.try_push(value) == pushed
+        ring.check_invariants()
+
+
+def test_ring_rejects_a_capacity_that_is_not_a_power_of_two() -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        SpscRing.allocate(Machine(dram_size=2 * 4096), 6)
+
+
+# ---------------------------------------------------------------- the explorer
+
+
+@pytest.fixture(scope="module")
+def table() -> list[Cell]:
+    return fences_table()
+
+
+def _cell(table: list[Cell], model: Model, variant: str, criterion: Criterion) -> tuple[tuple[str, ...], ...]:
+    return next(c.minimal for c in table if (c.model, c.variant, c.criterion) == (model, variant, criterion))
+
+
+def test_fences_table_key_cells(table: list[Cell]) -> None:
+    for variant in ("lamport", "cached"):
+        # SC needs nothing; the fence-free ring is correct under TSO for the tolerant criterion
+        assert _cell(table, Model.SC, variant, STRICT) == ((),)
+        assert _cell(table, Model.TSO, variant, TOLERANT) == ((),)
+        # strict needs the store-load fences after both publications under TSO
+        assert _cell(table, Model.TSO, variant, STRICT) == (
+            ("producer_fence_after_tail", "consumer_fence_after_head"),
+        )
+        # the weaker model needs the release on the tail publish
+        assert _cell(table, Model.WEAK, variant, TOLERANT) == (("producer_release_tail",),)
+    text = render_markdown(table)
+    assert "| tso | lamport | P:fence + C:fence | none |" in text
+
+
+def test_removing_the_release_on_the_publish_breaks_it_under_the_weaker_model() -> None:
+    everything_but = Fences.of(set(Fences.names()) - {"producer_release_tail"})
+    result = explore(Scenario(Model.WEAK, fences=everything_but), TOLERANT)
+    assert not result.ok and result.violation is not None
+    text = result.violation.render()
+    assert "drain" in text and "history:" in text and "replay:" in text
+    # the schedule replays to the same history
+    again = replay(result.violation.scenario, result.violation.schedule)
+    assert tuple(again.ops) == result.violation.history
+    assert explore(Scenario(Model.WEAK, fences=ALL_FENCES), STRICT).ok
+
+
+def test_spurious_empty_under_tso_is_strict_violation_only() -> None:
+    result = explore(Scenario(Model.TSO), STRICT)
+    assert result.violation is not None and "empty" in result.violation.render()
+
+
+@pytest.mark.parametrize("model", list(Model))
+def test_sleep_sets_keep_every_verdict(model: Model) -> None:
+    """With and without reduction, the same scenarios fail; reduction runs fewer."""
+    for fences in (Fences(), Fences.of(["producer_release_tail"]), ALL_FENCES):
+        scenario = Scenario(model, fences=fences, capacity=1, pushes=1, pops=1)
+        for criterion in Criterion:
+            reduced = explore(scenario, criterion)
+            full = explore(scenario, criterion, reduction=False)
+            assert reduced.ok == full.ok, (scenario.describe(), criterion)
+            if reduced.ok:
+                assert reduced.executions <= full.executions
+
+
+@pytest.mark.parametrize("name", sorted(RING_MUTANTS))
+def test_every_ring_mutant_is_caught(name: str) -> None:
+    ring, model = RING_MUTANTS[name]
+    scenario = Scenario(model, ring=ring, capacity=1, pushes=2, pops=2)
+    result = explore(scenario, TOLERANT)
+    assert not result.ok, f"mutant {name} survived {result.executions} executions"
+
+
+def test_preemption_bound_zero_runs_few_executions_and_misses_deep_bugs() -> None:
+    scenario = Scenario(Model.WEAK)
+    bounded = explore(scenario, TOLERANT, bound=0)
+    unbounded = explore(Scenario(Model.TSO), TOLERANT)
+    assert bounded.exhausted or not bounded.ok
+    assert unbounded.ok and unbounded.exhausted and unbounded.executions > 100
+
+
+def test_pct_finds_the_missing_release_and_is_deterministic() -> None:
+    scenario = Scenario(Model.WEAK)
+    first = pct(scenario, TOLERANT, runs=400, depth=3, seed=1)
+    second = pct(scenario, TOLERANT, runs=400, depth=3, seed=1)
+    assert first.violation is not None
+    assert second.violation is not None and first.violation.schedule == second.violation.schedule
+    assert pct(Scenario(Model.WEAK, fences=ALL_FENCES), STRICT, runs=100, seed=1).ok
