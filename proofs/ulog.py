@@ -5,59 +5,15 @@ stores that the x86 persistency model (:mod:`spec.persistency`) lets survive, mu
 recover to the file as it was before the operation or as it is after it; and a crash
 *during* recovery must not change what recovery produces.
 
-The encoding
-------------
-Memory is a fixed set of 64-bit words (:data:`LOCATIONS`); word ``w`` is at byte address
-``8 * w``, so a word is an atomic unit and words ``8k .. 8k+7`` share a 64-byte line.
-A protocol is a straight-line *program* of symbolic stores, ``clwb`` and ``sfence``
-(:class:`SymStore`, :class:`spec.persistency.Clwb`, :class:`spec.persistency.Sfence`),
-grouped into named epochs (log, tables, data, attrs, invalidate). A store has a symbolic
-value and a symbolic *issue* condition: a write of symbolic offset and length issues the
-store to word ``m`` iff ``off <= m < off + len``, so one program stands for every write.
-
-A crash (:func:`crash`) is an integer ``crash_point`` in ``[0, N]`` (how many of the N
-instructions ran) and one fresh Boolean ``persisted`` per store. The allowed images are
-exactly those of :mod:`spec.persistency` (ADR), in Z3:
-
-- a store takes effect iff it ran (``position < crash_point``), was issued, and persisted;
-- a store is *guaranteed* once ``crash_point`` reaches the first prefix of the program for
-  which :func:`spec.persistency.is_guaranteed` holds (a later ``clwb`` of its line and a
-  later ``sfence``); such a store must have persisted;
-- same-line order: if an issued store took effect, every earlier issued store to its
-  line (``spec.persistency.line_of``) took effect;
-- each word holds the value of the last store to it that took effect, else its initial
-  value.
-
-The guarantee points are computed by calling the spec's own ``is_guaranteed`` on a
-concrete shadow of the program, and the tests compare the images this encoding allows
-with ``spec.persistency.allowed_images`` on concrete writes.
-
-The model of the file and the U-Log (bounds)
---------------------------------------------
-- **File**: data words ``data[0..15]`` (two cache lines), a ``size`` word (in words,
-  at most 16, on its own line: the inode's size field, or the U-Log's cached-attribute
-  line while the file is open), and a ``link`` word (on its own line): the page-table
-  entry an append links its new page through. The file a user sees is
-  ``(size, link, data[0..size))``; words at or beyond ``size`` are not part of it, so
-  an append's new words need no undo (UMFS writes them into fresh pages).
-- **U-Log**: a header line ``state, count, checksum`` (``state`` stored last, as UMFS
-  does) and two record slots, each ``addr, len, val[0..15]`` (18 words; addresses are
-  word indices). UMFS packs records end to end in bytes; fixed slots change nothing the
-  theorems depend on. Before the operation the log is idle: its ``state`` is not
-  :data:`LOG_VALID`; every other log word holds arbitrary stale contents.
-- **Checksum**: an uninterpreted function of the covered log contents (``count`` and,
-  for each record in use, ``addr``, ``len`` and ``val[0..len)``; :func:`covered`), i.e.
-  *any* function. The operation theorems assume it is *ideal* for the one pair that
-  matters: the covered contents of the crash image have the committed contents' checksum
-  only if they are the committed contents (a torn or stale record set never validates).
-  UMFS uses CRC-32, which meets this except with probability about 2**-32 per torn log.
-  The recovery theorem assumes nothing about the checksum.
-- **Recovery** (:func:`recovery_program`): if ``state == VALID`` and the stored checksum
-  matches, restore the records in reverse order (record ``k < count`` writes
-  ``val[j]`` to word ``addr + j`` for ``j < len``, only into the file's words, which
-  is UMFS's ``valid_region`` check), ``clwb`` + ``sfence``, then ``state := 0``,
-  ``clwb`` + ``sfence``; otherwise do nothing. :func:`recover` is that program run to
-  the end.
+The model is in two modules: :mod:`proofs.ulog_model` (64-bit words and cache lines,
+symbolic programs of stores, ``clwb`` and ``sfence``, and every crash of a program
+allowed by :mod:`spec.persistency`, as one Z3 formula) and :mod:`proofs.ulog_programs`
+(the layout of the file and the U-Log, the checksum, UMFS's in-place write, append and
+recovery programs, and their variants and mutants); both docstrings give the details
+and the bounds. This module states the theorems over them (:class:`Claim`,
+:func:`write_claim`, :func:`idempotence_claim`), registers them and their mutants with
+:func:`proofs.registry.register`, and renders counterexamples. It re-exports the model's
+names listed in its ``__all__``, so ``proofs.ulog`` stays the one place to import from.
 
 The theorems
 ------------
@@ -99,24 +55,19 @@ lies beyond the size after recovery to the old file (the theorems compare the fi
 the bytes past its end). Recovery ignores a record's words outside the file where UMFS
 reports corruption; with the checksum trusted both see only the committed records.
 
-Solver-facing detail: range tests such as ``off <= m < off + len`` are written as
-disjunctions of equalities of ``off`` with constants (exactly the same relation, without
-64-bit subtraction), which keeps every theorem near a second.
-
 Each theorem's variables live in a fresh Z3 context.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import z3
 
 from proofs.registry import Theorem, Verdict, register
 from proofs.solver import (
     Explain,
-    Z3Context,
     Z3Expr,
     Z3Model,
     as_bool,
@@ -125,17 +76,68 @@ from proofs.solver import (
     hex64,
     model_evaluator,
 )
-from spec.persistency import (
-    ATOMIC_UNIT,
-    CACHE_LINE,
-    AtomicWrite,
-    Clwb,
-    Instruction,
-    PersistMode,
-    Sfence,
-    Store,
-    is_guaranteed,
-    line_of,
+from proofs.ulog_model import (
+    LINE_WORDS,
+    WORD_BITS,
+    Crash,
+    Image,
+    Program,
+    Step,
+    SymStore,
+    crash,
+    guarantee_points,
+    line_index,
+    run,
+    shadow_program,
+    word,
+)
+from proofs.ulog_programs import (
+    CHECKSUM,
+    COUNT,
+    COVERED_WORDS,
+    DATA,
+    DATA_WORDS,
+    FENCED_HEADER,
+    FILE_WORDS,
+    LINK,
+    LOCATIONS,
+    LOG_VALID,
+    LOG_WORDS,
+    MUTANT_INVALIDATE_BEFORE_FLUSH,
+    MUTANT_MISSING_FENCE,
+    MUTANT_RECOVERY_EARLY_INVALIDATE,
+    MUTANT_SIZE_NOT_LOGGED,
+    MUTANT_UNCHECKED,
+    PROTOCOL,
+    RECORDS,
+    RECORD_SLOTS,
+    RECORD_VALUES,
+    RECORD_WORDS,
+    RECOVERY,
+    SIZE,
+    STATE,
+    UNCHECKED_RECOVERY,
+    Checksum,
+    Protocol,
+    Recovery,
+    WriteVars,
+    append_new_file,
+    append_program,
+    covered,
+    fresh_image,
+    fresh_write_vars,
+    initial_image,
+    inplace_new_file,
+    inplace_write_program,
+    location_name,
+    log_is_valid,
+    record_addr,
+    record_len,
+    record_value,
+    recover,
+    recovery_program,
+    same_file,
+    uninterpreted_checksum,
 )
 
 __all__ = [
@@ -202,655 +204,6 @@ __all__ = [
     "MUTANT_RECOVERY_EARLY_INVALIDATE",
 ]
 
-# ---------------------------------------------------------------------- the layout
-
-WORD_BITS = 64
-#: Words per 64-byte cache line.
-LINE_WORDS = CACHE_LINE // ATOMIC_UNIT
-#: The file's data region, in words: two cache lines.
-DATA_WORDS = 16
-#: Record slots in the U-Log (an append uses two: link and size).
-RECORD_SLOTS = 2
-#: Old-value words per record slot.
-RECORD_VALUES = DATA_WORDS
-#: Words per record slot: ``addr``, ``len``, then the old values.
-RECORD_WORDS = 2 + RECORD_VALUES
-
-DATA: tuple[int, ...] = tuple(range(DATA_WORDS))  # lines 0 and 1
-LINK = 16  # line 2
-SIZE = 24  # line 3
-STATE, COUNT, CHECKSUM = 32, 33, 34  # line 4: the log header
-RECORDS = 40  # lines 5 .. 9: the record slots
-
-FILE_WORDS: tuple[int, ...] = DATA + (LINK, SIZE)
-LOG_WORDS: tuple[int, ...] = (STATE, COUNT, CHECKSUM) + tuple(
-    range(RECORDS, RECORDS + RECORD_SLOTS * RECORD_WORDS)
-)
-#: Every word of the model's memory.
-LOCATIONS: tuple[int, ...] = FILE_WORDS + LOG_WORDS
-
-#: The header's ``state`` while an operation is in flight (UMFS's ``LOG_VALID``).
-LOG_VALID = 0x4C4F_4756_414C_4944
-
-#: How many words the checksum covers: ``count`` and every word of every slot.
-COVERED_WORDS = 1 + RECORD_SLOTS * RECORD_WORDS
-
-
-def record_addr(slot: int) -> int:
-    """The word holding record ``slot``'s target address (a word index)."""
-    return RECORDS + slot * RECORD_WORDS
-
-
-def record_len(slot: int) -> int:
-    """The word holding record ``slot``'s length in words."""
-    return record_addr(slot) + 1
-
-
-def record_value(slot: int, j: int) -> int:
-    """The word holding record ``slot``'s ``j``-th old value."""
-    return record_addr(slot) + 2 + j
-
-
-def location_name(loc: int) -> str:
-    """A word's name: ``data[3]``, ``link``, ``size``, ``log.state``, ``rec1.val[0]``…"""
-    if loc in DATA:
-        return f"data[{loc}]"
-    names = {LINK: "link", SIZE: "size", STATE: "log.state", COUNT: "log.count"}
-    names[CHECKSUM] = "log.checksum"
-    if loc in names:
-        return names[loc]
-    slot, within = divmod(loc - RECORDS, RECORD_WORDS)
-    if 0 <= slot < RECORD_SLOTS:
-        field = "addr" if within == 0 else "len" if within == 1 else f"val[{within - 2}]"
-        return f"rec{slot}.{field}"
-    raise ValueError(f"word {loc} is not in the model's memory")
-
-
-def line_index(loc: int) -> int:
-    """The cache line (0, 1, …) of word ``loc``, by :func:`spec.persistency.line_of`."""
-    return line_of(loc * ATOMIC_UNIT) // CACHE_LINE
-
-
-def _word(value: int, ctx: Z3Context) -> Z3Expr:
-    return z3.BitVecVal(value, WORD_BITS, ctx)
-
-
-def _word_var(name: str, ctx: Z3Context) -> Z3Expr:
-    return z3.BitVec(name, WORD_BITS, ctx)
-
-
-#: A memory image: one 64-bit Z3 term per word of :data:`LOCATIONS`.
-Image = Mapping[int, Z3Expr]
-#: The log checksum: a 64-bit term of the :data:`COVERED_WORDS` covered words.
-Checksum = Callable[[Sequence[Z3Expr]], Z3Expr]
-
-# --------------------------------------------------------------------- programs
-
-
-@dataclass(frozen=True)
-class SymStore:
-    """A cached 8-byte store of ``value`` to word ``loc``, executed iff ``issued``."""
-
-    loc: int
-    value: Z3Expr
-    issued: Z3Expr
-    label: str
-
-
-@dataclass(frozen=True)
-class Step:
-    """One instruction of a program and the epoch (protocol step) it belongs to."""
-
-    instruction: SymStore | Clwb | Sfence
-    epoch: str
-
-    @property
-    def text(self) -> str:
-        """The instruction as a person reads it."""
-        instruction = self.instruction
-        if isinstance(instruction, SymStore):
-            return instruction.label
-        if isinstance(instruction, Clwb):
-            return f"clwb line {line_index(instruction.addr // ATOMIC_UNIT)}"
-        return "sfence"
-
-
-Program = tuple[Step, ...]
-
-
-class _Builder:
-    """Appends the steps of a program, epoch by epoch."""
-
-    def __init__(self, ctx: Z3Context) -> None:
-        self.ctx = ctx
-        self.steps: list[Step] = []
-        self.epoch = ""
-
-    def begin(self, epoch: str) -> None:
-        self.epoch = epoch
-
-    def store(self, loc: int, value: Z3Expr, label: str, issued: Z3Expr | None = None) -> None:
-        condition = z3.BoolVal(True, self.ctx) if issued is None else issued
-        self.steps.append(Step(SymStore(loc, value, condition, label), self.epoch))
-
-    def flush(self, locs: Iterable[int]) -> None:
-        """``clwb`` each line holding one of ``locs``, in line order."""
-        for line in sorted({line_index(loc) for loc in locs}):
-            self.steps.append(Step(Clwb(line * CACHE_LINE), self.epoch))
-
-    def fence(self) -> None:
-        self.steps.append(Step(Sfence(), self.epoch))
-
-    def program(self) -> Program:
-        return tuple(self.steps)
-
-
-def shadow_program(program: Program) -> list[Instruction]:
-    """The program as :mod:`spec.persistency` instructions (every store issued, zero data):
-    what the spec's guarantee rule is asked about."""
-    shadow: list[Instruction] = []
-    for step in program:
-        instruction = step.instruction
-        if isinstance(instruction, SymStore):
-            shadow.append(Store(instruction.loc * ATOMIC_UNIT, bytes(ATOMIC_UNIT)))
-        else:
-            shadow.append(instruction)
-    return shadow
-
-
-def guarantee_points(program: Program) -> tuple[int | None, ...]:
-    """For each store, the shortest executed prefix (instruction count) after which the
-    spec (:func:`spec.persistency.is_guaranteed`, ADR) guarantees it durable; ``None``
-    for other instructions and for stores never guaranteed.
-
-    A prefix that guarantees a store keeps guaranteeing it when extended, so the first
-    such prefix decides every crash point.
-    """
-    shadow = shadow_program(program)
-    points: list[int | None] = []
-    for position, step in enumerate(program):
-        point: int | None = None
-        if isinstance(step.instruction, SymStore):
-            write = AtomicWrite(position, step.instruction.loc * ATOMIC_UNIT, bytes(8), False)
-            for executed in range(position + 1, len(shadow) + 1):
-                if is_guaranteed(shadow[:executed], write, PersistMode.ADR):
-                    point = executed
-                    break
-        points.append(point)
-    return tuple(points)
-
-
-def run(program: Program, initial: Image) -> dict[int, Z3Expr]:
-    """The image after every issued store of ``program`` (what a load sees at the end,
-    and what is durable once the last store is flushed and fenced)."""
-    image = dict(initial)
-    for step in program:
-        instruction = step.instruction
-        if isinstance(instruction, SymStore):
-            loc = instruction.loc
-            image[loc] = z3.If(instruction.issued, instruction.value, image[loc])
-    return image
-
-
-@dataclass(frozen=True)
-class Crash:
-    """A symbolic crash of ``program`` started from ``initial``.
-
-    ``point`` (an Int in ``[0, len(program)]``) is how many instructions ran;
-    ``persisted[i]`` is the fresh Boolean of store ``i`` (``None`` for other
-    instructions); ``took_effect[i]`` says the store ran, was issued and persisted;
-    ``allowed`` is the persistency model's constraints; ``image`` the crash image.
-    """
-
-    program: Program
-    point: Z3Expr
-    persisted: tuple[Z3Expr | None, ...]
-    took_effect: tuple[Z3Expr | None, ...]
-    guaranteed_at: tuple[int | None, ...]
-    allowed: Z3Expr
-    image: dict[int, Z3Expr]
-
-    def guaranteed(self, position: int) -> Z3Expr:
-        """Whether store ``position`` is guaranteed durable at the crash point."""
-        point = self.guaranteed_at[position]
-        if point is None:
-            return z3.BoolVal(False, self.point.ctx)
-        return self.point >= point
-
-    def executed(self, position: int) -> Z3Expr:
-        """Whether instruction ``position`` ran before the crash."""
-        return self.point > position
-
-
-def crash(program: Program, initial: Image, name: str) -> Crash:
-    """Every crash of ``program`` from ``initial`` at once (see the module docstring):
-    an Int crash point, a fresh Boolean per store, and the constraints of the x86
-    persistency model (guaranteed stores persisted, same-line stores a prefix)."""
-    ctx = next(iter(initial.values())).ctx
-    point = z3.Int(f"{name}.crash_point", ctx)
-    guaranteed_at = guarantee_points(program)
-    persisted: list[Z3Expr | None] = []
-    took_effect: list[Z3Expr | None] = []
-    constraints = [point >= 0, point <= len(program)]
-    for position, step in enumerate(program):
-        instruction = step.instruction
-        if not isinstance(instruction, SymStore):
-            persisted.append(None)
-            took_effect.append(None)
-            continue
-        flag = z3.Bool(f"{name}.persisted#{position}", ctx)
-        persisted.append(flag)
-        took_effect.append(z3.And(point > position, instruction.issued, flag))
-        must = guaranteed_at[position]
-        if must is not None:
-            constraints.append(z3.Implies(z3.And(point >= must, instruction.issued), flag))
-    stores = [
-        (i, s.instruction) for i, s in enumerate(program) if isinstance(s.instruction, SymStore)
-    ]
-    for later_index, (later, later_store) in enumerate(stores):
-        for earlier, earlier_store in stores[:later_index]:
-            assert isinstance(later_store, SymStore) and isinstance(earlier_store, SymStore)
-            if line_index(later_store.loc) != line_index(earlier_store.loc):
-                continue
-            constraints.append(
-                z3.Implies(
-                    z3.And(took_effect[later], earlier_store.issued), persisted[earlier]
-                )
-            )
-    image = dict(initial)
-    for position, step in enumerate(program):
-        instruction = step.instruction
-        if isinstance(instruction, SymStore):
-            loc = instruction.loc
-            image[loc] = z3.If(took_effect[position], instruction.value, image[loc])
-    return Crash(
-        program,
-        point,
-        tuple(persisted),
-        tuple(took_effect),
-        guaranteed_at,
-        z3.And(*constraints),
-        image,
-    )
-
-
-# --------------------------------------------------------------------- recovery
-
-
-def uninterpreted_checksum(ctx: Z3Context) -> Checksum:
-    """An arbitrary checksum: an uninterpreted function of the covered words."""
-    sort = z3.BitVecSort(WORD_BITS, ctx)
-    function = z3.Function("checksum", *([sort] * (COVERED_WORDS + 1)))
-
-    def checksum(words: Sequence[Z3Expr]) -> Z3Expr:
-        return function(*words)
-
-    return checksum
-
-
-def _in_use(image: Image, slot: int) -> Z3Expr:
-    return z3.ULT(_word(slot, image[COUNT].ctx), image[COUNT])
-
-
-def covered(image: Image) -> list[Z3Expr]:
-    """The words the checksum covers: ``count``, then for each slot in use (``k < count``)
-    its ``addr``, ``len`` and ``val[j]`` for ``j < len``; zero in place of the rest."""
-    ctx = image[COUNT].ctx
-    zero = _word(0, ctx)
-    words = [image[COUNT]]
-    for slot in range(RECORD_SLOTS):
-        used = _in_use(image, slot)
-        length = image[record_len(slot)]
-        words.append(z3.If(used, image[record_addr(slot)], zero))
-        words.append(z3.If(used, length, zero))
-        for j in range(RECORD_VALUES):
-            keep = z3.And(used, z3.ULT(_word(j, ctx), length))
-            words.append(z3.If(keep, image[record_value(slot, j)], zero))
-    return words
-
-
-def log_is_valid(image: Image, checksum: Checksum, *, check_checksum: bool = True) -> Z3Expr:
-    """Whether recovery trusts the log: ``state == LOG_VALID`` and (unless the mutant
-    skips it) the stored checksum is the checksum of the covered words."""
-    ctx = image[STATE].ctx
-    state_valid = image[STATE] == _word(LOG_VALID, ctx)
-    if not check_checksum:
-        return state_valid
-    return z3.And(state_valid, image[CHECKSUM] == checksum(covered(image)))
-
-
-def _restore(image: Image, slot: int, target: int) -> tuple[Z3Expr, Z3Expr]:
-    """Whether record ``slot`` restores word ``target``, and the value it restores.
-
-    It does iff ``addr <= target``, ``target - addr < len`` and ``target - addr <
-    RECORD_VALUES``; written as a disjunction over the possible distances ``j`` with
-    ``addr == target - j`` (equalities with constants rather than 64-bit subtraction:
-    the same relation, cheaper for the solver).
-    """
-    ctx = image[COUNT].ctx
-    addr, length = image[record_addr(slot)], image[record_len(slot)]
-    distances = range(min(target, RECORD_VALUES - 1) + 1)
-    covers = z3.Or(
-        *(z3.And(addr == target - j, z3.ULT(_word(j, ctx), length)) for j in distances)
-    )
-    value = _word(0, ctx)
-    for j in reversed(distances):
-        value = z3.If(addr == target - j, image[record_value(slot, j)], value)
-    return covers, value
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """A recovery procedure: UMFS's, or a mutant of it."""
-
-    name: str
-    description: str
-    check_checksum: bool = True
-    fence_before_invalidate: bool = True
-
-
-RECOVERY = Recovery("recover_log", "UMFS's recover_log")
-UNCHECKED_RECOVERY = Recovery(
-    "unchecked_header",
-    "recovery that trusts state == VALID without checking the checksum",
-    check_checksum=False,
-)
-MUTANT_RECOVERY_EARLY_INVALIDATE = Recovery(
-    "mutant_invalidate_before_restore_fence",
-    "mutant recovery: clears state before the restores are flushed and fenced",
-    fence_before_invalidate=False,
-)
-
-
-def recovery_program(image: Image, checksum: Checksum, recovery: Recovery = RECOVERY) -> Program:
-    """What recovery executes on ``image``: if the log validates, restore the records in
-    reverse slot order (each record's words in address order) into the file's words,
-    ``clwb`` + ``sfence``, then ``state := 0``, ``clwb`` + ``sfence``. Every store is
-    issued only if the log validates (and the record covers the word)."""
-    ctx = image[STATE].ctx
-    valid = log_is_valid(image, checksum, check_checksum=recovery.check_checksum)
-    builder = _Builder(ctx)
-    builder.begin("restore")
-    for slot in reversed(range(RECORD_SLOTS)):
-        for target in FILE_WORDS:
-            covers, value = _restore(image, slot, target)
-            builder.store(
-                target,
-                value,
-                f"{location_name(target)} := rec{slot}.val[{target} - rec{slot}.addr]",
-                z3.And(valid, _in_use(image, slot), covers),
-            )
-    zero = _word(0, ctx)
-    if recovery.fence_before_invalidate:
-        builder.flush(FILE_WORDS)
-        builder.fence()
-        builder.begin("invalidate")
-        builder.store(STATE, zero, "log.state := 0", valid)
-        builder.flush([STATE])
-        builder.fence()
-    else:
-        builder.store(STATE, zero, "log.state := 0 (before the restores are fenced)", valid)
-        builder.flush(FILE_WORDS + (STATE,))
-        builder.fence()
-    return builder.program()
-
-
-def recover(image: Image, checksum: Checksum, recovery: Recovery = RECOVERY) -> dict[int, Z3Expr]:
-    """The image after recovery runs to the end on ``image``."""
-    return run(recovery_program(image, checksum, recovery), image)
-
-
-# ------------------------------------------------------------------ the operations
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """A U-Log transaction protocol: UMFS's, a variant, or a mutant.
-
-    ``fence_after_log``: the log epoch ends with an ``sfence`` (UMFS: yes).
-    ``fence_before_header``: the records are flushed and fenced before the header is
-    written (UMFS: no; the checksum detects torn records instead).
-    ``invalidate_after_fence``: ``state := 0`` is stored only after the last update
-    epoch is flushed and fenced (UMFS: yes).
-    ``log_size``: an append logs the old size (UMFS: yes).
-    ``recovery``: the recovery procedure that runs after the crash.
-    """
-
-    name: str
-    description: str
-    fence_after_log: bool = True
-    fence_before_header: bool = False
-    invalidate_after_fence: bool = True
-    log_size: bool = True
-    recovery: Recovery = RECOVERY
-
-
-PROTOCOL = Protocol("ulog", "UMFS's U-Log protocol")
-MUTANT_MISSING_FENCE = Protocol(
-    "mutant_missing_fence",
-    "mutant: no sfence between logging and the update (the log lines are clwb'd only)",
-    fence_after_log=False,
-)
-MUTANT_INVALIDATE_BEFORE_FLUSH = Protocol(
-    "mutant_invalidate_before_flush",
-    "mutant: state := 0 is stored before the last update epoch is flushed and fenced",
-    invalidate_after_fence=False,
-)
-MUTANT_SIZE_NOT_LOGGED = Protocol(
-    "mutant_size_not_logged",
-    "mutant: the append logs the old link but not the old size",
-    log_size=False,
-)
-MUTANT_UNCHECKED = Protocol(
-    "mutant_unchecked_header",
-    "UMFS's protocol, recovered by a recovery that does not check the checksum",
-    recovery=UNCHECKED_RECOVERY,
-)
-#: Not UMFS's protocol: the records are flushed and fenced before the header is written,
-#: and recovery checks only ``state == VALID``. Proved too: with that fence, the
-#: checksum (and the assumption that it is ideal) would be unnecessary.
-FENCED_HEADER = Protocol(
-    "fenced_header",
-    "variant: records flushed and fenced before the header; recovery does not check the checksum",
-    fence_before_header=True,
-    recovery=UNCHECKED_RECOVERY,
-)
-
-
-@dataclass(frozen=True)
-class WriteVars:
-    """The free variables of a write theorem, in one Z3 context: the old and new data
-    words, the write's offset and length, the file's size and link, the link an append
-    installs, and the stale log words."""
-
-    ctx: Z3Context
-    old: tuple[Z3Expr, ...]
-    new: tuple[Z3Expr, ...]
-    off: Z3Expr
-    length: Z3Expr
-    size: Z3Expr
-    link: Z3Expr
-    new_link: Z3Expr
-    stale: Mapping[int, Z3Expr]
-
-
-def fresh_write_vars() -> WriteVars:
-    """Fresh variables in a fresh Z3 context."""
-    ctx = z3.Context()
-    return WriteVars(
-        ctx=ctx,
-        old=tuple(_word_var(f"old[{m}]", ctx) for m in DATA),
-        new=tuple(_word_var(f"new[{m}]", ctx) for m in DATA),
-        off=_word_var("off", ctx),
-        length=_word_var("len", ctx),
-        size=_word_var("size", ctx),
-        link=_word_var("link", ctx),
-        new_link=_word_var("new_link", ctx),
-        stale={loc: _word_var(f"stale.{location_name(loc)}", ctx) for loc in LOG_WORDS},
-    )
-
-
-def fresh_image(name: str) -> dict[int, Z3Expr]:
-    """An arbitrary memory image (one free word per location) in a fresh context."""
-    ctx = z3.Context()
-    return {loc: _word_var(f"{name}.{location_name(loc)}", ctx) for loc in LOCATIONS}
-
-
-def initial_image(v: WriteVars) -> dict[int, Z3Expr]:
-    """The image before the operation: the old file and the stale log."""
-    image = {m: v.old[m] for m in DATA}
-    image[LINK] = v.link
-    image[SIZE] = v.size
-    image.update(v.stale)
-    return image
-
-
-def _old_word_at(v: WriteVars, start: Z3Expr, j: int) -> Z3Expr:
-    """The old data word at ``start + j`` (zero beyond the data), by equalities of
-    ``start`` with constants."""
-    value = _word(0, v.ctx)
-    for m in reversed(DATA[j:]):
-        value = z3.If(start == m - j, v.old[m], value)
-    return value
-
-
-def _in_range(m: int, start: Z3Expr, length: Z3Expr) -> Z3Expr:
-    """``start <= m < start + len`` without wrap-around, i.e. ``start <= m`` and
-    ``m - start < len``, as a disjunction over the distance ``k = m - start``."""
-    ctx = start.ctx
-    return z3.Or(*(z3.And(start == m - k, z3.ULT(_word(k, ctx), length)) for k in range(m + 1)))
-
-
-@dataclass(frozen=True)
-class _Record:
-    """An undo record the log step stores: target address and length (terms and how to
-    print them) and its old values; with one value the record is stored whole, with
-    more, value ``j`` is stored iff ``j < length``."""
-
-    addr: Z3Expr
-    addr_text: str
-    length: Z3Expr
-    length_text: str
-    values: tuple[tuple[Z3Expr, str], ...]
-
-
-def _log_epoch(
-    builder: _Builder,
-    v: WriteVars,
-    records: Sequence[_Record],
-    checksum: Checksum,
-    protocol: Protocol,
-) -> None:
-    """Step 1: store the records, then the header (count, checksum, state last), flush
-    the log's lines, and fence (unless the mutant leaves the fence out)."""
-    ctx = v.ctx
-    record_words = list(range(RECORDS, record_addr(len(records))))
-    builder.begin("log")
-    for slot, record in enumerate(records):
-        builder.store(record_addr(slot), record.addr, f"rec{slot}.addr := {record.addr_text}")
-        builder.store(record_len(slot), record.length, f"rec{slot}.len := {record.length_text}")
-        for j, (value, text) in enumerate(record.values):
-            issued = None if len(record.values) == 1 else z3.ULT(_word(j, ctx), record.length)
-            builder.store(record_value(slot, j), value, f"rec{slot}.val[{j}] := {text}", issued)
-    if protocol.fence_before_header:
-        builder.flush(record_words)
-        builder.fence()
-    builder.store(COUNT, _word(len(records), ctx), f"log.count := {len(records)}")
-    committed = run(builder.program(), initial_image(v))
-    checksum_text = "log.checksum := checksum(count, records)"
-    builder.store(CHECKSUM, checksum(covered(committed)), checksum_text)
-    builder.store(STATE, _word(LOG_VALID, ctx), "log.state := VALID")
-    builder.flush([STATE] + record_words)
-    if protocol.fence_after_log:
-        builder.fence()
-
-
-def _finish(builder: _Builder, v: WriteVars, last_epoch: Sequence[int], protocol: Protocol) -> None:
-    """Flush and fence the last update epoch's words, then invalidate (or the mutant)."""
-    zero = _word(0, v.ctx)
-    if protocol.invalidate_after_fence:
-        builder.flush(last_epoch)
-        builder.fence()
-        builder.begin("invalidate")
-        builder.store(STATE, zero, "log.state := 0")
-        builder.flush([STATE])
-        builder.fence()
-    else:
-        builder.store(STATE, zero, "log.state := 0 (before the update is flushed)")
-        builder.flush(list(last_epoch) + [STATE])
-        builder.fence()
-
-
-def inplace_write_program(
-    v: WriteVars, checksum: Checksum, protocol: Protocol = PROTOCOL
-) -> Program:
-    """UMFS's in-place write of ``new[m]`` for ``off <= m < off + len``: log the old words
-    (one record, ``addr = off``), fence; store the new words, flush, fence; invalidate."""
-    builder = _Builder(v.ctx)
-    values = tuple(
-        (_old_word_at(v, v.off, j), f"old data[off+{j}]") for j in range(RECORD_VALUES)
-    )
-    _log_epoch(builder, v, [_Record(v.off, "off", v.length, "len", values)], checksum, protocol)
-    builder.begin("data")
-    for m in DATA:
-        builder.store(m, v.new[m], f"data[{m}] := new[{m}]", _in_range(m, v.off, v.length))
-    _finish(builder, v, DATA, protocol)
-    return builder.program()
-
-
-def append_program(v: WriteVars, checksum: Checksum, protocol: Protocol = PROTOCOL) -> Program:
-    """UMFS's append of ``new[m]`` for ``size <= m < size + len``: log the old link and
-    the old size (two records), fence; link; fence; store the new words, fence;
-    ``size := size + len``, fence; invalidate."""
-    builder = _Builder(v.ctx)
-    one = _word(1, v.ctx)
-    records = [_Record(_word(LINK, v.ctx), f"{LINK} (link)", one, "1", ((v.link, "old link"),))]
-    if protocol.log_size:
-        old_size = ((v.size, "old size"),)
-        records.append(_Record(_word(SIZE, v.ctx), f"{SIZE} (size)", one, "1", old_size))
-    _log_epoch(builder, v, records, checksum, protocol)
-    builder.begin("tables")
-    builder.store(LINK, v.new_link, "link := new_link")
-    builder.flush([LINK])
-    builder.fence()
-    builder.begin("data")
-    for m in DATA:
-        builder.store(m, v.new[m], f"data[{m}] := new[{m}]", _in_range(m, v.size, v.length))
-    builder.flush(DATA)
-    builder.fence()
-    builder.begin("attrs")
-    builder.store(SIZE, v.size + v.length, "size := size + len")
-    _finish(builder, v, [SIZE], protocol)
-    return builder.program()
-
-
-def inplace_new_file(v: WriteVars) -> dict[int, Z3Expr]:
-    """The file the in-place write specifies (the spec, not the program): new words in
-    ``[off, off + len)``, old words elsewhere, the same size and link."""
-    image = {m: z3.If(_in_range(m, v.off, v.length), v.new[m], v.old[m]) for m in DATA}
-    image[LINK] = v.link
-    image[SIZE] = v.size
-    return image
-
-
-def append_new_file(v: WriteVars) -> dict[int, Z3Expr]:
-    """The file the append specifies: new words in ``[size, size + len)``, the new link,
-    size ``size + len``."""
-    image = {m: z3.If(_in_range(m, v.size, v.length), v.new[m], v.old[m]) for m in DATA}
-    image[LINK] = v.new_link
-    image[SIZE] = v.size + v.length
-    return image
-
-
-def same_file(a: Image, b: Image) -> Z3Expr:
-    """``a`` and ``b`` hold the same file: equal size and link, equal data below the size."""
-    ctx = a[SIZE].ctx
-    below = [
-        z3.Implies(z3.ULT(_word(m, ctx), a[SIZE]), a[m] == b[m]) for m in DATA
-    ]
-    return z3.And(a[SIZE] == b[SIZE], a[LINK] == b[LINK], *below)
-
-
 # -------------------------------------------------------------------- the claims
 
 
@@ -891,7 +244,7 @@ def write_claim(v: WriteVars, append: bool, protocol: Protocol) -> Claim:
         bounds = z3.And(
             z3.ULE(v.size, DATA_WORDS),
             z3.ULE(1, v.length),
-            z3.ULE(v.length, _word(DATA_WORDS, ctx) - v.size),
+            z3.ULE(v.length, word(DATA_WORDS, ctx) - v.size),
         )
     else:
         program = inplace_write_program(v, checksum, protocol)
@@ -912,7 +265,7 @@ def write_claim(v: WriteVars, append: bool, protocol: Protocol) -> Claim:
     recovered = recover(image, checksum, protocol.recovery)
     hypotheses = z3.And(
         bounds,
-        v.stale[STATE] != _word(LOG_VALID, ctx),
+        v.stale[STATE] != word(LOG_VALID, ctx),
         the_crash.allowed,
         ideal_checksum if protocol.recovery.check_checksum else z3.BoolVal(True, ctx),
     )
@@ -1142,7 +495,7 @@ def _typical_write(v: WriteVars, append: bool) -> list[Z3Expr]:
         prefer.append(z3.ULE(v.stale[record_addr(slot)], DATA_WORDS))
         prefer.append(z3.ULE(v.stale[record_len(slot)], 4))
         for j in range(RECORD_VALUES):
-            stale_value = _word(0xDEAD_0000 + 0x100 * slot + j, ctx)
+            stale_value = word(0xDEAD_0000 + 0x100 * slot + j, ctx)
             prefer.append(v.stale[record_value(slot, j)] == stale_value)
     if not append:
         prefer.append(z3.ULE(v.size, 8))
@@ -1174,9 +527,9 @@ def _check_idempotence(recovery: Recovery) -> Callable[[int], Verdict]:
             z3.ULE(image[record_len(0)], 3),
             z3.ULE(image[record_addr(0)], DATA_WORDS),
         ]
-        prefer += [image[m] == _word(0x1000 + m, ctx) for m in DATA]
+        prefer += [image[m] == word(0x1000 + m, ctx) for m in DATA]
         prefer += [
-            image[record_value(0, j)] == _word(0xA000 + j, ctx) for j in range(RECORD_VALUES)
+            image[record_value(0, j)] == word(0xA000 + j, ctx) for j in range(RECORD_VALUES)
         ]
         return check_claim(
             claim.formula,
