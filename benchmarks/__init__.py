@@ -9,6 +9,7 @@ on a shared machine. No test ever asserts a time.
 from __future__ import annotations
 
 from benchmarks.common import Figure
+from benchmarks.crash import crash_figures
 from benchmarks.machine import machine_figures
 from benchmarks.spsc import spsc_figures
 from benchmarks.umfs import umfs_figures
@@ -16,7 +17,7 @@ from benchmarks.umfs import umfs_figures
 
 def run_benchmarks(quick: bool = False) -> list[Figure]:
     """Every figure, in a stable order."""
-    return [*machine_figures(quick), *umfs_figures(quick), *spsc_figures(quick)]
+    return [*machine_figures(quick), *umfs_figures(quick), *spsc_figures(quick), *crash_figures(quick)]
 
 
 __all__ = ["Figure", "run_benchmarks"]

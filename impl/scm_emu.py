@@ -592,11 +592,15 @@ class ScmEmu:
             count *= len(comp.options)
         return count
 
-    def crash_images(self, limit: int = DEFAULT_IMAGE_LIMIT, seed: int = 0) -> list[CrashImage]:
+    def crash_images(
+        self, limit: int = DEFAULT_IMAGE_LIMIT, seed: int = 0, *, strict: bool = False
+    ) -> list[CrashImage]:
         """The images a crash now may leave: all of them, or a sample above ``limit``.
 
         Images are distinct. The order is deterministic: nothing optional persisted
         first, everything persisted second, then the rest (see the module docstring).
+        The sample always holds each group alone dropped and alone kept, even past
+        ``limit`` — unless ``strict``, which cuts it at ``limit`` in that same order.
         """
         components, group_count = self._components()
         units = tuple(u for comp in components for u in comp.units)
@@ -644,6 +648,8 @@ class ScmEmu:
             for g, c in zip(comp.groups, comp.top()):
                 top[g] = c
         for g in range(group_count):  # each group alone dropped, alone kept: always
+            if strict and len(images) >= limit:
+                return list(images)[:limit]
             images.setdefault(image_of(varied(everything, g, 0, 1)), None)
             images.setdefault(image_of(varied(nothing, g, top[g], 0)), None)
         for g in range(group_count):  # torn lines, while room remains
@@ -656,7 +662,7 @@ class ScmEmu:
         while len(images) < limit and attempts < 4 * limit:
             attempts += 1
             images.setdefault(image_of([rng.randrange(len(c.options)) for c in components]), None)
-        return list(images)
+        return list(images)[:limit] if strict else list(images)
 
     def image_bytes(self, image: CrashImage | None = None) -> bytes:
         """The whole SCM as ``image`` leaves it (``None``: only what is durable)."""

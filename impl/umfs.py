@@ -56,6 +56,7 @@ from impl.umfs_layout import (
     LOG_VALID,
     PAGE,
     ROOT_INO,
+    SUPER_CLEAN,
     CorruptImage,
     Inode,
     Superblock,
@@ -238,13 +239,14 @@ class Umfs:
         self._write_superblock(clean=1)
 
     def _write_superblock(self, clean: int) -> None:
+        """Flip the clean flag: one aligned 8-byte store, outside the checksummed record."""
         sb = self.sb
         self.sb = Superblock(
             sb.phys_base, sb.total_pages, sb.inode_start, sb.inode_pages, sb.inode_count,
             sb.data_start, sb.data_pages, sb.root_ino, clean,
         )  # fmt: skip
-        self.pm.store(self.base, self.sb.pack())
-        self.pm.persist("superblock", [(self.base, 128)])
+        self.pm.store(self.base + SUPER_CLEAN, u64(clean))
+        self.pm.persist("superblock", [(self.base + SUPER_CLEAN, 8)])
 
     def _recover(self) -> None:
         """Undo in-flight operations, write back cached attributes, reclaim orphans,

@@ -59,7 +59,10 @@ LOG_STATE, LOG_SEQ, LOG_COUNT, LOG_NBYTES, LOG_OP, LOG_CHECKSUM = 0, 8, 16, 24, 
 LOG_ATTR_VALID, LOG_ATTR_SIZE = 64, 72
 LOG_RECORDS = 128
 
-_SUPER = struct.Struct("<8sIIQQQQQQQQQ")
+_SUPER = struct.Struct("<8sIIQQQQQQQQ")
+#: The clean-unmount flag: its own word, outside the checksummed record, so that
+#: flipping it is one atomic store that can never tear the checksum.
+SUPER_CLEAN = 96
 _INODE = struct.Struct("<QQQQQQ")
 _U64 = struct.Struct("<Q")
 
@@ -83,7 +86,8 @@ class Superblock:
     clean: int
 
     def pack(self) -> bytes:
-        """The 104-byte record followed by its CRC-32 as a word."""
+        """The 80-byte record, its CRC-32 as a word, padding, and the clean flag (at
+        :data:`SUPER_CLEAN`, not covered by the CRC): 104 bytes."""
         body = _SUPER.pack(
             MAGIC,
             VERSION,
@@ -96,17 +100,18 @@ class Superblock:
             self.data_start,
             self.data_pages,
             self.root_ino,
-            self.clean,
         )
-        return body + _U64.pack(zlib.crc32(body))
+        record = body + _U64.pack(zlib.crc32(body))
+        return record.ljust(SUPER_CLEAN, b"\0") + _U64.pack(self.clean)
 
     @classmethod
     def unpack(cls, raw: bytes, phys_base: int, total_pages: int) -> Superblock:
         """Parse and validate; :class:`CorruptImage` says exactly what is wrong."""
         body = raw[: _SUPER.size]
-        (magic, version, page, base, pages, istart, ipages, icount, dstart, dpages, root, clean) = (
+        (magic, version, page, base, pages, istart, ipages, icount, dstart, dpages, root) = (
             _SUPER.unpack(body)
         )
+        (clean,) = _U64.unpack_from(raw, SUPER_CLEAN)
         if magic != MAGIC:
             raise CorruptImage(f"bad magic {magic!r} (expected {MAGIC!r}): not a UMFS image")
         (checksum,) = _U64.unpack_from(raw, _SUPER.size)

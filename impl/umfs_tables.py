@@ -170,10 +170,10 @@ class FileTables:
     def _present(self, table: int) -> list[tuple[int, int]]:
         """``(index, entry)`` of every non-zero entry of the table at ``table``."""
         raw = self.pm.read(table, PAGE)
-        used = len(raw.rstrip(b"\0"))  # entries cluster at the start of a table
-        if not used:
+        if raw == ZERO_PAGE:
             return []
-        count = -(-used // 8)
+        # Entries cluster at the start of a table: unpack only up to the last non-zero byte.
+        count = -(-int.from_bytes(raw, "little").bit_length() // 64)
         entries = struct.unpack_from(f"<{count}Q", raw)
         return [(i, e) for i, e in enumerate(entries) if e]
 

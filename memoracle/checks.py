@@ -106,6 +106,27 @@ def _umfs(seed: int) -> Outcome:
     return Outcome(report is None, UMFS_STEPS, report or "")
 
 
+CRASH_WORKLOADS: tuple[tuple[tuple[str | int, ...], ...], ...] = (
+    (("write", "/a", 4000, 200, 3),),
+    (("write", "/a", 8000, 300, 4),),
+    (("creat", "/b"), ("rename", "/a", "/b")),
+    (("link", "/a", "/d/c"), ("unlink", "/a")),
+    (("truncate", "/a", 3000), ("rmdir", "/d")),
+)
+
+
+def _crash(seed: int) -> Outcome:
+    from memoracle.crash_campaign import SETUP
+    from memoracle.crash_explorer import CrashExplorer
+
+    explorer = CrashExplorer(image_limit=8, seed=seed, strict=True, recovery_image_limit=4)
+    for ops in CRASH_WORKLOADS:
+        found = explorer.explore(SETUP, ops)
+        if found:
+            return Outcome(False, explorer.stats.images, found[0].render())
+    return Outcome(True, explorer.stats.images)
+
+
 def _proofs(seed: int) -> Outcome:
     from proofs import prove_all
 
@@ -117,6 +138,7 @@ def _proofs(seed: int) -> Outcome:
 
 CHECKS: list[Check] = [
     Check("umfs", "conformance", "UMFS agrees with the model step by step; fsck after each", _umfs),
+    Check("umfs", "crash", "crash images of 5 workloads (and of their recovery) recover to allowed trees", _crash),
     Check("proofs", "theorems", "every Z3 theorem proved, every mutant refuted", _proofs),
     Check(
         "machine",

@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.set_defaults(func=cmd_bench)
 
+    from memoracle.crash_cli import add_commands as add_crash_commands
+
+    add_crash_commands(sub)  # crash umfs
+
     report = sub.add_parser("report", help="write the report's pictures (PNG)")
     report.add_argument("--output", default="reports", help="directory for the pictures")
     report.add_argument("--results", default="bench-results.json", help="figures to plot")

@@ -390,3 +390,13 @@ def test_each_mutant_on_its_smallest_witness(name: str, program: list[Instructio
 def test_the_correct_emulator_passes_the_campaign_in_both_modes() -> None:
     assert campaign(seed=2, programs=200, mode=ADR) is None
     assert campaign(seed=2, programs=200, mode=EADR) is None
+
+
+def test_strict_limit_cuts_the_sample_in_order() -> None:
+    emu = ScmEmu(1024)
+    for line in range(8):
+        emu.store(line * 64, b"\x01")
+    everything = emu.crash_images(limit=4)
+    strict = emu.crash_images(limit=4, strict=True)
+    assert len(everything) == 2 + 2 * 8 and len(strict) == 4
+    assert strict == everything[:4]

@@ -1,0 +1,205 @@
+"""Crash campaigns over UMFS: bounded-exhaustive (ACE style) and fuzzing, in shards.
+
+Bounded-exhaustive: after a fixed :data:`SETUP` (a 5000-byte file ``/a`` and a directory
+``/d``, not crashed), every workload of 1 … N operations drawn from :data:`ALPHABET` —
+two files, one directory, offsets and sizes that cross page boundaries, every kind of
+operation — is run through :class:`~memoracle.crash_explorer.CrashExplorer`.
+
+Fuzzing: Hypothesis draws workloads (up to ``max_ops`` operations) from the same
+alphabet and shrinks a failing one to the smallest that still fails.
+
+Sharding: workload ``k`` belongs to shard ``k mod N``; every shard is deterministic, so
+``--shard i/N`` on N machines covers the same ground as ``--jobs N`` on one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from memoracle.crash_explorer import CrashExplorer, Stats, Variant
+from spec.crash_recovery import Op
+from spec.persistency import PersistMode
+
+SETUP: tuple[Op, ...] = (
+    ("creat", "/a"),
+    ("write", "/a", 0, 5000, 1),
+    ("close", "/a"),
+    ("mkdir", "/d"),
+)
+
+ALPHABET: tuple[Op, ...] = (
+    ("creat", "/b"),
+    ("write", "/a", 0, 100, 2),
+    ("write", "/a", 4000, 200, 3),  # in place, across the page boundary
+    ("write", "/a", 4096, 5000, 4),  # overwrite and append, new pages
+    ("write", "/b", 8000, 300, 5),  # a hole, creates /b's pages (fails if /b is absent)
+    ("truncate", "/a", 0),
+    ("truncate", "/a", 3000),
+    ("truncate", "/a", 12000),
+    ("unlink", "/a"),
+    ("link", "/a", "/d/c"),
+    ("rename", "/a", "/b"),
+    ("rename", "/a", "/d/a"),
+    ("rename", "/d", "/e"),
+    ("mkdir", "/e"),
+    ("rmdir", "/d"),
+    ("close", "/a"),
+)
+
+
+def workloads(max_ops: int) -> list[tuple[Op, ...]]:
+    """Every workload of 1 … ``max_ops`` operations, in a stable order."""
+    out: list[tuple[Op, ...]] = []
+    for length in range(1, max_ops + 1):
+        out.extend(itertools.product(ALPHABET, repeat=length))
+    return out
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """What to explore and how (picklable, so shards can run in other processes)."""
+
+    max_ops: int = 2
+    mode: PersistMode = PersistMode.ADR
+    image_limit: int = 32
+    every_store: bool = False
+    recovery_crashes: bool = True
+    seed: int = 0
+    mutant: str | None = None
+    skip_flush: tuple[str, ...] = ()
+    skip_fence: tuple[str, ...] = ()
+
+    def variant(self) -> Variant:
+        """The UMFS (or mutant) the campaign runs on."""
+        if self.mutant is not None:
+            from memoracle.umfs_mutants import UMFS_MUTANTS
+
+            return UMFS_MUTANTS[self.mutant].variant
+        if self.skip_flush or self.skip_fence:
+            flushes, fences = frozenset(self.skip_flush), frozenset(self.skip_fence)
+
+            def configure(fs: object) -> None:
+                fs.pm.skip_flush.update(flushes)  # type: ignore[attr-defined]
+                fs.pm.skip_fence.update(fences)  # type: ignore[attr-defined]
+
+            dropped = [f"flushes at {s}" for s in sorted(flushes)] + [f"fence at {s}" for s in sorted(fences)]
+            return Variant(f"umfs without {', '.join(dropped)}", configure=configure)
+        return Variant()
+
+    def explorer(self) -> CrashExplorer:
+        """A fresh explorer with this configuration."""
+        return CrashExplorer(
+            self.variant(),
+            mode=self.mode,
+            image_limit=self.image_limit,
+            every_store=self.every_store,
+            recovery_crashes=self.recovery_crashes,
+            seed=self.seed,
+        )
+
+
+@dataclass
+class ShardResult:
+    """One shard's counts and reports (plain data, to cross process boundaries)."""
+
+    shard: int
+    stats: Stats
+    violations: list[dict[str, object]] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
+
+
+def run_shard(
+    config: CampaignConfig,
+    shard: int,
+    shards: int,
+    progress: Callable[[int], None] | None = None,
+    stop_at_first: bool = False,
+) -> ShardResult:
+    """Explore the workloads of ``shard`` (of ``shards``)."""
+    explorer = config.explorer()
+    result = ShardResult(shard, explorer.stats)
+    for index, ops in enumerate(workloads(config.max_ops)):
+        if index % shards != shard:
+            continue
+        for violation in explorer.explore(SETUP, ops):
+            result.violations.append(violation.as_json())
+            result.reports.append(violation.render())
+        explorer.violations.clear()
+        if progress is not None:
+            progress(1)
+        if stop_at_first and result.violations:
+            break
+    return result
+
+
+def _run_shard_job(job: tuple[CampaignConfig, int, int]) -> ShardResult:
+    return run_shard(*job)
+
+
+def run_campaign(config: CampaignConfig, jobs: int = 1, shard: tuple[int, int] | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[Stats, list[ShardResult]]:  # fmt: skip
+    """Run every shard (``jobs`` at a time), or just ``shard = (i, n)``; merge the stats."""
+    if shard is not None:
+        results = [run_shard(config, shard[0], shard[1], progress)]
+    elif jobs <= 1:
+        results = [run_shard(config, 0, 1, progress)]
+    else:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            results = []
+            for result in pool.imap_unordered(_run_shard_job, [(config, i, jobs) for i in range(jobs)]):
+                results.append(result)
+                if progress is not None:
+                    progress(result.stats.workloads)
+    total = Stats()
+    for result in results:
+        total.merge(result.stats)
+        total.seconds = max(total.seconds, result.stats.seconds)
+    return total, sorted(results, key=lambda r: r.shard)
+
+
+def count_workloads(max_ops: int, shard: tuple[int, int] | None = None) -> int:
+    """How many workloads a campaign (or one shard of it) explores."""
+    total = len(workloads(max_ops))
+    if shard is None:
+        return total
+    return len(range(shard[0], total, shard[1]))
+
+
+def fuzz(
+    config: CampaignConfig, examples: int, max_ops: int = 6
+) -> tuple[Stats, tuple[Op, ...] | None, str]:
+    """Hypothesis-generated workloads with crash injection; the smallest failing one.
+
+    Returns the stats, the shrunk workload (or None) and its report.
+    """
+    from hypothesis import HealthCheck, find, settings
+    from hypothesis import strategies as st
+    from hypothesis.errors import NoSuchExample
+
+    explorer = config.explorer()
+
+    def fails(ops: Sequence[Op]) -> bool:
+        explorer.violations.clear()
+        return bool(explorer.explore(SETUP, tuple(ops)))
+
+    try:
+        smallest = find(
+            st.lists(st.sampled_from(ALPHABET), min_size=1, max_size=max_ops),
+            fails,
+            settings=settings(
+                max_examples=examples,
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+            random=random.Random(config.seed),
+        )
+    except NoSuchExample:
+        return explorer.stats, None, ""
+    explorer.violations.clear()
+    found = explorer.explore(SETUP, tuple(smallest))
+    return explorer.stats, tuple(smallest), found[0].render() if found else ""

@@ -1,0 +1,678 @@
+"""Deliberately broken UMFS variants that the crash explorer must catch: one per bug class.
+
+``/work/shared/notes/persistency.md`` lists twelve classes of crash-consistency bug a
+checker for a persistent-memory file system must catch. Each entry of
+:data:`UMFS_MUTANTS` is one of them, written the way a kernel engineer would get it
+wrong: a subclass of :class:`~impl.umfs.Umfs` (and, for the U-Log protocol, of
+:class:`~impl.umfs_ulog.ULog`) overriding one step, or a ``configure`` hook that drops one
+persist site's flushes or fence through ``PmAccess.skip_flush`` / ``skip_fence``. No
+mutant changes a byte of ``impl/``; every one behaves like UMFS while nothing crashes
+(same trees, no exceptions), so only a crash can tell them apart.
+
+Each :class:`MutantSpec` carries a small *witness workload* on which the explorer finds
+the bug, and the explorer settings that need (recovery crashes only for the classes
+about recovery itself). :func:`mutation_table` measures, for every mutant, which mode
+catches it first — crashes at fences, crashes before every store, or only crashes
+during recovery — and after how many crash images.
+
+The witnesses share :data:`SETUP`: a file ``/a`` of 5000 bytes (two pages; written,
+closed) and a directory ``/d``, not crashed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from impl.umfs import Umfs, _pages
+from impl.umfs_layout import (
+    DIRENT_SIZE,
+    DIRENTS_PER_PAGE,
+    INODE_KIND,
+    INODE_SIZE_FIELD,
+    KIND_FILE,
+    KIND_FREE,
+    LOG_ATTR_SIZE,
+    LOG_ATTR_VALID,
+    LOG_CHECKSUM,
+    LOG_COUNT,
+    LOG_NBYTES,
+    LOG_OP,
+    LOG_RECORDS,
+    LOG_SEQ,
+    LOG_STATE,
+    LOG_VALID,
+    PAGE,
+    CorruptImage,
+    log_checksum,
+    pack_dirent,
+    u64,
+    unpack_dirent,
+    word,
+)
+from impl.umfs_tables import ZERO_PAGE
+from impl.umfs_ulog import OP_NAMES, OPS, PHASES, Txn, ULog
+from memoracle.crash_explorer import CrashExplorer, Variant
+from spec.crash_recovery import Op
+from spec.persistency import PersistMode
+
+#: The setup every witness starts from (not crashed).
+SETUP: tuple[Op, ...] = (
+    ("creat", "/a"),
+    ("write", "/a", 0, 5000, 1),
+    ("close", "/a"),
+    ("mkdir", "/d"),
+)
+
+#: An in-place overwrite of 200 bytes across the boundary of ``/a``'s two pages.
+OVERWRITE: Op = ("write", "/a", 4000, 200, 3)
+#: An overwrite of ``/a``'s second page that also appends a third (new) page.
+APPEND: Op = ("write", "/a", 4096, 5000, 4)
+
+
+# ============================================================ helpers: the U-Log protocol's steps
+
+
+def _write_log(log: ULog, txn: Txn, seq: int, *, state: str = "last") -> list[tuple[int, int]]:
+    """Step 1 of :meth:`ULog.commit` without its fence: store the undo records and the
+    header, the ``state`` word ``"last"`` as UMFS does (or, for mutants, ``"first"`` or
+    ``"never"``); return the regions to persist."""
+    records = b"".join(
+        u64(paddr) + u64(len(old)) + old.ljust(-(-len(old) // 8) * 8, b"\0") for paddr, old in txn.undo
+    )
+    log.ensure_capacity(txn.zone, len(records))
+    header = log.header()
+    op = OPS.get(txn.op, 0)
+    regions: list[tuple[int, int]] = []
+    log._write_span(LOG_RECORDS, records, regions)
+    fields = [
+        (LOG_SEQ, seq),
+        (LOG_COUNT, len(txn.undo)),
+        (LOG_NBYTES, len(records)),
+        (LOG_OP, op),
+        (LOG_CHECKSUM, log_checksum(seq, len(txn.undo), len(records), op, records)),
+    ]
+    valid = [(LOG_STATE, LOG_VALID)]
+    order = {"last": fields + valid, "first": valid + fields, "never": fields}[state]
+    for offset, value in order:
+        log.pm.store(header + offset, u64(value))
+    regions.append((header, 64))
+    return regions
+
+
+def _store_phase(log: ULog, txn: Txn, phase: str) -> list[tuple[int, int]]:
+    """Store one phase's writes (no flush, no fence); return their regions."""
+    for paddr, data in txn.writes[phase]:
+        log.pm.store(paddr, data)
+    return [(paddr, len(data)) for paddr, data in txn.writes[phase]]
+
+
+class _MutantUmfs(Umfs):
+    """A UMFS whose U-Logs are instances of :attr:`log_cls` (for U-Log mutants)."""
+
+    log_cls: type[ULog] = ULog
+
+    def _log(self, ino: int) -> ULog:
+        return self.log_cls(self.pm, self.tables, self._inode(ino).ulog)
+
+
+def _skip(flush: Sequence[str] = (), fence: Sequence[str] = ()) -> Callable[[Umfs], None]:
+    def configure(fs: Umfs) -> None:
+        fs.pm.skip_flush.update(flush)
+        fs.pm.skip_fence.update(fence)
+
+    return configure
+
+
+# ============================================================ 3, 4, 5, 7, 9, 10, 12: the U-Log
+
+
+class OverwriteBeforeBackupLog(ULog):
+    """Class 3: the write's new bytes are stored before the log fence, so a line of new
+    data may reach SCM (evicted) while its backup in the U-Log is not yet durable."""
+
+    def commit(self, txn: Txn, seq: int) -> None:
+        _store_phase(self, txn, "data")  # BUG: in place before the undo records are durable
+        super().commit(txn, seq)
+
+
+class NeverInvalidatedLog(ULog):
+    """Class 4: commit never clears the ``state`` word: a completed operation's log stays
+    valid, and the next recovery undoes an operation that had returned."""
+
+    def invalidate(self, site: str) -> None:
+        if site == "invalidate":  # BUG: the commit's final step is missing
+            return
+        super().invalidate(site)
+
+
+class InvalidateBeforeDataLog(ULog):
+    """Class 5: the log is invalidated (cleared and persisted) before the phases it
+    protects are flushed: a crash leaves some new bytes and no way to undo them."""
+
+    def commit(self, txn: Txn, seq: int) -> None:
+        self.pm.persist("log", _write_log(self, txn, seq))
+        regions = [region for phase in PHASES for region in _store_phase(self, txn, phase)]
+        self.invalidate("invalidate")  # BUG: before the data and attributes are durable
+        self.pm.persist("data", regions)
+        txn.zone.give_back(txn.free_after)
+
+
+class LinkBeforeLogLog(ULog):
+    """Class 7: an append initialises and links its new pages ("in kernel mode") and
+    persists that before the U-Log records the old entries: a crash leaves pages linked
+    past the end of the file that no log will unlink."""
+
+    def commit(self, txn: Txn, seq: int) -> None:
+        if txn.op == "write" and txn.fresh:
+            # BUG: the table phase runs (and is persisted) before step 1.
+            self.pm.persist("append-link", _store_phase(self, txn, "tables"))
+        super().commit(txn, seq)
+
+
+class ReinsertUndoLog(ULog):
+    """Class 9: recovery undoes a removed directory entry *logically* — it re-adds the
+    name in the first free slot of the directory page — and decides whether to by
+    looking at the entry's original slot. The re-insertion does not fill that slot, so
+    a recovery that is itself interrupted and run again adds the name a second time."""
+
+    def pending(self) -> tuple[str, list[tuple[int, bytes]]] | None:
+        found = super().pending()
+        if found is None or found[0] not in ("unlink", "rmdir", "rename"):
+            return found
+        op, undo = found
+        rewritten = []
+        for paddr, old in undo:
+            page, at = paddr - paddr % PAGE, paddr % PAGE
+            is_entry = (
+                len(old) == 8 and word(old) != 0 and self.tables.zone.contains(page)
+                and at % DIRENT_SIZE == 0 and at < DIRENTS_PER_PAGE * DIRENT_SIZE
+            )  # fmt: skip
+            if is_entry and self.pm.read_u64(paddr) == 0:  # the entry was removed: re-add it
+                _, name = unpack_dirent(self.pm.read(paddr, DIRENT_SIZE))
+                raw = self.pm.read(page, DIRENTS_PER_PAGE * DIRENT_SIZE)
+                free = next(s for s in range(DIRENTS_PER_PAGE) if word(raw, s * DIRENT_SIZE) == 0)
+                # BUG: not idempotent — the slot tested above stays empty.
+                rewritten.append((page + free * DIRENT_SIZE, pack_dirent(word(old), name)))
+            else:
+                rewritten.append((paddr, old))
+        return op, rewritten
+
+
+class ConsumeFirstLog(ULog):
+    """Class 10: recovery consumes the log (clears and persists ``state``) as soon as
+    it has read it, then applies the undo: a crash in between leaves a half-undone
+    operation and an idle log, which no later recovery can repair."""
+
+    def pending(self) -> tuple[str, list[tuple[int, bytes]]] | None:
+        found = super().pending()
+        if found is not None:
+            self.invalidate("recovery-consume")  # BUG: before the undo is durable
+        return found
+
+
+class TrustingHeaderLog(ULog):
+    """Class 12: the header's ``state`` word is stored first, and recovery trusts it
+    without the checksum: a crash can leave ``state`` valid over a stale count, length or
+    torn records, and recovery "undoes" garbage."""
+
+    def commit(self, txn: Txn, seq: int) -> None:
+        self.pm.persist("log", _write_log(self, txn, seq, state="first"))  # BUG: state first
+        for phase in PHASES:
+            if txn.writes[phase]:
+                self.pm.persist(phase, _store_phase(self, txn, phase))
+        self.invalidate("invalidate")
+        txn.zone.give_back(txn.free_after)
+
+    def pending(self) -> tuple[str, list[tuple[int, bytes]]] | None:
+        raw = self.pm.read(self.header(), 64)
+        if word(raw, LOG_STATE) != LOG_VALID:
+            return None
+        count, nbytes, op = word(raw, LOG_COUNT), word(raw, LOG_NBYTES), word(raw, LOG_OP)
+        if nbytes > 1 << 40:
+            return None
+        try:
+            records = self._read_span(LOG_RECORDS, nbytes)
+        except CorruptImage:
+            return None
+        # BUG: no checksum — the state word alone is trusted.
+        undo: list[tuple[int, bytes]] = []
+        pos = 0
+        for _ in range(count):
+            if pos + 16 > len(records):
+                break
+            paddr, length = word(records, pos), word(records, pos + 8)
+            undo.append((paddr, records[pos + 16 : pos + 16 + length]))
+            pos += 16 + -(-length // 8) * 8
+        return OP_NAMES.get(op, f"op{op}"), undo
+
+
+class NeverCommittedLog(ULog):
+    """Class 4 (second form): commit writes the undo records and the header but never
+    the ``state`` word :data:`LOG_VALID`: recovery sees an idle log over a half-done
+    operation."""
+
+    def commit(self, txn: Txn, seq: int) -> None:
+        self.pm.persist("log", _write_log(self, txn, seq, state="never"))  # BUG: no commit word
+        for phase in PHASES:
+            if txn.writes[phase]:
+                self.pm.persist(phase, _store_phase(self, txn, phase))
+        self.invalidate("invalidate")
+        txn.zone.give_back(txn.free_after)
+
+
+class OverwriteBeforeBackup(_MutantUmfs):
+    """Class 3: UMFS whose writes overwrite data before its U-Log backup is durable.
+
+    See :class:`OverwriteBeforeBackupLog`.
+    """
+
+    log_cls = OverwriteBeforeBackupLog
+
+
+class NeverInvalidated(_MutantUmfs):
+    """Class 4: UMFS whose U-Log commits never invalidate the log.
+
+    See :class:`NeverInvalidatedLog`.
+    """
+
+    log_cls = NeverInvalidatedLog
+
+
+class InvalidateBeforeData(_MutantUmfs):
+    """Class 5: UMFS that invalidates a U-Log before the data it protects is durable.
+
+    See :class:`InvalidateBeforeDataLog`.
+    """
+
+    log_cls = InvalidateBeforeDataLog
+
+
+class LinkBeforeLog(_MutantUmfs):
+    """Class 7: UMFS whose appends link new pages before logging.
+
+    See :class:`LinkBeforeLogLog`.
+    """
+
+    log_cls = LinkBeforeLogLog
+
+
+class ReinsertUndo(_MutantUmfs):
+    """Class 9: UMFS whose recovery of an entry removal is not idempotent.
+
+    See :class:`ReinsertUndoLog`.
+    """
+
+    log_cls = ReinsertUndoLog
+
+
+class ConsumeFirst(_MutantUmfs):
+    """Class 10: UMFS whose recovery clears the log before its undo is durable.
+
+    See :class:`ConsumeFirstLog`.
+    """
+
+    log_cls = ConsumeFirstLog
+
+
+class TrustingHeader(_MutantUmfs):
+    """Class 12: UMFS that writes the log's state word first and trusts it unchecked.
+
+    See :class:`TrustingHeaderLog`.
+    """
+
+    log_cls = TrustingHeaderLog
+
+
+class NeverCommitted(_MutantUmfs):
+    """Class 4: UMFS whose U-Log commits never write the commit (state) word.
+
+    See :class:`NeverCommittedLog`.
+    """
+
+    log_cls = NeverCommittedLog
+
+
+# ============================================================ 6, 8, 11: the file system's plans
+
+
+class SizeBeforeLinks(Umfs):
+    """Class 6: a zero-extending ``ftruncate`` skips the U-Log ("new pages hold nothing
+    to back up") and updates the file's size and its page-table pointers as separate
+    in-place stores, the size first: a crash between leaves a size that claims pages the
+    table does not link."""
+
+    def _truncate(self, ino: int, length: int) -> None:
+        size = self._size(ino)
+        if length <= size:
+            super()._truncate(ino, length)
+            return
+        txn = Txn(self.pm, self.zone, "truncate")
+        pages = txn.grow(self.tables, self._inode(ino).fpt, _pages(size), _pages(length))
+        txn.writes["data"] += [(page, ZERO_PAGE) for page in pages]
+        # BUG: the size is published (atomically, but alone) before the pointers.
+        self.pm.store(self._size_addr(ino), u64(length))
+        self.pm.persist("attrs", [(self._size_addr(ino), 8)])
+        regions = []
+        for phase in ("tables", "data"):
+            for paddr, data in txn.writes[phase]:
+                self.pm.store(paddr, data)
+                regions.append((paddr, len(data)))
+        self.pm.persist("tables", regions)
+
+
+class SizeNotLogged(Umfs):
+    """Class 8: a write or truncate logs the old bytes of data and tables but not the
+    old size: recovery unlinks the new pages and restores the data, and the size stays
+    new."""
+
+    def _commit(self, txn: Txn, log_ino: int) -> None:
+        if txn.op in ("write", "truncate"):
+            size_at = self._size_addr(log_ino)
+            txn.undo = [(paddr, old) for paddr, old in txn.undo if paddr != size_at]  # BUG
+        super()._commit(txn, log_ino)
+
+
+class FreeBeforeUnlink(Umfs):
+    """Class 11: ``unlink`` of a file's last name frees its inode with one atomic store
+    (as the orphan reclaim at close does) *before* the transaction that removes the
+    directory entry: a crash between leaves an entry naming a free inode."""
+
+    def unlink(self, path: str) -> None:
+        with self._fs_lock:
+            parent, name = self._parent(self._parse(path), path)
+            found = self._entries(parent).get(name) if name is not None else None
+            if found is not None:
+                ino, inode = found[0], self._inode(found[0])
+                if inode.kind == KIND_FILE and inode.nlink == 1 and not self.open_count.get(ino, 0):
+                    # BUG: the inode is freed outside the log, before its entry goes.
+                    self.pm.store(self._inode_addr(ino) + INODE_KIND, u64(KIND_FREE))
+                    self.pm.persist("reclaim", [(self._inode_addr(ino), 8)])
+            super().unlink(path)  # the logged removal of the entry and the link
+
+
+class WritebackClearsCacheFirst(Umfs):
+    """Class 6 (second form): the last ``close`` writes the cached attributes back in the
+    wrong order — it clears the U-Log's ``attr_valid`` word before it stores the size in
+    the inode: a crash between loses the size (the pair is updated non-atomically)."""
+
+    def _write_back_attrs(self, ino: int) -> None:
+        header = self._log(ino).header()
+        size_field = self._inode_addr(ino) + INODE_SIZE_FIELD
+        size = self.pm.read(header + LOG_ATTR_SIZE, 8)
+        self.pm.store(header + LOG_ATTR_VALID, u64(0))  # BUG: the cache is dropped first
+        self.pm.persist("attr-writeback", [(header + LOG_ATTR_VALID, 8)])
+        self.pm.store(size_field, size)
+        self.pm.persist("attr-writeback", [(size_field, 8)])
+        del self._open_headers[ino], self._open_kinds[ino]
+
+
+class EntryBeforeInode(Umfs):
+    """Class 11 (second form): ``creat``/``mkdir`` publishes the new directory entry in
+    place (persisted) before the transaction that initialises the inode: a crash between
+    leaves an entry naming a free inode."""
+
+    def _commit(self, txn: Txn, log_ino: int) -> None:
+        if txn.op in ("create", "mkdir"):
+            entries = [(paddr, data) for paddr, data in txn.writes["attrs"] if len(data) == DIRENT_SIZE]
+            for paddr, data in entries:  # BUG: the entry goes first, outside the log
+                self.pm.store(paddr, data)
+            self.pm.persist("dirent", [(paddr, len(data)) for paddr, data in entries])
+        super()._commit(txn, log_ino)
+
+
+# ============================================================ the registry
+
+
+@dataclass(frozen=True)
+class MutantSpec:
+    """One mutant: the variant to explore, the bug class it belongs to (1–12 of the
+    notes), what it breaks, and a witness workload on which the explorer catches it."""
+
+    variant: Variant
+    bug_class: int
+    description: str
+    setup: tuple[Op, ...]
+    ops: tuple[Op, ...]
+    #: Whether the witness needs crashes during recovery (classes about recovery).
+    recovery_crashes: bool = False
+    image_limit: int = 16
+
+    @property
+    def name(self) -> str:
+        """The registry key."""
+        return self.variant.name
+
+    def explorer(
+        self,
+        *,
+        image_limit: int | None = None,
+        every_store: bool = False,
+        recovery_crashes: bool | None = None,
+        variant: Variant | None = None,
+        mode: PersistMode = PersistMode.ADR,
+    ) -> CrashExplorer:
+        """An explorer for the witness (stopping at the first violation)."""
+        return CrashExplorer(
+            variant or self.variant,
+            mode=mode,
+            image_limit=self.image_limit if image_limit is None else image_limit,
+            every_store=every_store,
+            recovery_crashes=self.recovery_crashes if recovery_crashes is None else recovery_crashes,
+            stop_at_first=True,
+        )
+
+
+def _spec(
+    name: str,
+    bug_class: int,
+    description: str,
+    ops: Sequence[Op],
+    umfs_cls: type[Umfs] = Umfs,
+    configure: Callable[[Umfs], None] | None = None,
+    recovery_crashes: bool = False,
+    setup: Sequence[Op] = SETUP,
+) -> tuple[str, MutantSpec]:
+    variant = Variant(name, umfs_cls, configure)
+    return name, MutantSpec(variant, bug_class, description, tuple(setup), tuple(ops), recovery_crashes)
+
+
+UMFS_MUTANTS: dict[str, MutantSpec] = dict(
+    [
+        _spec(
+            "data_not_flushed", 1,
+            "the data phase is never flushed (no clwb at site 'data'): the log is invalidated "
+            "over new bytes that may still be lost",
+            [OVERWRITE], configure=_skip(flush=["data"]),
+        ),
+        _spec(
+            "log_fence_missing", 2,
+            "the log's flushes are not fenced (no sfence at site 'log'): data stores overtake "
+            "the undo records they need",
+            [OVERWRITE], configure=_skip(fence=["log"]),
+        ),
+        _spec(
+            "overwrite_before_backup", 3,
+            "a write stores its new bytes in place before the U-Log fence makes their backup durable",
+            [OVERWRITE], OverwriteBeforeBackup,
+        ),
+        _spec(
+            "log_never_invalidated", 4,
+            "commit never clears the log's state word: recovery undoes an operation that returned",
+            [OVERWRITE], NeverInvalidated,
+        ),
+        _spec(
+            "invalidate_before_data", 5,
+            "the log is invalidated and persisted before the data and attributes it protects are flushed",
+            [OVERWRITE], InvalidateBeforeData,
+        ),
+        _spec(
+            "size_before_links", 6,
+            "a zero-extending truncate updates size and page pointers in place, outside the log, "
+            "size first: the size can claim unlinked pages",
+            [("truncate", "/a", 12000)], SizeBeforeLinks,
+        ),
+        _spec(
+            "append_links_before_log", 7,
+            "an append links its new pages into the file table and persists them before the "
+            "U-Log holds the old entries: pages stay linked past the end",
+            [APPEND], LinkBeforeLog,
+        ),
+        _spec(
+            "old_size_not_logged", 8,
+            "the undo log of a write omits the old size: recovery unlinks the appended page "
+            "but leaves the new size",
+            [APPEND], SizeNotLogged,
+        ),
+        _spec(
+            "reinsert_entry_undo", 9,
+            "recovery undoes an entry removal by re-adding the name in the first free slot, "
+            "keyed on the original slot: run twice, it adds the name twice",
+            [("unlink", "/a")], ReinsertUndo, recovery_crashes=True,
+            setup=[("creat", "/x"), ("close", "/x"), ("creat", "/a"), ("close", "/a"), ("unlink", "/x")],
+        ),
+        _spec(
+            "recovery_consumes_log_first", 10,
+            "recovery clears the log's state word before its undo is durable: a crash during "
+            "recovery leaves a half-undone write for good",
+            [OVERWRITE], ConsumeFirst, recovery_crashes=True,
+        ),
+        _spec(
+            "free_inode_before_entry", 11,
+            "unlink frees the inode (kind := free, persisted) outside the log, before the "
+            "transaction that removes its directory entry",
+            [("unlink", "/a")], FreeBeforeUnlink,
+        ),
+        _spec(
+            "trust_log_state_word", 12,
+            "the log header's state word is written first and recovery trusts it without the "
+            "checksum: a half-written header or torn records are 'undone'",
+            [OVERWRITE], TrustingHeader,
+        ),
+        # ---- second forms of some classes (cheap; same witnesses' style)
+        _spec(
+            "log_not_flushed", 1,
+            "the U-Log's records and header are never flushed (no clwb at site 'log'): the "
+            "data phase can outrun its undo records",
+            [OVERWRITE], configure=_skip(flush=["log"]),
+        ),
+        _spec(
+            "log_never_committed", 4,
+            "commit writes records and header but never the state word LOG_VALID: recovery "
+            "ignores a half-done operation",
+            [OVERWRITE], NeverCommitted,
+        ),
+        _spec(
+            "attr_writeback_unordered", 6,
+            "close clears the cached-attributes flag before writing the cached size back to "
+            "the inode: a crash between loses the size",
+            [("close", "/a")], WritebackClearsCacheFirst,
+            setup=[("creat", "/a"), ("write", "/a", 0, 5000, 1), ("mkdir", "/d")],
+        ),
+        _spec(
+            "entry_before_inode", 11,
+            "create persists the new directory entry in place before the transaction that "
+            "initialises the inode it names",
+            [("creat", "/b")], EntryBeforeInode,
+        ),
+    ]
+)
+
+
+# ============================================================ which mode catches what
+
+#: The modes of :func:`mutation_table`, cheapest first: (label, every_store, recovery_crashes).
+MODES: tuple[tuple[str, bool, bool], ...] = (
+    ("fences", False, False),
+    ("every_store", True, False),
+    ("recovery_crashes", False, True),
+)
+
+
+def catch(
+    spec: MutantSpec, label: str, limit: int = 16, mode: PersistMode = PersistMode.ADR
+) -> dict[str, object] | None:
+    """Run the witness in one mode of :data:`MODES` (stopping at the first violation);
+    the explorer's counts at that violation and its report, or ``None`` if not caught."""
+    every_store, recovery = {mode: (es, rc) for mode, es, rc in MODES}[label]
+    explorer = spec.explorer(image_limit=limit, every_store=every_store, recovery_crashes=recovery, mode=mode)
+    found = explorer.explore(spec.setup, spec.ops)
+    if not found:
+        return None
+    stats = explorer.stats
+    return {
+        "images_until_caught": stats.images,
+        "crash_points": stats.crash_points + stats.recovery_crash_points,
+        "site": found[0].crash.site,
+        "seconds": round(stats.seconds, 3),
+        "report": found[0].render(),
+    }
+
+
+def mutation_table(
+    limit: int = 16,
+    names: Sequence[str] | None = None,
+    all_modes: bool = False,
+    mode: PersistMode = PersistMode.ADR,
+) -> list[dict[str, object]]:
+    """One row per mutant: ``mutant``, ``bug_class``, ``caught_by`` (the cheapest mode of
+    :data:`MODES` that catches it on its witness), ``images_until_caught`` (crash images
+    checked — recovery images included — up to the first violation, ``image_limit`` =
+    ``limit``), ``crash_points``, ``site`` (the persist site of that crash), ``seconds``,
+    ``description``; with ``all_modes``, also ``modes``: per mode, the images until
+    caught or ``None``. ``mode`` is the persistence domain (under eADR the flush and fence
+    mutants are correct, and ordering bugs need ``every_store``)."""
+    rows: list[dict[str, object]] = []
+    for name in names if names is not None else UMFS_MUTANTS:
+        spec = UMFS_MUTANTS[name]
+        results: dict[str, dict[str, object] | None] = {}
+        for label, _, _ in MODES:
+            results[label] = catch(spec, label, limit, mode)
+            if results[label] is not None and not all_modes:
+                break
+        caught_by = next((label for label, result in results.items() if result is not None), "not caught")
+        first = results.get(caught_by) or {}
+        row: dict[str, object] = {
+            "mutant": name,
+            "bug_class": spec.bug_class,
+            "caught_by": caught_by,
+            "images_until_caught": first.get("images_until_caught"),
+            "crash_points": first.get("crash_points"),
+            "site": first.get("site", ""),
+            "seconds": first.get("seconds"),
+            "description": spec.description,
+        }
+        if all_modes:
+            row["modes"] = {
+                label: None if result is None else result["images_until_caught"]
+                for label, result in results.items()
+            }
+        rows.append(row)
+    return rows
+
+
+def table_markdown(rows: Sequence[dict[str, object]]) -> str:
+    """The rows of :func:`mutation_table` as a Markdown table (for the README)."""
+    per_mode = all("modes" in row for row in rows)
+    modes = [label for label, _, _ in MODES] if per_mode else []
+    head = ["mutant", "class", "caught by", "images until caught", "crash site"]
+    head += [f"images ({label})" for label in modes] + ["what it breaks"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [
+            f"`{row['mutant']}`", str(row["bug_class"]), str(row["caught_by"]),
+            str(row["images_until_caught"]), f"`{row['site']}`",
+        ]  # fmt: skip
+        if per_mode:
+            found = row["modes"]
+            assert isinstance(found, dict)
+            cells += ["—" if found.get(label) is None else str(found[label]) for label in modes]
+        lines.append("| " + " | ".join(cells + [str(row["description"])]) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - generates the README table
+    import sys
+
+    numbers = [int(arg) for arg in sys.argv[1:] if arg.isdigit()]
+    print(table_markdown(mutation_table(numbers[0] if numbers else 16, all_modes="--all" in sys.argv)))

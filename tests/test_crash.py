@@ -1,0 +1,100 @@
+"""Crash consistency: the allowed-state spec, the explorer, campaigns and their CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from memoracle.crash_campaign import ALPHABET, SETUP, CampaignConfig, count_workloads, run_campaign, workloads
+from memoracle.crash_explorer import CrashExplorer, Variant
+from spec.crash_recovery import allowed_after_crash, model_trees, payload
+from spec.persistency import PersistMode
+
+SMALL = dict(image_limit=8)
+
+
+def test_allowed_states_are_before_or_after_the_operation_in_flight() -> None:
+    trees = model_trees(SETUP, [("creat", "/b"), ("unlink", "/a")])
+    assert len(trees) == 3
+    assert allowed_after_crash(trees, 0) == [trees[0], trees[1]]
+    assert allowed_after_crash(trees, 2) == [trees[2]]  # after the last op: only the end
+    assert "/b" not in trees[0] and "/b" in trees[1] and "/a" not in trees[2]
+
+
+def test_a_failing_operation_allows_only_the_old_tree() -> None:
+    trees = model_trees(SETUP, [("rmdir", "/nonesuch")])
+    assert trees[0] == trees[1]
+    assert allowed_after_crash(trees, 0) == [trees[0]]
+
+
+def test_payload_is_deterministic_and_never_zero_at_the_start() -> None:
+    assert payload(10, 3) == payload(10, 3) and payload(10, 3) != payload(10, 4)
+    assert payload(300, 0)[0] != 0 and len(payload(300, 0)) == 300
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        (("write", "/a", 4000, 200, 3),),
+        (("write", "/a", 8000, 300, 4), ("truncate", "/a", 3000)),
+        (("creat", "/b"), ("rename", "/a", "/b")),
+        (("link", "/a", "/d/c"), ("unlink", "/a")),
+        (("rename", "/d", "/e"), ("rmdir", "/e")),
+    ],
+)
+def test_umfs_recovers_every_crash_image(ops: tuple[tuple[object, ...], ...]) -> None:
+    explorer = CrashExplorer(**SMALL)  # type: ignore[arg-type]
+    violations = explorer.explore(SETUP, ops)  # type: ignore[arg-type]
+    assert not violations, violations[0].render()
+    assert explorer.stats.images > 0 and explorer.stats.crash_points > len(ops)
+
+
+def test_umfs_recovers_in_eadr_mode_too() -> None:
+    explorer = CrashExplorer(mode=PersistMode.EADR, **SMALL)  # type: ignore[arg-type]
+    assert not explorer.explore(SETUP, (("write", "/a", 4096, 5000, 4), ("unlink", "/a")))
+
+
+def test_dropping_the_log_flush_is_caught_with_a_readable_report() -> None:
+    def no_log_flush(fs: object) -> None:
+        fs.pm.skip_flush.add("log")  # type: ignore[attr-defined]
+
+    explorer = CrashExplorer(Variant("no-log-flush", configure=no_log_flush), **SMALL)  # type: ignore[arg-type]
+    violations = explorer.explore(SETUP, (("write", "/a", 4000, 200, 3),))
+    assert violations
+    text = violations[0].render()
+    assert "write(/a, 4000, 200, 3)" in text and "persisted at the crash" in text
+    assert "_write_at" in text  # the UMFS stack at the crash
+    assert violations[0].as_json()["crash"]["op_index"] == 0  # type: ignore[index]
+
+
+def test_shards_partition_the_workloads() -> None:
+    total = count_workloads(2)
+    assert total == len(ALPHABET) + len(ALPHABET) ** 2 == len(workloads(2))
+    assert sum(count_workloads(2, (i, 3)) for i in range(3)) == total
+
+
+def test_a_shard_and_the_whole_agree() -> None:
+    config = CampaignConfig(max_ops=1, image_limit=2, recovery_crashes=False)
+    whole, _ = run_campaign(config)
+    parts = [run_campaign(config, shard=(i, 2))[0] for i in range(2)]
+    assert whole.workloads == sum(p.workloads for p in parts) == len(ALPHABET)
+    assert whole.crash_points == sum(p.crash_points for p in parts)
+
+
+def test_crash_cli_json_and_usage_errors() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "memoracle", "crash", "umfs", "--ops", "1", "--images", "2",
+         "--no-recovery-crashes", "--shard", "0/8", "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["stats"]["workloads"] == 2 and out["violations"] == []
+    bad = subprocess.run(
+        [sys.executable, "-m", "memoracle", "crash", "umfs", "--shard", "9/2"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
