@@ -127,6 +127,28 @@ class PendingGroup:
         return self.pieces + 1 if self.kind == "line" else 2
 
 
+_RUNS: dict[int, tuple[tuple[int, ...], list[tuple[int, int, int]]]] = {}
+
+
+def _runs(units: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """Contiguous runs of ``units``: ``(address, start, end)`` into the contents bytes.
+    Cached per tuple (every image of a crash point shares its units tuple)."""
+    cached = _RUNS.get(id(units))
+    if cached is not None and cached[0] is units:
+        return cached[1]
+    runs: list[tuple[int, int, int]] = []
+    for i, unit in enumerate(units):
+        if runs and runs[-1][0] + runs[-1][2] - runs[-1][1] == unit:
+            address, start, end = runs[-1]
+            runs[-1] = (address, start, end + ATOMIC_UNIT)
+        else:
+            runs.append((unit, i * ATOMIC_UNIT, (i + 1) * ATOMIC_UNIT))
+    if len(_RUNS) > 256:
+        _RUNS.clear()
+    _RUNS[id(units)] = (units, runs)
+    return runs
+
+
 class CrashImage:
     """One allowed post-crash image, as a delta over the emulator's durable image.
 
@@ -170,8 +192,8 @@ class CrashImage:
     def apply(self, memory: bytearray) -> None:
         """Write the image's units over ``memory`` (the durable image it is a delta of)."""
         contents = self.contents
-        for i, unit in enumerate(self.units):
-            memory[unit : unit + ATOMIC_UNIT] = contents[i * ATOMIC_UNIT : (i + 1) * ATOMIC_UNIT]
+        for address, start, end in _runs(self.units):
+            memory[address : address + end - start] = contents[start:end]
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -181,7 +203,7 @@ class CrashImage:
         )
 
     def __hash__(self) -> int:
-        return hash((self.units, self.contents))
+        return hash(self.contents)  # bytes cache their hash; equal images have equal contents
 
     def __repr__(self) -> str:
         return f"CrashImage({self.digest[:12]}, choice={self.choice})"
@@ -605,8 +627,17 @@ class ScmEmu:
         components, group_count = self._components()
         units = tuple(u for comp in components for u in comp.units)
 
-        def image_of(option_indices: Sequence[int]) -> CrashImage:
-            contents = b"".join(c.options[i] for c, i in zip(components, option_indices))
+        offsets = [0]
+        for comp in components:
+            offsets.append(offsets[-1] + len(comp.units) * ATOMIC_UNIT)
+
+        def image_of(option_indices: Sequence[int], patch: tuple[bytes, int] | None = None) -> CrashImage:
+            if patch is None:
+                contents = b"".join(c.options[i] for c, i in zip(components, option_indices))
+            else:  # one component differs from an already joined image: splice it in
+                blob, ci = patch
+                option = components[ci].options[option_indices[ci]]
+                contents = blob[: offsets[ci]] + option + blob[offsets[ci + 1] :]
 
             def choice() -> tuple[int, ...]:
                 out = [0] * group_count
@@ -624,20 +655,24 @@ class ScmEmu:
             for position, g in enumerate(comp.groups):
                 component_of[g] = (ci, position)
 
-        def varied(base: tuple[int, ...], group: int, value: int, base_choice: int) -> tuple[int, ...]:
-            """``base`` (all groups at 0 or all at top) with one group's choice changed."""
+        total = 1
+        for comp in components:
+            total *= len(comp.options)
+        nothing_image, everything_image = image_of(nothing), image_of(everything)
+        images: dict[CrashImage, None] = {nothing_image: None}
+        images.setdefault(everything_image, None)
+
+        def varied(group: int, value: int, base_choice: int) -> CrashImage:
+            """Every group at 0 (``base_choice`` 0) or at its top (1), but ``group`` at ``value``."""
             ci, position = component_of[group]
             comp = components[ci]
             sub = [0] * len(comp.groups) if base_choice == 0 else list(comp.top())
             sub[position] = value
+            base, base_image = (nothing, nothing_image) if base_choice == 0 else (everything, everything_image)
             out = list(base)
             out[ci] = comp.option_of(sub)
-            return tuple(out)
-        total = 1
-        for comp in components:
-            total *= len(comp.options)
-        images: dict[CrashImage, None] = {image_of(nothing): None}
-        images.setdefault(image_of(everything), None)
+            return image_of(out, (base_image.contents, ci))
+
         if total <= limit:
             for option_indices in product(*(range(len(c.options)) for c in components)):
                 images.setdefault(image_of(option_indices), None)
@@ -650,13 +685,13 @@ class ScmEmu:
         for g in range(group_count):  # each group alone dropped, alone kept: always
             if strict and len(images) >= limit:
                 return list(images)[:limit]
-            images.setdefault(image_of(varied(everything, g, 0, 1)), None)
-            images.setdefault(image_of(varied(nothing, g, top[g], 0)), None)
+            images.setdefault(varied(g, 0, 1), None)
+            images.setdefault(varied(g, top[g], 0), None)
         for g in range(group_count):  # torn lines, while room remains
             for j in range(1, top[g]):
                 if len(images) >= limit:
                     break
-                images.setdefault(image_of(varied(everything, g, j, 1)), None)
+                images.setdefault(varied(g, j, 1), None)
         rng = random.Random(seed)
         attempts = 0
         while len(images) < limit and attempts < 4 * limit:

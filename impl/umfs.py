@@ -101,6 +101,7 @@ from spec.umfs_api import (
 WINDOW = 1 << 39  #: one PML4 entry's span: the virtual window of one file
 SPLICE_FLAGS = P | RW | US  #: the PML4 entry's flags (the file's own entries are read-only)
 PAGES_PER_NEW_FILE = 7  #: file table (3) + U-Log table (3) + U-Log header page (1)
+_FREE = Inode(KIND_FREE, 0, 0, 0, 0, 0)  #: what a free slot reads as (its other words are ignored)
 
 
 def _pages(size: int) -> int:
@@ -308,7 +309,7 @@ class Umfs:
         """Every inode slot, read in one pass over the inode zone."""
         raw = self.pm.read(self.base + PAGE, self.sb.inode_count * INODE_SIZE)
         return [
-            (i + 1, Inode.unpack(raw[i * INODE_SIZE : i * INODE_SIZE + 48]))
+            (i + 1, Inode.unpack(raw[i * INODE_SIZE : i * INODE_SIZE + 48]) if word(raw, i * INODE_SIZE) else _FREE)
             for i in range(self.sb.inode_count)
         ]
 
