@@ -107,7 +107,7 @@ def cmd_contracts(args: argparse.Namespace) -> int:
         f"for {args.per_condition_timeout:g}s each without a counterexample (not a proof), "
         f"{counts['counterexample']} counterexamples"
     )
-    if report.exit_code not in (0, 1):
+    if report.exit_code not in (0, 1) or (report.exit_code and not report.results):
         sys.stderr.write(f"memoracle: CrossHair failed: {report.stderr.splitlines()[-1:] or '?'}\n")
         return EXIT_USAGE
     return EXIT_OK if report.ok else EXIT_VIOLATION
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     contracts = sub.add_parser("contracts", help="check the specs' contracts with CrossHair")
     contracts.add_argument("targets", nargs="*", help="files or directories (default: spec/)")
     contracts.add_argument(
-        "--per-condition-timeout", type=float, default=3.0, help="seconds per postcondition"
+        "--per-condition-timeout", type=float, default=2.0, help="seconds per postcondition"
     )
     contracts.set_defaults(func=cmd_contracts)
 

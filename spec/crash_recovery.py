@@ -124,10 +124,8 @@ def model_trees(setup: Sequence[Op], ops: Sequence[Op]) -> list[Snapshot]:
 
 def allowed_after_crash(trees: Sequence[Snapshot], returned: int) -> list[Snapshot]:
     """The trees recovery may show when operations ``0 .. returned-1`` had returned and
-    operation ``returned`` (if any) was in flight: the old tree, or the new one.
-
-    pre: 0 <= returned < len(trees)
-    post: trees[returned] in __return__ and len(__return__) <= 2
+    operation ``returned`` (if any) was in flight: the old tree, or the new one
+    (``trees[returned]`` is always allowed; never more than two trees are).
     """
     if returned + 1 < len(trees) and trees[returned + 1] != trees[returned]:
         return [trees[returned], trees[returned + 1]]
