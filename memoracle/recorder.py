@@ -12,11 +12,14 @@ after its last, so that ``a.ret < b.call`` implies that ``a`` really finished be
 ``b`` started (no clock skew between processes: Porcupine issue #40). The counter
 serializes the stamps, not the ring accesses.
 
-Assumptions, written down: an aligned 8-byte ``struct.pack_into`` on the shared block
-is a single store and is not torn (true of CPython's ``memcpy`` of 8 aligned bytes on
-x86-64 and AArch64); x86-TSO orders the slot write before the tail write (on weaker
-hardware this recorder would need fences that Python cannot issue, and the checker
-would rightly report the result).
+Assumptions, written down: every shared word is read and written through a
+``memoryview`` cast to ``"Q"``, whose item access is one aligned 8-byte ``memcpy`` —
+a single load or store on x86-64 and AArch64, so never torn. (``struct.pack_into`` and
+``unpack_from`` are *not* usable here: they copy byte by byte, and a torn read of
+``head`` once let the producer overwrite a slot the consumer had not read — the checker
+caught it.) x86-TSO orders the slot write before the tail write (on weaker hardware
+this recorder would need fences that Python cannot issue, and the checker would rightly
+report the result).
 
 ``mutant="wrong_slot"`` makes the consumer read the slot after the right one — a broken
 ring whose histories the checker must reject.
@@ -27,7 +30,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import struct
 import tempfile
 from multiprocessing import shared_memory
 from multiprocessing.synchronize import Barrier, Lock
@@ -35,7 +37,6 @@ from typing import Any, Literal
 
 from spec.history import header_line
 
-_U64 = struct.Struct("<Q")
 HEAD, TAIL, STAMP, SLOTS = 0, 64, 128, 192
 Mutant = Literal["none", "wrong_slot"]
 
@@ -46,31 +47,35 @@ def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
     return buf
 
 
-def _stamp(buf: memoryview, lock: Lock) -> int:
+def _words(shm: shared_memory.SharedMemory) -> memoryview:
+    """The block as 8-byte words: each item access is one untorn 8-byte load or store."""
+    return _buffer(shm).cast("Q")
+
+
+def _stamp(words: memoryview, lock: Lock) -> int:
     with lock:
-        value: int = _U64.unpack_from(buf, STAMP)[0] + 1
-        _U64.pack_into(buf, STAMP, value)
+        value: int = words[STAMP // 8] + 1
+        words[STAMP // 8] = value
     return value
 
 
 def _producer(name: str, lock: Lock, start: Barrier, capacity: int, count: int, out: str) -> None:
     shm = shared_memory.SharedMemory(name=name)
     start.wait()
-    buf = _buffer(shm)
+    buf = _words(shm)
     lines = []
     tail = 0
     value = 1
-    unpack, pack = _U64.unpack_from, _U64.pack_into
     for ident in range(count):
         call = _stamp(buf, lock)
-        head = unpack(buf, HEAD)[0]
+        head = buf[HEAD // 8]
         if tail - head == capacity:
             ok = False
             os.sched_yield()  # let the consumer run: fewer "full" attempts
         else:
-            pack(buf, SLOTS + 8 * (tail & (capacity - 1)), value)
+            buf[SLOTS // 8 + (tail & (capacity - 1))] = value
             tail += 1
-            pack(buf, TAIL, tail)
+            buf[TAIL // 8] = tail
             ok = True
         ret = _stamp(buf, lock)
         lines.append(
@@ -81,7 +86,7 @@ def _producer(name: str, lock: Lock, start: Barrier, capacity: int, count: int, 
             value += 1
     with open(out, "w", encoding="utf-8") as handle:
         handle.writelines(lines)
-    del buf
+    buf.release()
     shm.close()
 
 
@@ -90,21 +95,20 @@ def _consumer(
 ) -> None:
     shm = shared_memory.SharedMemory(name=name)
     start.wait()
-    buf = _buffer(shm)
+    buf = _words(shm)
     lines = []
     head = 0
     skew = 1 if mutant == "wrong_slot" else 0
-    unpack, pack = _U64.unpack_from, _U64.pack_into
     for ident in range(count):
         call = _stamp(buf, lock)
-        tail = unpack(buf, TAIL)[0]
+        tail = buf[TAIL // 8]
         if tail == head:
             result = "null"
             os.sched_yield()
         else:
-            result = str(unpack(buf, SLOTS + 8 * ((head + skew) & (capacity - 1)))[0])
+            result = str(buf[SLOTS // 8 + ((head + skew) & (capacity - 1))])
             head += 1
-            pack(buf, HEAD, head)
+            buf[HEAD // 8] = head
         ret = _stamp(buf, lock)
         lines.append(
             f'{{"id":{2 * ident + 1},"thread":"consumer","kind":"pop","arg":null,'
@@ -112,7 +116,7 @@ def _consumer(
         )
     with open(out, "w", encoding="utf-8") as handle:
         handle.writelines(lines)
-    del buf
+    buf.release()
     shm.close()
 
 

@@ -31,6 +31,8 @@ Every other non-blank line is one operation, an object with exactly these seven 
   (the queue answered "empty").
 - ``call`` and ``return``: non-negative integers from one clock shared by all threads,
   with ``call < return``. Operations may appear in any order in the file.
+- ``id``, ``call`` and ``return`` are below ``2**63`` (they are kept in 64-bit columns);
+  values (``arg``, ``result``) may be integers of any size.
 
 Version 1 has no pending operations: every operation has returned. A reader of this
 module rejects anything else with :class:`HistoryFormatError`, whose message names the
@@ -47,9 +49,10 @@ import json
 import operator
 import re
 from array import array
+from bisect import bisect_right
 from dataclasses import dataclass
-from itertools import islice
-from typing import IO, Iterable, Iterator, Literal, Sequence, Union
+from itertools import islice, repeat
+from typing import IO, Callable, Iterable, Iterator, Literal, Union
 
 FORMAT_NAME = "memoracle-history"
 FORMAT_VERSION = 1
@@ -61,11 +64,12 @@ Value = Union[int, str]
 Thread = Union[int, str]
 Kind = Literal["push", "pop"]
 
-PUSH, POP = 0, 1
+PUSH, POP = 0, 1  # the compact reader stores "arg is None" as the kind: POP must be 1
 _KIND_CODE = {"push": PUSH, "pop": POP}
 _KIND_NAME: tuple[Kind, Kind] = ("push", "pop")
 _KEYS = ("id", "thread", "kind", "arg", "result", "call", "return")
-_CHUNK_LINES = 1 << 16
+#: ids, calls and returns live in signed 64-bit columns, so they must be below this.
+_STAMP_LIMIT = 2**63
 
 
 class HistoryFormatError(ValueError):
@@ -210,16 +214,18 @@ class History:
         self.calls.append(call)
         self.rets.append(ret)
 
-    def _check_distinct_ids(self, lines: Sequence[int] | None) -> None:
+    def _check_distinct_ids(self, line_of: Callable[[int], int] | None) -> None:
+        """Raise :class:`HistoryFormatError` at the line (``line_of(row)``, else row + 1)
+        of the first row whose id an earlier row already has."""
         n = len(self.ids)
         if self.ids == array("q", range(n)):
             return
-        seen: dict[int, int] = {}
+        seen: set[int] = set()
         for index, ident in enumerate(self.ids):
             if ident in seen:
-                line = lines[index] if lines is not None else index + 1
+                line = line_of(index) if line_of is not None else index + 1
                 raise HistoryFormatError(line, f'duplicate "id" {ident}')
-            seen[ident] = index
+            seen.add(ident)
 
     # -- reading rows ----------------------------------------------------------------
     def operation(self, index: int) -> Operation:
@@ -305,6 +311,8 @@ def _validate_record(obj: object, line: int) -> None:
     ident = obj["id"]
     if type(ident) is not int or ident < 0:
         raise HistoryFormatError(line, f'"id" must be a non-negative integer, not {ident!r}')
+    if ident >= _STAMP_LIMIT:
+        raise HistoryFormatError(line, f'"id" {ident} is too large (the limit is 2**63 - 1)')
     thread = obj["thread"]
     if not _is_value(thread):
         raise HistoryFormatError(line, f'"thread" must be a string or an integer, not {thread!r}')
@@ -333,11 +341,138 @@ def _validate_record(obj: object, line: int) -> None:
     for key, stamp in (("call", call), ("return", ret)):
         if type(stamp) is not int or stamp < 0:
             raise HistoryFormatError(line, f'"{key}" must be a non-negative integer, not {stamp!r}')
+        if stamp >= _STAMP_LIMIT:
+            raise HistoryFormatError(line, f'"{key}" {stamp} is too large (the limit is 2**63 - 1)')
     if not call < ret:
         raise HistoryFormatError(line, f'"call" must be less than "return" ({call} >= {ret})')
 
 
 # ---------------------------------------------------------------------- reading
+#
+# How reading is fast and still exact
+# ------------------------------------
+# The reference is the *precise* reader, :func:`_append_precise`: one line at a time,
+# ``json.loads`` and :func:`_validate_record`. Two faster paths sit in front of it, and
+# each either appends exactly what the precise reader would have appended or appends
+# nothing and hands the lines on (so every error is still raised by the precise reader,
+# with its line and reason):
+#
+# 1. *Compact runs* (:func:`_append_compact`): a maximal run of whole lines in the
+#    writer's compact form is recognised by one possessive regular expression,
+#    :data:`_COMPACT_RUN`, whose grammar admits only valid operations (kinds and shapes,
+#    non-negative ids and stamps of at most 18 digits); its match tiles the run by
+#    construction (each repetition is one whole line, ``\n`` included). The run is then
+#    rewritten by one ``str.translate`` into a flat JSON array of keys and values and
+#    parsed by one ``json.loads``; columns are slices of that array, converted by
+#    ``map``s that iterate in C (only the value column takes a list comprehension).
+#    The one rule the grammar cannot express, ``call < return``, is checked column-wise;
+#    if it fails, the run goes to the precise reader.
+# 2. *JSON chunks* (:func:`_append_json_lines`): lines in any other layout (spaces, key
+#    order, escapes) are parsed as one JSON array and validated column by column.
+#
+# A line the compact grammar refuses is read precisely, and the compact path resumes at
+# the next line; after two such lines in a row the rest of the block is taken as a JSON
+# chunk. Files are read in blocks of :data:`_BLOCK_CHARS` characters cut at line ends.
+
+#: Characters of a block read from a file (cut back to the last line end); small
+#: enough that a block's parsed items stay in the CPU caches.
+_BLOCK_CHARS = 1 << 18
+#: Lines joined into one block by :func:`read_history_lines`.
+_CHUNK_LINES = 1 << 12
+
+# A string without escapes and without the four characters that _TO_FLAT_JSON rewrites.
+_COMPACT_STR = r'"[^"\\\x00-\x1f:{}]*"'
+# At most 18 digits: below 10**18 < 2**63, so the columns never overflow.
+_COMPACT_NAT = r"(?:0|[1-9][0-9]{0,17})"
+_COMPACT_INT = rf"-?{_COMPACT_NAT}"
+_COMPACT_LINE = (
+    rf'\{{"id":{_COMPACT_NAT},"thread":(?:{_COMPACT_STR}|{_COMPACT_INT}),"kind":"(?:'
+    rf'push","arg":(?:{_COMPACT_INT}|{_COMPACT_STR}),"result":(?:true|false)'
+    rf'|pop","arg":null,"result":(?:null|{_COMPACT_INT}|{_COMPACT_STR})'
+    rf'),"call":{_COMPACT_NAT},"return":{_COMPACT_NAT}\}}\n'
+)
+#: Zero or more whole compact lines (possessive: never gives a line back).
+_COMPACT_RUN = re.compile(rf"(?:{_COMPACT_LINE})*+")
+#: Compact lines -> the items of a flat JSON array: ``"id",0,"thread","p",...,"return",9,``.
+_TO_FLAT_JSON = str.maketrans({":": ",", "{": " ", "}": " ", "\n": ","})
+#: Items per compact line in that array (seven keys, seven values).
+_FLAT_WIDTH = 14
+
+
+class _LineMap:
+    """Which line each row came from, as runs of consecutive rows on consecutive lines."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.lines: list[int] = []
+        self.end_row = self.end_line = -1
+
+    def add(self, row: int, line: int, count: int) -> None:
+        """Rows ``row .. row+count-1`` came from lines ``line .. line+count-1``."""
+        if count <= 0:
+            return
+        if row != self.end_row or line != self.end_line:
+            self.rows.append(row)
+            self.lines.append(line)
+        self.end_row, self.end_line = row + count, line + count
+
+    def line_of(self, row: int) -> int:
+        """The line of ``row`` (which must have been added)."""
+        run = bisect_right(self.rows, row) - 1
+        return self.lines[run] + row - self.rows[run]
+
+
+def _extend_values(history: History, plain: list[Value]) -> None:
+    """Append values, moving the column to a list once one is not a 64-bit integer."""
+    if isinstance(history.values, array):
+        try:
+            history.values.extend(array("q", plain))  # type: ignore[arg-type]
+        except (TypeError, OverflowError):
+            history.values = list(history.values)
+    if isinstance(history.values, list):
+        history.values.extend(plain)
+
+
+def _extend_threads(history: History, threads: list[Thread]) -> None:
+    """Append the thread column (new names get codes in order of first appearance)."""
+    code = {name: history._thread_code(name) for name in dict.fromkeys(threads)}
+    history.thread_index.extend(map(code.__getitem__, threads))
+
+
+def _append_compact(history: History, text: str) -> int:
+    """Append the operations of ``text``: whole lines, each matched by
+    :data:`_COMPACT_LINE`, and return how many. Returns 0, appending nothing, if some
+    operation has ``call >= return`` (the only rule the grammar does not enforce)."""
+    # The translation leaves a trailing comma; the 0 after it is one spare item.
+    items = json.loads("[" + text.translate(_TO_FLAT_JSON) + "0]")
+    width = _FLAT_WIDTH
+    calls = array("q", items[11::width])
+    rets = array("q", items[13::width])
+    if not all(map(operator.lt, calls, rets)):
+        return 0
+    args: list[Value | None] = items[7::width]
+    results: list[Value | bool | None] = items[9::width]
+    history.ids.extend(array("q", items[1::width]))
+    _extend_threads(history, items[3::width])
+    # a pop's arg is null and a push's is not (the grammar says so): kind = POP iff arg is None
+    history.kinds.extend(map(operator.is_, args, repeat(None)))
+    # ok: a push answered true, or a pop answered a value (the grammar allows no other mix)
+    history.oks.extend(
+        map(
+            operator.and_,
+            map(operator.is_not, results, repeat(None)),
+            map(operator.is_not, results, repeat(False)),
+        )
+    )
+    # the value: a push's arg, a pop's result, 0 for an empty pop
+    _extend_values(
+        history,
+        [arg if arg is not None else (0 if res is None else res) for arg, res in zip(args, results)],
+    )
+    history.calls.extend(calls)
+    history.rets.extend(rets)
+    return len(calls)
+
 
 _VALUE_TYPES = {int, str}
 _OK_SHAPES = {
@@ -350,70 +485,9 @@ _OK_SHAPES = {
 _get = [operator.itemgetter(k) for k in _KEYS]
 
 
-_STR = r'"[^"\\\x00-\x1f]*"'
-_INT = r"-?(?:0|[1-9][0-9]*)"
-_CANONICAL = re.compile(
-    rf'^\{{"id":({_INT}),"thread":({_STR}|{_INT}),"kind":"(push|pop)","arg":({_INT}|{_STR}|null),'
-    rf'"result":(true|false|null|{_INT}|{_STR}),"call":({_INT}),"return":({_INT})\}}\n',
-    re.MULTILINE,
-)
-
-
-def _scalar(text: str) -> Value | None:
-    if text[0] == '"':
-        return text[1:-1]
-    if text == "null":
-        return None
-    return int(text)
-
-
-def _canonical_chunk(history: History, lines: list[str]) -> bool:
-    """The fastest path: every line in the writer's compact form (no spaces, no escapes),
-    matched by one regular expression; anything else goes to :func:`_fast_chunk`."""
-    text = "".join(lines)
-    if not text.endswith("\n"):
-        text += "\n"
-    rows = _CANONICAL.findall(text)
-    if len(rows) != len(lines):
-        return False
-    ids_s, threads_s, kinds, args_s, results_s, calls_s, rets_s = zip(*rows)
-    ids = list(map(int, ids_s))
-    calls = list(map(int, calls_s))
-    rets = list(map(int, rets_s))
-    if min(ids) < 0 or min(calls) < 0 or not all(map(operator.lt, calls, rets)):
-        return False
-    shapes = set(zip(kinds, (a[0] for a in args_s), (r[0] for r in results_s)))
-    # push: arg is a value (digit, '-' or '"'), result is t/f; pop: arg null, result any but t/f
-    for kind, a, r in shapes:
-        if kind == "push" and (a == "n" or r not in "tf"):
-            return False
-        if kind == "pop" and (a != "n" or r in "tf"):
-            return False
-    code = {}
-    for name in sorted(set(threads_s)):
-        code[name] = history._thread_code(_scalar(name))  # type: ignore[arg-type]
-    history.ids.extend(ids)
-    history.thread_index.extend(map(code.__getitem__, threads_s))
-    history.kinds.extend(map(_KIND_CODE.__getitem__, kinds))
-    is_pop = [k == "pop" for k in kinds]
-    raw = [r if p else a for a, r, p in zip(args_s, results_s, is_pop)]
-    history.oks.extend([(r != "null") if p else (r == "true") for r, p in zip(results_s, is_pop)])
-    plain: list[Value] = [0 if v == "null" else _scalar(v) for v in raw]  # type: ignore[misc]
-    if isinstance(history.values, array):
-        try:
-            history.values.extend(array("q", plain))  # type: ignore[arg-type]
-        except (TypeError, OverflowError):
-            history.values = list(history.values)
-    if isinstance(history.values, list):
-        history.values.extend(plain)
-    history.calls.extend(calls)
-    history.rets.extend(rets)
-    return True
-
-
-def _fast_chunk(history: History, lines: list[str]) -> bool:
-    """Append a chunk of operation lines if every line is valid; False if any is not
-    (the caller then re-reads the chunk line by line to name the first bad one)."""
+def _append_json_lines(history: History, lines: list[str]) -> bool:
+    """Append the operations on ``lines`` (any JSON layout) if every line is a valid
+    operation; return False, appending nothing, if any is not or a line is blank."""
     try:
         records = json.loads("[" + ",".join(lines) + "]")
     except ValueError:
@@ -424,101 +498,149 @@ def _fast_chunk(history: History, lines: list[str]) -> bool:
         ids, threads, kinds, args, results, calls, rets = (list(map(g, records)) for g in _get)
     except KeyError:
         return False
-    if set(map(type, ids)) != {int} or min(ids) < 0:
+    if set(map(type, ids)) != {int} or not 0 <= min(ids) <= max(ids) < _STAMP_LIMIT:
         return False
     if not set(map(type, threads)) <= _VALUE_TYPES:
         return False
     if not set(zip(kinds, map(type, args), map(type, results))) <= _OK_SHAPES:
         return False
-    if set(map(type, calls)) != {int} or set(map(type, rets)) != {int} or min(calls) < 0:
+    if set(map(type, calls)) != {int} or set(map(type, rets)) != {int}:
         return False
-    if not all(map(operator.lt, calls, rets)):
+    if min(calls) < 0 or max(rets) >= _STAMP_LIMIT or not all(map(operator.lt, calls, rets)):
         return False
     history.ids.extend(ids)
-    names = sorted(set(threads), key=repr)
-    for name in names:
-        history._thread_code(name)
-    code = {name: history.thread_names.index(name) for name in names}
-    history.thread_index.extend(map(code.__getitem__, threads))
+    _extend_threads(history, threads)
     history.kinds.extend(map(_KIND_CODE.__getitem__, kinds))
     is_pop = [k == "pop" for k in kinds]
     values = [r if p else a for a, r, p in zip(args, results, is_pop)]
     history.oks.extend([r is not None if p else r for r, p in zip(results, is_pop)])
-    plain = [0 if v is None else v for v in values]
-    if isinstance(history.values, array):
-        try:
-            history.values.extend(array("q", plain))
-        except (TypeError, OverflowError):
-            history.values = list(history.values)
-    if isinstance(history.values, list):
-        history.values.extend(plain)
+    _extend_values(history, [0 if v is None else v for v in values])
     history.calls.extend(calls)
     history.rets.extend(rets)
     return True
 
 
-def _slow_chunk(history: History, lines: list[str], first_line: int, line_of: array[int]) -> None:
-    for offset, text in enumerate(lines):
-        number = first_line + offset
+def _append_precise(history: History, lines: Iterable[str], first_line: int, line_map: _LineMap) -> None:
+    """The reference reader: line by line, blank lines skipped; raises
+    :class:`HistoryFormatError` at the first malformed line."""
+    for number, text in enumerate(lines, start=first_line):
         if not text.strip():
             continue
         try:
             obj = json.loads(text)
         except ValueError as error:
-            raise HistoryFormatError(number, f"not valid JSON ({error.args[0].split(':')[0]})")
+            raise HistoryFormatError(number, f"not valid JSON ({error.args[0].split(':')[0]})") from None
         _validate_record(obj, number)
+        line_map.add(len(history), number, 1)
         history._append(
             obj["id"], obj["thread"], obj["kind"], obj["arg"], obj["result"], obj["call"], obj["return"]
         )
-        line_of.append(number)
+
+
+def _append_lines_of(history: History, lines: list[str], first_line: int, line_map: _LineMap) -> None:
+    """Append ``lines`` (any layout) as a JSON chunk, or precisely if that fails."""
+    row = len(history)
+    if _append_json_lines(history, lines):
+        line_map.add(row, first_line, len(lines))
+    else:
+        _append_precise(history, lines, first_line, line_map)
+
+
+def _append_block(history: History, text: str, first_line: int, line_map: _LineMap) -> int:
+    """Append the operations on the lines of ``text`` (whole lines, each ending in
+    ``\\n``; the first is line ``first_line``), exactly as :func:`_append_precise` would;
+    return the number of the line after the block."""
+    pos, line, size = 0, first_line, len(text)
+    odd_line_before = False
+    while pos < size:
+        run = _COMPACT_RUN.match(text, pos)
+        end = run.end() if run is not None else pos
+        if end > pos:
+            row = len(history)
+            count = _append_compact(history, text if end - pos == size else text[pos:end])
+            if count:
+                line_map.add(row, line, count)
+            else:
+                lines = text[pos:end].split("\n")[:-1]
+                count = len(lines)
+                _append_precise(history, lines, line, line_map)
+            pos, line, odd_line_before = end, line + count, False
+        elif not odd_line_before:
+            end = text.index("\n", pos) + 1
+            _append_precise(history, (text[pos:end],), line, line_map)
+            pos, line, odd_line_before = end, line + 1, True
+        else:
+            lines = text[pos:].split("\n")[:-1]
+            _append_lines_of(history, lines, line, line_map)
+            return line + len(lines)
+    return line
+
+
+def _read_header(text: str | None) -> History:
+    if text is None or not text.strip():
+        raise HistoryFormatError(1, "empty file: expected a history header")
+    try:
+        header = json.loads(text)
+    except ValueError:
+        raise HistoryFormatError(1, "the header is not valid JSON") from None
+    return History(_validate_header(header))
 
 
 def read_history_lines(lines: Iterable[str]) -> History:
     """Parse a format-1 history from its lines; :class:`HistoryFormatError` if malformed.
 
-    Reading is chunked: each chunk of 65,536 lines is parsed with one ``json.loads`` and
-    validated column by column; a chunk that fails is re-read line by line, so the error
-    names the first bad line exactly.
+    Each item of ``lines`` is one line (with or without its ``\\n``); line numbers in
+    errors count items. Items are joined in chunks of :data:`_CHUNK_LINES` and read by
+    the fast paths described above; a chunk in which some item holds more than one line
+    is read item by item.
     """
     iterator = iter(lines)
-    header_text = next(iterator, None)
-    if header_text is None or not header_text.strip():
-        raise HistoryFormatError(1, "empty file: expected a history header")
-    try:
-        header = json.loads(header_text)
-    except ValueError:
-        raise HistoryFormatError(1, "the header is not valid JSON") from None
-    history = History(_validate_header(header))
-    line_of: array[int] = array("q")
+    history = _read_header(next(iterator, None))
+    line_map = _LineMap()
     next_line = 2
     while True:
         chunk = list(islice(iterator, _CHUNK_LINES))
         if not chunk:
             break
-        before = len(history)
-        if _canonical_chunk(history, chunk) or _fast_chunk(history, chunk):
-            line_of.extend(range(next_line, next_line + len(chunk)))
+        if not all(map(str.endswith, chunk, repeat("\n"))):
+            chunk = [text if text.endswith("\n") else text + "\n" for text in chunk]
+        text = "".join(chunk)
+        if text.count("\n") == len(chunk):  # every item is exactly one line
+            _append_block(history, text, next_line, line_map)
         else:
-            _truncate(history, before)
-            _slow_chunk(history, chunk, next_line, line_of)
+            _append_lines_of(history, chunk, next_line, line_map)
         next_line += len(chunk)
-    history._check_distinct_ids(line_of)
+    history._check_distinct_ids(line_map.line_of)
     return history
 
 
-def _truncate(history: History, length: int) -> None:
-    for name in ("ids", "thread_index", "kinds", "values", "oks", "calls", "rets"):
-        column = getattr(history, name)
-        del column[length:]
-
-
 def read_history(path: str) -> History:
-    """Read a format-1 history file (see the module docstring)."""
+    """Read a format-1 history file (see the module docstring).
+
+    The file is decoded as UTF-8 with universal newlines and read in blocks of
+    :data:`_BLOCK_CHARS` characters cut at line ends; errors name the line exactly as
+    :func:`read_history_lines` would for the file's lines.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
-            return read_history_lines(handle)
+            history = _read_header(handle.readline() or None)
+            line_map = _LineMap()
+            next_line, carry = 2, ""
+            while True:
+                block = handle.read(_BLOCK_CHARS)
+                if not block:
+                    break
+                block = carry + block
+                cut = block.rfind("\n") + 1
+                carry = block[cut:]
+                if cut:
+                    next_line = _append_block(history, block[:cut] if carry else block, next_line, line_map)
+            if carry:
+                _append_block(history, carry + "\n", next_line, line_map)
     except UnicodeDecodeError as error:
         raise HistoryFormatError(0, f"not UTF-8 text ({error.reason})") from None
+    history._check_distinct_ids(line_map.line_of)
+    return history
 
 
 # ---------------------------------------------------------------------- writing
