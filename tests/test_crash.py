@@ -98,3 +98,19 @@ def test_crash_cli_json_and_usage_errors() -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_fuzzing_shrinks_a_failing_workload_of_a_mutant() -> None:
+    from memoracle.crash_campaign import fuzz
+
+    broken = CampaignConfig(image_limit=4, recovery_crashes=False, mutant="invalidate_before_data")
+    stats, smallest, report = fuzz(broken, examples=40, max_ops=4)
+    assert smallest is not None and len(smallest) == 1, smallest
+    assert "CRASH-CONSISTENCY VIOLATION" in report and stats.images > 0
+
+
+def test_fuzzing_passes_umfs() -> None:
+    from memoracle.crash_campaign import fuzz
+
+    stats, smallest, _ = fuzz(CampaignConfig(image_limit=4, recovery_crashes=False), examples=8, max_ops=3)
+    assert smallest is None and stats.workloads >= 8
