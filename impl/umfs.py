@@ -43,7 +43,6 @@ from impl.umfs_layout import (
     DIRENT_SIZE,
     DIRENTS_PER_PAGE,
     INODE_KIND,
-    INODE_NLINK,
     INODE_SIZE,
     INODE_SIZE_FIELD,
     INODES_PER_PAGE,
@@ -52,8 +51,6 @@ from impl.umfs_layout import (
     KIND_FREE,
     LOG_ATTR_SIZE,
     LOG_ATTR_VALID,
-    LOG_STATE,
-    LOG_VALID,
     PAGE,
     ROOT_INO,
     SUPER_CLEAN,
@@ -65,6 +62,7 @@ from impl.umfs_layout import (
     unpack_dirent,
     word,
 )
+from impl import umfs_names
 from impl.umfs_tables import ZERO_PAGE, FileTables, PageAllocator, PmAccess, entry
 from impl.umfs_ulog import Txn, ULog, recover_log
 from spec.paging import PML4, RW, US, P, make_entry
@@ -91,9 +89,7 @@ from spec.umfs_api import (
     IsDirectory,
     NameTooLong,
     NoEntry,
-    NoSpace,
     NotDirectory,
-    NotEmpty,
     Stat,
     TooManyOpen,
 )
@@ -784,165 +780,19 @@ class Umfs:
             return Stat(self._size(ino), inode.nlink, "file")
         return Stat(0, inode.nlink, "dir")
 
-    # ================================================================ names
-
-    def stat(self, path: str) -> Stat:
-        """The attributes of ``path``."""
-        with self._fs_lock:
-            return self._stat(self._resolve(self._parse(path), path))
-
-    def listdir(self, path: str) -> list[str]:
-        """The names in a directory, sorted."""
-        with self._fs_lock:
-            ino = self._resolve(self._parse(path), path)
-            if self._kind(ino) != KIND_DIR:
-                raise NotDirectory(path[:80])
-            return sorted(self._entries(ino))
-
-    def _take_inode(self) -> int:
-        if not self.free_inodes:
-            raise NoSpace("no free inode")
-        ino = min(self.free_inodes)
-        self.free_inodes.discard(ino)
-        return ino
-
-    def _create(self, parent: int, name: str, kind: int) -> int:
-        """Create a file or directory named ``name`` in ``parent`` (one transaction in
-        the parent's U-Log: new pages, the inode slot, the entry, the parent's links)."""
-        ino = self._take_inode()
-        txn = Txn(self.pm, self.zone, "create" if kind == KIND_FILE else "mkdir")
-        try:
-            self._plan_new_inode(txn, ino, kind, nlink=1 if kind == KIND_FILE else 2)
-            self._plan_add_entry(txn, parent, name, ino)
-        except NoSpace:
-            self.free_inodes.add(ino)
-            raise
-        if kind == KIND_DIR:
-            txn.write(self._inode_addr(parent) + INODE_NLINK, u64(self._inode(parent).nlink + 1), "attrs")
-        self._commit(txn, parent)
-        return ino
-
-    def mkdir(self, path: str, mode: int = 0o755) -> None:
-        """Create an empty directory."""
-        with self._fs_lock:
-            parent, name = self._parent(self._parse(path), path)
-            if name is None or self._find(parent, name, path) is not None:
-                raise Exists(path[:80])
-            self._create(parent, name, KIND_DIR)
-
-    def _plan_drop(self, txn: Txn, links: dict[int, int], ino: int) -> None:
-        """Plan freeing ``ino`` if it will have no links and no descriptor refers to it."""
-        if links[ino] == 0 and not self.open_count.get(ino, 0):
-            txn.write(self._inode_addr(ino) + INODE_KIND, u64(KIND_FREE), "attrs")
-            txn.free_after.extend(self._pages_of(ino))
-
-    def _plan_links(self, txn: Txn, links: dict[int, int]) -> None:
-        for ino, count in sorted(links.items()):
-            if count != self._inode(ino).nlink:
-                txn.write(self._inode_addr(ino) + INODE_NLINK, u64(count), "attrs")
-
-    def _finish(self, txn: Txn, log_ino: int, links: dict[int, int]) -> None:
-        freed = [ino for ino, count in links.items() if count == 0 and not self.open_count.get(ino, 0)]
-        self._commit(txn, log_ino)
-        self.free_inodes.update(freed)
-
-    def unlink(self, path: str) -> None:
-        """Remove a file's name (one transaction in the parent's U-Log)."""
-        with self._fs_lock:
-            parent, name = self._parent(self._parse(path), path)
-            if name is None:
-                raise IsDirectory(path[:80])
-            ino = self._lookup(parent, name, path)
-            if self._kind(ino) == KIND_DIR:
-                raise IsDirectory(path[:80])
-            txn = Txn(self.pm, self.zone, "unlink")
-            txn.write(self._entries(parent)[name][1], u64(0), "attrs")
-            links = {ino: self._inode(ino).nlink - 1}
-            self._plan_links(txn, links)
-            self._plan_drop(txn, links, ino)
-            self._finish(txn, parent, links)
-
-    def rmdir(self, path: str) -> None:
-        """Remove an empty directory."""
-        with self._fs_lock:
-            parent, name = self._parent(self._parse(path), path)
-            if name is None:
-                raise Invalid("rmdir /")
-            ino = self._lookup(parent, name, path)
-            if self._kind(ino) != KIND_DIR:
-                raise NotDirectory(path[:80])
-            if self._entries(ino):
-                raise NotEmpty(path[:80])
-            txn = Txn(self.pm, self.zone, "rmdir")
-            txn.write(self._entries(parent)[name][1], u64(0), "attrs")
-            links = {ino: 0, parent: self._inode(parent).nlink - 1}
-            self._plan_links(txn, links)
-            self._plan_drop(txn, links, ino)
-            self._finish(txn, parent, links)
-
-    def link(self, existing: str, new: str) -> None:
-        """Give the file ``existing`` the extra name ``new``."""
-        with self._fs_lock:
-            old_names, new_names = self._parse(existing), self._parse(new)
-            ino = self._resolve(old_names, existing)
-            parent, name = self._parent(new_names, new)
-            if name is None or self._find(parent, name, new) is not None:
-                raise Exists(new[:80])
-            if self._kind(ino) == KIND_DIR:
-                raise IsDirectory(f"link {existing[:80]}: a directory (Linux: EPERM)")
-            txn = Txn(self.pm, self.zone, "link")
-            self._plan_add_entry(txn, parent, name, ino)
-            self._plan_links(txn, {ino: self._inode(ino).nlink + 1})
-            self._commit(txn, parent)
-
-    def rename(self, old: str, new: str) -> None:
-        """Move ``old`` to ``new`` atomically (one transaction in the old parent's U-Log)."""
-        with self._fs_lock:
-            old_names, new_names = self._parse(old), self._parse(new)
-            old_parent, old_name = self._parent(old_names, old)
-            new_parent, new_name = self._parent(new_names, new)
-            if old_name is None or new_name is None:
-                raise Invalid(f"rename {old[:80]} -> {new[:80]}: the root (Linux: EBUSY)")
-            source = self._lookup(old_parent, old_name, old)
-            target = self._find(new_parent, new_name, new)
-            if old_names == new_names[: len(old_names)] and len(old_names) <= len(new_names) - 1:
-                raise Invalid(f"rename {old[:80]} -> {new[:80]}: into its own subtree")
-            if new_names == old_names[: len(new_names)] and len(new_names) <= len(old_names) - 1:
-                raise NotEmpty(f"rename {old[:80]} -> {new[:80]}: onto an ancestor")
-            if target == source:
-                return
-            moving_dir = self._kind(source) == KIND_DIR
-            txn = Txn(self.pm, self.zone, "rename")
-            links: dict[int, int] = {}
-
-            def link_count(ino: int) -> int:
-                return links.get(ino, self._inode(ino).nlink)
-
-            record = pack_dirent(source, new_name.encode("utf-8"))
-            if target is not None:
-                victim_dir = self._kind(target) == KIND_DIR
-                if moving_dir and not victim_dir:
-                    raise NotDirectory(new[:80])
-                if not moving_dir and victim_dir:
-                    raise IsDirectory(new[:80])
-                if victim_dir and self._entries(target):
-                    raise NotEmpty(new[:80])
-                txn.write(self._entries(new_parent)[new_name][1], record, "attrs")
-                if victim_dir:
-                    links[target] = 0
-                    links[new_parent] = link_count(new_parent) - 1
-                else:
-                    links[target] = link_count(target) - 1
-            else:
-                self._plan_add_entry(txn, new_parent, new_name, source)
-            txn.write(self._entries(old_parent)[old_name][1], u64(0), "attrs")
-            if moving_dir and old_parent != new_parent:
-                links[old_parent] = link_count(old_parent) - 1
-                links[new_parent] = link_count(new_parent) + 1
-            self._plan_links(txn, links)
-            if target is not None:
-                self._plan_drop(txn, links, target)
-            self._finish(txn, old_parent, links)
+    # ---------------------------------------------------------------- names (impl/umfs_names.py)
+    stat = umfs_names.stat
+    listdir = umfs_names.listdir
+    _take_inode = umfs_names._take_inode
+    _create = umfs_names._create
+    mkdir = umfs_names.mkdir
+    _plan_drop = umfs_names._plan_drop
+    _plan_links = umfs_names._plan_links
+    _finish = umfs_names._finish
+    unlink = umfs_names.unlink
+    rmdir = umfs_names.rmdir
+    link = umfs_names.link
+    rename = umfs_names.rename
 
     # ================================================================ checking
 
