@@ -137,8 +137,6 @@ def _proofs(seed: int) -> Outcome:
 
 
 CHECKS: list[Check] = [
-    Check("umfs", "conformance", "UMFS agrees with the model step by step; fsck after each", _umfs),
-    Check("umfs", "crash", "crash images of 5 workloads (and of their recovery) recover to allowed trees", _crash),
     Check("proofs", "theorems", "every Z3 theorem proved, every mutant refuted", _proofs),
     Check(
         "machine",
@@ -164,6 +162,8 @@ CHECKS: list[Check] = [
         "every broken SCM emulator is caught by the comparison",
         _persistency_mutants,
     ),
+    Check("umfs", "conformance", "UMFS agrees with the model step by step; fsck after each", _umfs),
+    Check("umfs", "crash", "crash images of 5 workloads (and of their recovery) recover to allowed trees", _crash),
 ]
 
 SPSC_HISTORIES = 300
