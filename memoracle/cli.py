@@ -115,9 +115,13 @@ def cmd_contracts(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmarks, print the table and write ``bench-results.json``."""
-    from benchmarks import run_benchmarks
+    from benchmarks import SYSTEMS, run_benchmarks
 
-    figures = run_benchmarks(quick=args.quick)
+    only = set(args.only) if args.only else None
+    if only is not None and not only <= set(SYSTEMS):
+        sys.stderr.write(f"memoracle: unknown system {', '.join(sorted(only - set(SYSTEMS)))}\n")
+        return EXIT_USAGE
+    figures = run_benchmarks(quick=args.quick, only=only)
     table = Table(title="memoracle bench")
     for column in ("figure", "value", "unit", "baseline", "ratio"):
         table.add_column(column, justify="left" if column in ("figure", "unit") else "right")
@@ -185,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure speed against baselines in the same run")
     bench.add_argument("--output", default="bench-results.json", help="where to write figures")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.add_argument("--only", action="append", help="only this system's figures (repeatable)")
     bench.set_defaults(func=cmd_bench)
 
     from memoracle.crash_cli import add_commands as add_crash_commands
