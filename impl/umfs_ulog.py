@@ -48,6 +48,7 @@ from impl.umfs_layout import (
     word,
 )
 from impl.umfs_tables import ZERO_PAGE, FileTables, PageAllocator, PmAccess, entry
+from spec.paging import ADDR_MASK
 from spec.umfs_api import NoSpace
 
 PHASES = ("tables", "data", "attrs")
@@ -133,7 +134,7 @@ class Txn:
                 return planned[at]
             current = self.pm.read_u64(at)
             if current:
-                return current & 0x000F_FFFF_FFFF_F000
+                return current & ADDR_MASK
             new = next(spare)
             fresh_tables[new] = bytearray(PAGE)
             set_entry(at, new)

@@ -29,6 +29,7 @@ from spec.persistency import (
     allowed_images,
     atomic_writes,
     split_atomic,
+    visible_image,
 )
 
 ADR, EADR = PersistMode.ADR, PersistMode.EADR
@@ -89,7 +90,7 @@ def test_wide_store_tears_at_8_bytes() -> None:
     images = allowed_images(Z, program, ADR)
     half = bytearray(Z)
     half[4:8] = b"\x01" * 4
-    assert images == {Z, bytes(half), visible(program)}
+    assert images == {Z, bytes(half), visible_image(Z, program)}
 
 
 def test_nt_stores_independent_until_fence() -> None:
@@ -108,13 +109,6 @@ def test_last_persisted_write_wins() -> None:
     # same byte is fenced: the image always shows the later value.
     program = [Store(0, b"\x01"), NtStore(0, b"\x02"), Sfence()]
     assert allowed_images(Z, program, ADR) == {img(b0=2)}
-
-
-def visible(program: list[Instruction]) -> bytes:
-    out = bytearray(Z)
-    for w in atomic_writes(program):
-        out[w.addr : w.addr + len(w.data)] = w.data
-    return bytes(out)
 
 
 # ------------------------------------------------------------ emulator basics
@@ -325,18 +319,11 @@ class EmulatorMatchesSpec(RuleBasedStateMachine):
     @invariant()
     def images_match_the_spec(self) -> None:
         self.emu.check_invariants()
-        assert bytes(self.emu.visible) == _visible(self.initial, self.program)
+        assert bytes(self.emu.visible) == visible_image(self.initial, self.program)
         got = {self.emu.image_bytes(i) for i in self.emu.crash_images(limit=1 << 20)}
         want = allowed_images(self.initial, self.program, self.mode)
         assert got == want, f"{len(want - got)} allowed images missing, {len(got - want)} extra"
         assert self.emu.count_images() == len(got)
-
-
-def _visible(initial: bytes, program: list[Instruction]) -> bytes:
-    out = bytearray(initial)
-    for w in atomic_writes(program):
-        out[w.addr : w.addr + len(w.data)] = w.data
-    return bytes(out)
 
 
 class EmulatorMatchesSpecEadr(EmulatorMatchesSpec):
