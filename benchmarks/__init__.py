@@ -12,7 +12,9 @@ from typing import Callable
 
 from benchmarks.common import Figure
 from benchmarks.crash import crash_figures
+from benchmarks.ksm import ksm_figures
 from benchmarks.machine import machine_figures
+from benchmarks.sphinx import sphinx_figures
 from benchmarks.spsc import spsc_figures
 from benchmarks.umfs import umfs_figures
 
@@ -23,6 +25,8 @@ SYSTEMS: dict[str, Callable[[bool], list[Figure]]] = {
     "umfs": umfs_figures,
     "spsc": spsc_figures,
     "crash": crash_figures,
+    "sphinx": sphinx_figures,
+    "ksm": ksm_figures,
 }
 
 

@@ -9,54 +9,13 @@ can act on, including how to reproduce it. Later systems add their checks to
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
+from memoracle.check_types import Check, CheckResult, Outcome
 from memoracle.mmu_check import mmu_campaign
 from memoracle.persistency_check import campaign
 from memoracle.scm_mutants import SCM_MUTANTS
 from spec.persistency import PersistMode
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a check found: ``ok``, how many items it checked, and a report if not ok."""
-
-    ok: bool
-    count: int
-    report: str = ""
-
-
-@dataclass(frozen=True)
-class Check:
-    """A named check of one system. ``run(seed)`` must be deterministic in ``seed``."""
-
-    system: str
-    name: str
-    description: str
-    run: Callable[[int], Outcome]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """A check's outcome with its wall-clock time (reported, never asserted)."""
-
-    system: str
-    check: str
-    ok: bool
-    count: int
-    seconds: float
-    report: str
-
-    def as_json(self) -> dict[str, object]:
-        """The fields ``memoracle check --json`` promises."""
-        return {
-            "system": self.system,
-            "check": self.check,
-            "ok": self.ok,
-            "count": self.count,
-            "seconds": round(self.seconds, 4),
-        }
 
 
 PERSISTENCY_PROGRAMS = 150
@@ -188,6 +147,12 @@ CHECKS += [
     Check("spsc", "fast-vs-generic", "fast SPSC checker equals Wing-Gong-Lowe on mutated histories", _spsc_checkers),
     Check("spsc", "interleavings", "fences-table cells and ring mutants, explored exhaustively", _spsc_explorer),
 ]
+
+
+from memoracle.ksm_checks import KSM_CHECKS  # noqa: E402  (after the machine's checks)
+from memoracle.sphinx_checks import SPHINX_CHECKS  # noqa: E402
+
+CHECKS += SPHINX_CHECKS + KSM_CHECKS
 
 
 def run_checks(

@@ -204,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     from memoracle.history_cli import add_commands as add_spsc_commands
 
     add_spsc_commands(sub)  # history check|record, interleave (SPSC)
+
+    from memoracle.sphinx_cli import add_commands as add_sphinx_commands
+
+    add_sphinx_commands(sub)  # sphinx serve|...
+
+    from memoracle.ksm_cli import add_commands as add_ksm_commands
+
+    add_ksm_commands(sub)  # ksm capture|...
     return parser
 
 

@@ -1,0 +1,9 @@
+"""The ``memoracle sphinx ...`` commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``memoracle sphinx`` and its sub-commands on ``sub``."""
