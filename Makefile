@@ -29,7 +29,7 @@ contracts: $(STAMP)
 	$(BIN)/memoracle contracts
 
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 bench: $(STAMP)
 	$(BIN)/memoracle bench
