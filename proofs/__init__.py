@@ -26,6 +26,7 @@ from proofs.report import print_results, render_results, results_table
 from proofs import page_table as page_table  # noqa: E402  (after the registry exists)
 from proofs import ulog as ulog  # noqa: E402
 from proofs import spsc as spsc  # noqa: E402
+from proofs import ksm as ksm  # noqa: E402
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",

@@ -1,0 +1,307 @@
+"""Drive a KSM implementation and the model side by side, and judge every step.
+
+A :class:`KsmPair` applies one operation (:class:`Op`) to both sides of any two
+:class:`~spec.ksm_api.KsmSystem` instances — normally :class:`impl.ksm` against
+:class:`spec.ksm_model.KsmModel` — and then checks:
+
+- **merge safety**: every page of every process reads the same on both sides, and both
+  sides raise the same error (type and errno) for the same call;
+- **invariants**: the implementation's ``check_invariants()`` (if it has one);
+- **consistency**: the implementation's snapshot is well formed
+  (:func:`~spec.ksm_rules.structure_violations`: merged pages read-only, shared frames
+  are KSM pages, items agree with nodes) and its counters equal
+  :func:`~spec.ksm_rules.counters_of` of its snapshot;
+- **completeness**: when the model says the system is quiet, the weak predicate
+  :func:`~spec.ksm_model.completeness_violations`; when it says settled, the counters,
+  the per-process counters and the exclusive host cache equal the model's prediction.
+
+``max_page_sharing`` stores are judged with :func:`~spec.ksm_rules.validated_knob`
+against the implementation's own ``pages_shared`` counter (the model cannot know it
+while ksmd is mid-scan), and the model is then told the outcome.
+
+:func:`random_ops` draws a deterministic operation sequence from a seed (writes of whole
+pages from a small pool of contents so duplicates are common, single bytes, reads,
+ksmd runs, full scans, madvise, process-wide merge, run 0/1/2, knobs, optimisations);
+:func:`ksm_campaign` runs one and returns a report (None when everything held).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from spec.ksm_api import (
+    COUNTERS,
+    PAGE_SIZE,
+    GuestKind,
+    KnobError,
+    KsmSystem,
+    MappingError,
+    NotRunning,
+    SegmentationFault,
+)
+from spec.ksm_model import KsmModel, completeness_violations
+from spec.ksm_rules import counters_of, structure_violations, validated_knob
+
+#: Contents whole-page writes draw from (small, so that duplicates are common).
+CONTENT_POOL: tuple[bytes, ...] = (
+    bytes(PAGE_SIZE),
+    b"A" * PAGE_SIZE,
+    b"B" * PAGE_SIZE,
+    (b"CD" * (PAGE_SIZE // 2)),
+    bytes(range(256)) * (PAGE_SIZE // 256),
+)
+#: Counters that are histories, not predicted.
+HISTORY_COUNTERS = ("full_scans", "pages_skipped")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation: ``name`` is a :class:`KsmSystem` method, ``args`` its arguments
+    (``kwargs`` as (name, value) pairs)."""
+
+    name: str
+    args: tuple[object, ...] = ()
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+    def __str__(self) -> str:
+        shown = [repr(a) if not isinstance(a, bytes) else _bytes_label(a) for a in self.args]
+        shown += [f"{k}={v!r}" for k, v in self.kwargs]
+        return f"{self.name}({', '.join(shown)})"
+
+
+def _bytes_label(data: bytes) -> str:
+    if len(data) == PAGE_SIZE:
+        for index, content in enumerate(CONTENT_POOL):
+            if data == content:
+                return f"CONTENT_POOL[{index}]"
+    return repr(data) if len(data) <= 16 else f"<{len(data)} bytes>"
+
+
+class Mismatch(Exception):
+    """A step where the implementation disagrees with the spec."""
+
+
+def _outcome(system: KsmSystem, op: Op) -> tuple[str, object]:
+    try:
+        result = getattr(system, op.name)(*op.args, **dict(op.kwargs))
+    except (KnobError, MappingError) as error:
+        return "error", (type(error).__name__, error.errno)
+    except (SegmentationFault, NotRunning) as error:
+        return "error", (type(error).__name__, None)
+    return "ok", result
+
+
+class KsmPair:
+    """An implementation and the model, driven in lock step (see the module docstring)."""
+
+    def __init__(self, impl: KsmSystem, model: KsmModel | None = None) -> None:
+        self.impl = impl
+        self.model = model if model is not None else KsmModel()
+        self.pids: list[int] = []
+        self.regions: list[tuple[int, int, int]] = []  # (pid, addr, npages)
+        self.checked = 0
+
+    def apply(self, op: Op) -> None:
+        """Apply ``op`` to both sides and check everything; raises :class:`Mismatch`."""
+        if op.name == "set_knob" and op.args[0] == "max_page_sharing":
+            self._max_page_sharing(op)
+        elif op.name == "arm_race":
+            data = op.args[1]
+            assert isinstance(data, bytes)
+            self._arm_race(str(op.args[0]), data)
+        else:
+            got, expected = _outcome(self.impl, op), _outcome(self.model, op)
+            if op.name in ("run_ksmd", "full_scans") and expected[0] == "ok":
+                expected = ("ok", None)
+                got = ("ok", None) if got[0] == "ok" else got
+            if got != expected:
+                raise Mismatch(f"{op}: implementation gave {got}, the spec {expected}")
+            if op.name == "add_process" and got[0] == "ok":
+                assert isinstance(got[1], int)
+                self.pids.append(got[1])
+            if op.name == "mmap" and got[0] == "ok":
+                assert isinstance(got[1], int)
+                self.regions.append((int(op.args[0]), got[1], int(op.args[1])))  # type: ignore[call-overload]
+        self.check()
+
+    def _arm_race(self, point: str, data: bytes) -> None:
+        """Make the next merge step at ``point`` see a user store of ``data`` (at the
+        page being merged) "from another CPU", on both sides. Needs the implementation's
+        ``race_hook`` (``None`` to disarm); a side without one is left alone."""
+        owners = [self.impl] + [getattr(self.impl, name, None) for name in ("engine", "ksmd", "_engine")]
+        target = next((o for o in owners if o is not None and hasattr(o, "race_hook")), None)
+        if target is None:
+            return
+        impl, model = self.impl, self.model
+
+        def hook(at: str, pid: int, addr: int) -> None:
+            if at != point:
+                return
+            setattr(target, "race_hook", None)
+            for side in (impl, model):
+                try:
+                    side.write(pid, addr, data)
+                except SegmentationFault:
+                    pass
+
+        setattr(target, "race_hook", hook)
+
+    def _max_page_sharing(self, op: Op) -> None:
+        value = op.args[1]
+        pages_shared = self.impl.counters()["pages_shared"]
+        try:
+            stored = validated_knob(self.impl.knobs(), "max_page_sharing", value, pages_shared)
+            expected: tuple[str, object] = ("ok", None)
+        except KnobError as error:
+            stored, expected = None, ("error", ("KnobError", error.errno))
+        got = _outcome(self.impl, op)
+        if got != expected:
+            raise Mismatch(f"{op} with pages_shared = {pages_shared}: implementation gave {got}, the spec {expected}")
+        if stored is not None:
+            self.model.set_knob_judged("max_page_sharing", stored, pages_shared=0)
+
+    def check(self) -> None:
+        """Every check of the module docstring, for the current state."""
+        self.checked += 1
+        views = self.model.views()
+        for pid, addr, npages in self.regions:
+            for page in range(npages):
+                where = addr + page * PAGE_SIZE
+                expected = _outcome(self.model, Op("read", (pid, where, PAGE_SIZE)))
+                got = _outcome(self.impl, Op("read", (pid, where, PAGE_SIZE)))
+                if got != expected:
+                    shown_expected = views.get((pid, where), bytes(PAGE_SIZE))
+                    raise Mismatch(
+                        f"view of pid {pid} at {where:#x}: implementation reads "
+                        f"{_shown(got)}, the spec {_shown(expected) if expected[0] != 'ok' else _bytes_label(shown_expected)}"
+                    )
+        invariants: Callable[[], None] | None = getattr(self.impl, "check_invariants", None)
+        if invariants is not None:
+            try:
+                invariants()
+            except AssertionError as error:
+                raise Mismatch(f"check_invariants: {error}") from error
+        snapshot = self.impl.snapshot()
+        problems = structure_violations(snapshot)
+        counters = self.impl.counters()
+        if counters != snapshot.counters:
+            problems.append(f"counters() {counters} differ from the snapshot's {snapshot.counters}")
+        derived = counters_of(snapshot)
+        for name in COUNTERS:
+            if name not in HISTORY_COUNTERS and counters.get(name) != derived[name]:
+                problems.append(f"{name} = {counters.get(name)}, the items say {derived[name]}")
+        if self.model.quiet():
+            problems += completeness_violations(snapshot, self.model.candidates(), self.model.knobs())
+        if self.model.settled():
+            prediction = self.model.prediction()
+            for name, value in prediction.counters.items():
+                if counters.get(name) != value:
+                    problems.append(f"settled: {name} = {counters.get(name)}, predicted {value}")
+            for pid in self.pids:
+                got_process = self.impl.process_counters(pid)
+                if got_process != prediction.process_counters[pid]:
+                    problems.append(f"settled: pid {pid} counters {got_process}, predicted {prediction.process_counters[pid]}")
+            if self.model.knobs().exclusive_host_cache:
+                if self.impl.host_cache() != self.model.predicted_host_cache():
+                    problems.append(
+                        f"settled: host cache ids {sorted(self.impl.host_cache())}, "
+                        f"predicted {sorted(self.model.predicted_host_cache())}"
+                    )
+        if problems:
+            raise Mismatch("; ".join(problems[:6]))
+
+
+def _shown(outcome: tuple[str, object]) -> str:
+    kind, value = outcome
+    if kind == "ok" and isinstance(value, bytes):
+        return _bytes_label(value)
+    return f"{kind} {value!r}"
+
+
+def random_ops(seed: int, steps: int, *, processes: int = 3) -> list[Op]:
+    """A deterministic operation sequence: set-up (processes, regions, registration),
+    then ``steps`` random operations, each followed now and then by a quiet period."""
+    rng = random.Random(seed)
+    ops: list[Op] = [Op("add_process") for _ in range(processes)]
+    ops.append(Op("set_knob", ("smart_scan", rng.random() < 0.2)))
+    regions: list[tuple[int, int]] = []  # (pid, npages); addresses follow the first-fit rule
+    for pid in range(1, processes + 1):
+        npages = rng.randint(2, 6)
+        kinds = tuple(rng.choice([GuestKind.ANONYMOUS, GuestKind.ANONYMOUS, GuestKind.PAGE_CACHE]) for _ in range(npages))
+        ops.append(Op("mmap", (pid, npages), (("kinds", kinds),)))
+        regions.append((pid, npages))
+        if rng.random() < 0.7:
+            ops.append(Op("madvise", (pid, _base(), npages, "MERGEABLE")))
+        else:
+            ops.append(Op("set_process_merge", (pid, True)))
+    ops.append(Op("host_cache_insert", (CONTENT_POOL[1],)))
+    ops.append(Op("host_cache_insert", (b"host-only",)))
+    ops.append(Op("set_knob", ("run", 1)))
+    for _ in range(steps):
+        pid, npages = rng.choice(regions)
+        page = rng.randrange(npages)
+        addr = _base() + page * PAGE_SIZE
+        roll = rng.random()
+        if roll < 0.35:
+            ops.append(Op("write", (pid, addr, rng.choice(CONTENT_POOL))))
+        elif roll < 0.45:
+            ops.append(Op("write", (pid, addr + rng.randrange(PAGE_SIZE), bytes([rng.randrange(256)]))))
+        elif roll < 0.55:
+            ops.append(Op("run_ksmd", (rng.choice([20, 40, 100]),)))
+        elif roll < 0.68:
+            ops.append(Op("full_scans", (rng.randint(1, 3),)))
+        elif roll < 0.73:
+            advice = rng.choice(["MERGEABLE", "UNMERGEABLE"])
+            ops.append(Op("madvise", (pid, addr, 1, advice)))
+        elif roll < 0.76:
+            ops.append(Op("set_process_merge", (pid, rng.random() < 0.6)))
+        elif roll < 0.80:
+            ops.append(Op("set_knob", ("run", rng.choice([0, 1, 1, 2]))))
+        elif roll < 0.84:
+            ops.append(Op("set_knob", ("max_page_sharing", rng.choice([2, 3, 256, 1]))))
+        elif roll < 0.88:
+            name = rng.choice(["use_zero_pages", "lookahead", "skip_page_cache", "exclusive_host_cache"])
+            ops.append(Op("set_knob", (name, rng.random() < 0.5)))
+        elif roll < 0.90:
+            ops.append(Op("set_knob", ("run", 3)))
+        elif roll < 0.91:
+            ops.append(Op("arm_race", (rng.choice(["after_write_protect", "after_compare"]), bytes([rng.randrange(1, 256)]))))
+        elif roll < 0.93:
+            ops.append(Op("mprotect", (pid, addr, 1), (("readable", rng.random() < 0.7), ("writable", rng.random() < 0.7))))
+        else:
+            ops.append(Op("set_knob", ("run", 1)))
+            ops.append(Op("full_scans", (3,)))
+    ops.append(Op("set_knob", ("run", 1)))
+    ops.append(Op("full_scans", (3,)))
+    return ops
+
+
+def _base() -> int:
+    from spec.ksm_api import MMAP_BASE
+
+    return MMAP_BASE
+
+
+def run_ops(impl: KsmSystem, ops: list[Op]) -> str | None:
+    """Apply ``ops`` to ``impl`` and a fresh model; a report of the first mismatch, or None."""
+    pair = KsmPair(impl)
+    for index, op in enumerate(ops):
+        try:
+            pair.apply(op)
+        except Mismatch as mismatch:
+            shown = "\n".join(f"  {i:3d} {o}" for i, o in enumerate(ops[max(0, index - 12) : index + 1], max(0, index - 12)))
+            return f"step {index}: {mismatch}\nlast operations:\n{shown}"
+    return None
+
+
+def ksm_campaign(seed: int, steps: int, factory: Callable[[], KsmSystem]) -> str | None:
+    """Run :func:`random_ops` (``seed``, ``steps``) on a fresh ``factory()``; a report or None."""
+    report = run_ops(factory(), random_ops(seed, steps))
+    if report is None:
+        return None
+    return report + f"\nreproduce: memoracle check --system ksm --seed {seed}"
+
+
+__all__ = ["CONTENT_POOL", "KsmPair", "Mismatch", "Op", "ksm_campaign", "random_ops", "run_ops"]

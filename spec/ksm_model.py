@@ -1,0 +1,584 @@
+"""The KSM spec: what correct page merging is.
+
+:class:`KsmModel` satisfies :class:`~spec.ksm_api.KsmSystem`. It is the reference for
+
+- **views** (exact): each process's bytes at each address. Merging is invisible: no scan
+  changes any view, and a write changes only the writer's view (merge safety);
+- **knob stores** (exact): :func:`~spec.ksm_rules.validated_knob`;
+- **what merging must achieve** once the system has settled: after two full scans that
+  began after the last change (*quiet* scans) with ``smart_scan`` off, every group of
+  identical eligible pages is merged into KSM pages as :func:`~spec.ksm_rules.group_sizes`
+  says (completeness), and the counters are :func:`predicted_after_quiet_scans`.
+
+What the model does not do: simulate ksmd's progress. Scanning never changes a view, so
+the model need not know when a page merges; it knows only what a settled system shows.
+Its :meth:`KsmModel.counters` are that prediction; :meth:`KsmModel.settled` says whether
+the prediction is exact now, :meth:`KsmModel.quiet` whether the weaker completeness
+predicate :func:`completeness_violations` applies.
+
+Choices where the paper and the issue are silent (a kernel engineer's):
+
+- The prediction is *exact* only when the quiet period began with no KSM page in the
+  system (at the start, or after ``run = 2``): groups formed earlier survive COW breaks
+  and are never re-packed, so from an arbitrary history only the weak predicate holds:
+  per content at most one eligible page is unmerged, and only when every KSM page of
+  that content is full.
+- Quiet scans are counted conservatively: the first full scan completing after a change
+  does not count if ksmd was mid-scan at the change (``run_ksmd`` leaves it mid-scan;
+  ``full_scans`` and ``run = 2`` leave it at the start of a scan).
+- With ``smart_scan`` on, a page not merged after three visits is skipped in later scans
+  (``should_skip_rmap_item``; its age never resets), so completeness can fail forever;
+  the model then claims a settled state only within the first four full scans after a
+  clean point (no item is old enough to be skipped).
+- Zero-page merges free their rmap item at the next pass (see :mod:`spec.ksm_api`): the
+  prediction counts those items after exactly two quiet scans and not from the third.
+
+The research optimisations, what each may change, and the predicate a harness checks:
+
+- ``lookahead`` changes only the number of comparisons: the merged count per content
+  and all counters except ``full_scans``/``pages_skipped`` equal those with it off
+  (:func:`merged_count_by_content` of two runs are equal).
+- ``skip_page_cache``: pages of kind PAGE_CACHE are never merged and have no rmap items;
+  the prediction is the stock prediction over the other pages (so a page-cache page's
+  partner may stay unmerged too when it has no other partner).
+- ``exclusive_host_cache``: at the end of every full scan, host page-cache pages whose
+  content is in either tree are dropped. After two quiet scans the trees hold exactly
+  the contents of the eligible pages that are not zero-page merges, so the cache is
+  :func:`predicted_host_cache` of the cache at the start of the quiet period.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+from spec.ksm_api import (
+    KNOB_NAMES,
+    MMAP_BASE,
+    PAGE_SIZE,
+    Advice,
+    GuestKind,
+    ItemState,
+    KsmKnobs,
+    KsmSnapshot,
+    MappedPage,
+    MappingError,
+    NotRunning,
+    RmapItemView,
+    RunMode,
+    SegmentationFault,
+    StableNodeView,
+)
+from spec.ksm_rules import (
+    counters_of,
+    general_profit,
+    group_sizes,
+    process_profit,
+    validated_knob,
+)
+
+ZERO_PAGE = bytes(PAGE_SIZE)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An eligible page: present, registered, not skipped; its content (PAGE_SIZE bytes)."""
+
+    pid: int
+    addr: int
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a settled system shows (see :func:`predicted_after_quiet_scans`).
+
+    ``counters`` lacks the histories ``full_scans`` and ``pages_skipped``;
+    ``merged`` maps each content to how many of its pages are merged (KSM or zero page);
+    ``tree_contents`` are the contents in the stable or unstable tree.
+    """
+
+    counters: dict[str, int]
+    process_counters: dict[int, dict[str, int]]
+    merged: dict[bytes, int]
+    tree_contents: frozenset[bytes]
+    snapshot: KsmSnapshot
+
+
+def predicted_after_quiet_scans(
+    candidates: Sequence[Candidate],
+    knobs: KsmKnobs,
+    pids: Iterable[int],
+    *,
+    quiet_scans: int = 2,
+) -> Prediction:
+    """The state after ``quiet_scans`` (>= 2) full scans with no change, starting from a
+    system without KSM pages. ``candidates`` must be in scan order (process registration
+    order, then address). Exact for every counter except the histories.
+
+    Per content, in scan order: all-zero pages with ``use_zero_pages`` map the zero page
+    (an rmap item in state ZERO after exactly two quiet scans, none later); other pages
+    form KSM pages of :func:`group_sizes` mappings, the first pages first; a last lone
+    page stays in the unstable tree.
+    """
+    if quiet_scans < 2:
+        raise ValueError(f"a prediction needs at least 2 quiet scans, not {quiet_scans}")
+    by_content: dict[bytes, list[Candidate]] = {}
+    for cand in candidates:
+        by_content.setdefault(cand.content, []).append(cand)
+    items: list[RmapItemView] = []
+    nodes: list[StableNodeView] = []
+    pages: list[MappedPage] = []
+    merged: dict[bytes, int] = {}
+    tree: set[bytes] = set()
+    next_frame = 1  # frame 0 is the zero page; frames here are the model's own numbering
+    chain_id = 0
+    for content, group in by_content.items():
+        if knobs.use_zero_pages and content == ZERO_PAGE:
+            merged[content] = len(group)
+            for cand in group:
+                pages.append(MappedPage(cand.pid, cand.addr, 0, False, False, True))
+                if quiet_scans == 2:
+                    items.append(RmapItemView(cand.pid, cand.addr, ItemState.ZERO, None, 0))
+            continue
+        tree.add(content)
+        sizes = group_sizes(len(group), knobs.max_page_sharing)
+        chain: int | None = None
+        if len(sizes) > 1:
+            chain_id += 1
+            chain = chain_id
+        position = 0
+        for size in sizes:
+            members = group[position : position + size]
+            position += size
+            node_id = len(nodes) + 1
+            frame = next_frame
+            next_frame += 1
+            nodes.append(StableNodeView(node_id, frame, chain, tuple(sorted((c.pid, c.addr) for c in members))))
+            for cand in members:
+                items.append(RmapItemView(cand.pid, cand.addr, ItemState.STABLE, node_id, 0))
+                pages.append(MappedPage(cand.pid, cand.addr, frame, False, True, False))
+        merged[content] = position
+        for cand in group[position:]:
+            items.append(RmapItemView(cand.pid, cand.addr, ItemState.UNSTABLE, None, 0))
+            pages.append(MappedPage(cand.pid, cand.addr, next_frame, True, False, False))
+            next_frame += 1
+    items.sort(key=lambda item: (item.pid, item.addr))
+    pages.sort(key=lambda page: (page.pid, page.addr))
+    bare = KsmSnapshot(tuple(items), tuple(nodes), tuple(pages), {}, {})
+    counters = counters_of(bare)
+    del counters["full_scans"], counters["pages_skipped"]
+    process: dict[int, dict[str, int]] = {}
+    for pid in sorted(set(pids)):
+        mine = [item for item in items if item.pid == pid]
+        merging = sum(1 for item in mine if item.state is ItemState.STABLE)
+        zero = sum(1 for page in pages if page.pid == pid and page.zero)
+        process[pid] = {
+            "ksm_merging_pages": merging,
+            "ksm_rmap_items": len(mine),
+            "ksm_zero_pages": zero,
+            "ksm_process_profit": process_profit(merging, zero, len(mine)),
+        }
+    snapshot = dataclasses.replace(
+        bare, counters=dict(counters, full_scans=0, pages_skipped=0), process_counters=process
+    )
+    return Prediction(counters, process, merged, frozenset(tree), snapshot)
+
+
+def merged_count_by_content(snapshot: KsmSnapshot, views: Mapping[tuple[int, int], bytes]) -> dict[bytes, int]:
+    """How many pages of each content are merged (KSM or zero page) in ``snapshot``;
+    ``views`` gives the content of each (pid, page address)."""
+    counts: Counter[bytes] = Counter()
+    for page in snapshot.pages:
+        if page.ksm or page.zero:
+            counts[views[(page.pid, page.addr)]] += 1
+    return dict(counts)
+
+
+def completeness_violations(
+    snapshot: KsmSnapshot,
+    candidates: Sequence[Candidate],
+    knobs: KsmKnobs,
+) -> list[str]:
+    """The weak, history-free completeness predicate, for a system after two quiet scans
+    (smart_scan off): per content, at most one eligible page is unmerged; when one is,
+    every KSM page of that content already has ``max_page_sharing`` mappings; with
+    ``use_zero_pages`` every all-zero eligible page is merged (zero page or KSM page).
+    """
+    page_at = {(page.pid, page.addr): page for page in snapshot.pages}
+    mappings_of_frame = {node.frame: len(node.mappings) for node in snapshot.stable_nodes}
+    by_content: dict[bytes, list[Candidate]] = {}
+    for cand in candidates:
+        by_content.setdefault(cand.content, []).append(cand)
+    problems: list[str] = []
+    for content, group in by_content.items():
+        unmerged = [c for c in group if not _merged(page_at.get((c.pid, c.addr)))]
+        label = _label(content)
+        if knobs.use_zero_pages and content == ZERO_PAGE:
+            if unmerged:
+                problems.append(f"zero page pid {unmerged[0].pid} {unmerged[0].addr:#x} not merged")
+            continue
+        if len(unmerged) > 1:
+            where = ", ".join(f"pid {c.pid} {c.addr:#x}" for c in unmerged[:4])
+            problems.append(f"{len(unmerged)} pages of content {label} not merged: {where}")
+        elif unmerged and len(group) > 1:
+            frames = {page_at[(c.pid, c.addr)].frame for c in group if _merged(page_at.get((c.pid, c.addr)))}
+            roomy = [f for f in frames if mappings_of_frame.get(f, 0) < knobs.max_page_sharing]
+            if roomy:
+                c = unmerged[0]
+                problems.append(f"pid {c.pid} {c.addr:#x} ({label}) not merged though KSM frame {roomy[0]} has room")
+    return problems
+
+
+def _merged(page: MappedPage | None) -> bool:
+    return page is not None and (page.ksm or page.zero)
+
+
+def _label(content: bytes) -> str:
+    stripped = content.rstrip(b"\0")
+    return f"{stripped[:8].hex() or '00'}{'...' if len(stripped) > 8 else ''}"
+
+
+def predicted_host_cache(cache: Mapping[int, bytes], tree_contents: frozenset[bytes]) -> dict[int, bytes]:
+    """The exclusive host cache after a full scan whose trees hold ``tree_contents``:
+    every page whose content is in a tree is dropped, the others stay."""
+    return {page_id: content for page_id, content in sorted(cache.items()) if content not in tree_contents}
+
+
+# ---------------------------------------------------------------------- the model
+
+
+@dataclass
+class _Page:
+    content: bytes | None  # None: never written (not present)
+    readable: bool
+    writable: bool
+    registered: bool
+    kind: GuestKind
+
+
+@dataclass
+class _Process:
+    pages: dict[int, _Page]
+    merge_any: bool = False
+    registered_at: int | None = None  # position in ksmd's list of processes
+
+
+class KsmModel:
+    """The reference :class:`~spec.ksm_api.KsmSystem` (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._processes: dict[int, _Process] = {}
+        self._knobs = KsmKnobs()
+        self._host_cache: dict[int, bytes] = {}
+        self._next_host_id = 0
+        self._registrations = 0
+        self._scans = 0
+        # Quiet-period bookkeeping (see quiet() and settled()).
+        self._mid_scan = False
+        self._partial_at_change = False
+        self._scans_since_change = 0
+        self._may_have_merged = False
+        self._clean_at_quiet_start = True
+        self._scans_since_clean = 0
+        self._cache_at_quiet_start: dict[int, bytes] = {}
+
+    # -- bookkeeping
+
+    def _changed(self) -> None:
+        """Something that may change what merging must achieve happened."""
+        self._partial_at_change = self._mid_scan
+        self._scans_since_change = 0
+        self._clean_at_quiet_start = not self._may_have_merged
+        self._cache_at_quiet_start = dict(self._host_cache)
+
+    def quiet_scans(self) -> int:
+        """Full scans known to have begun after the last change."""
+        return max(0, self._scans_since_change - (1 if self._partial_at_change else 0))
+
+    def quiet(self) -> bool:
+        """Whether the weak predicate :func:`completeness_violations` applies now."""
+        if self.quiet_scans() < 2:
+            return False
+        return not self._knobs.smart_scan or self._young()
+
+    def _young(self) -> bool:
+        return self._clean_at_quiet_start and self._scans_since_clean <= 4
+
+    def settled(self) -> bool:
+        """Whether :meth:`prediction` is exact now: quiet, the quiet period began without
+        KSM pages, and the number of zero-page items is determined."""
+        if not (self.quiet() and self._clean_at_quiet_start):
+            return False
+        zero_pending = self._knobs.use_zero_pages and any(c.content == ZERO_PAGE for c in self.candidates())
+        return not (zero_pending and self._partial_at_change and self.quiet_scans() == 2)
+
+    def candidates(self) -> list[Candidate]:
+        """The eligible pages in scan order."""
+        order = sorted(
+            (proc.registered_at, pid) for pid, proc in self._processes.items() if proc.registered_at is not None
+        )
+        result: list[Candidate] = []
+        for _, pid in order:
+            for addr, page in sorted(self._processes[pid].pages.items()):
+                if self._eligible(page):
+                    assert page.content is not None
+                    result.append(Candidate(pid, addr, page.content))
+        return result
+
+    def _eligible(self, page: _Page) -> bool:
+        if page.content is None or not page.registered:
+            return False
+        return not (self._knobs.skip_page_cache and page.kind is GuestKind.PAGE_CACHE)
+
+    def prediction(self) -> Prediction:
+        """What the system must show once settled (exact when :meth:`settled`)."""
+        return predicted_after_quiet_scans(
+            self.candidates(), self._knobs, self._processes, quiet_scans=max(2, self.quiet_scans())
+        )
+
+    def predicted_host_cache(self) -> dict[int, bytes]:
+        """The host cache a settled system keeps (exclusive_host_cache on), or the cache
+        as it is (off)."""
+        if not self._knobs.exclusive_host_cache:
+            return dict(self._host_cache)
+        return predicted_host_cache(self._cache_at_quiet_start, self.prediction().tree_contents)
+
+    def views(self) -> dict[tuple[int, int], bytes]:
+        """Every present page's content: (pid, page address) -> PAGE_SIZE bytes."""
+        return {
+            (pid, addr): page.content
+            for pid, proc in self._processes.items()
+            for addr, page in proc.pages.items()
+            if page.content is not None
+        }
+
+    # -- processes and mappings
+
+    def _process(self, pid: int) -> _Process:
+        proc = self._processes.get(pid)
+        if proc is None:
+            raise MappingError("ESRCH", f"no process {pid}")
+        return proc
+
+    def _range(self, pid: int, addr: int, npages: int, *, all_mapped: bool) -> tuple[_Process, list[int]]:
+        proc = self._process(pid)
+        if addr % PAGE_SIZE or npages < 1:
+            raise MappingError("EINVAL", f"bad range {addr:#x} + {npages} pages")
+        addrs = [addr + i * PAGE_SIZE for i in range(npages)]
+        if all_mapped:
+            missing = [a for a in addrs if a not in proc.pages]
+            if missing:
+                raise MappingError("ENOMEM", f"pid {pid}: {missing[0]:#x} is not mapped")
+        return proc, addrs
+
+    def _register(self, pid: int, proc: _Process) -> None:
+        if proc.registered_at is None:
+            self._registrations += 1
+            proc.registered_at = self._registrations
+
+    def add_process(self) -> int:
+        """Create a process; pids are 1, 2, 3, ..."""
+        pid = len(self._processes) + 1
+        self._processes[pid] = _Process({})
+        return pid
+
+    def mmap(
+        self, pid: int, npages: int, *, writable: bool = True, kinds: Sequence[GuestKind] | None = None
+    ) -> int:
+        """First-fit anonymous mapping (see :mod:`spec.ksm_api`)."""
+        proc = self._process(pid)
+        if npages < 1:
+            raise MappingError("EINVAL", f"mmap of {npages} pages")
+        if kinds is not None and len(kinds) != npages:
+            raise MappingError("EINVAL", f"{len(kinds)} kinds for {npages} pages")
+        addr = MMAP_BASE
+        while any(addr + i * PAGE_SIZE in proc.pages for i in range(npages)):
+            addr += PAGE_SIZE
+        for i in range(npages):
+            kind = kinds[i] if kinds is not None else GuestKind.ANONYMOUS
+            proc.pages[addr + i * PAGE_SIZE] = _Page(None, True, writable, proc.merge_any, kind)
+        return addr
+
+    def munmap(self, pid: int, addr: int, npages: int) -> None:
+        """Drop the mapped pages of the range."""
+        proc, addrs = self._range(pid, addr, npages, all_mapped=False)
+        for a in addrs:
+            proc.pages.pop(a, None)
+        self._changed()
+
+    def mprotect(self, pid: int, addr: int, npages: int, *, readable: bool, writable: bool) -> None:
+        """Change protection; merging is unaffected (PROT_NONE pages still merge)."""
+        proc, addrs = self._range(pid, addr, npages, all_mapped=True)
+        for a in addrs:
+            proc.pages[a].readable = readable
+            proc.pages[a].writable = writable
+
+    def madvise(self, pid: int, addr: int, npages: int, advice: Advice) -> None:
+        """Register or unregister the range."""
+        proc, addrs = self._range(pid, addr, npages, all_mapped=True)
+        if advice not in ("MERGEABLE", "UNMERGEABLE"):
+            raise MappingError("EINVAL", f"unknown advice {advice!r}")
+        for a in addrs:
+            proc.pages[a].registered = advice == "MERGEABLE"
+        if advice == "MERGEABLE":
+            self._register(pid, proc)
+        self._changed()
+
+    def set_process_merge(self, pid: int, enabled: bool) -> None:
+        """PR_SET_MEMORY_MERGE: register everything, or unregister everything."""
+        proc = self._process(pid)
+        proc.merge_any = enabled
+        for page in proc.pages.values():
+            page.registered = enabled
+        if enabled:
+            self._register(pid, proc)
+        self._changed()
+
+    def set_guest_kind(self, pid: int, addr: int, npages: int, kind: GuestKind) -> None:
+        """Record the guest's use of the range."""
+        proc, addrs = self._range(pid, addr, npages, all_mapped=True)
+        for a in addrs:
+            proc.pages[a].kind = kind
+        self._changed()
+
+    # -- user accesses
+
+    def _pages_for(self, pid: int, addr: int, length: int, access: str) -> list[tuple[int, _Page]]:
+        proc = self._process(pid)
+        if length < 0 or addr < 0:
+            raise MappingError("EINVAL", f"bad access {addr:#x} length {length}")
+        first = addr - addr % PAGE_SIZE
+        result = []
+        for page_addr in range(first, addr + length, PAGE_SIZE):
+            page = proc.pages.get(page_addr)
+            allowed = page is not None and (page.writable if access == "write" else page.readable)
+            if page is None or not allowed:
+                raise SegmentationFault(pid, max(addr, page_addr), "write" if access == "write" else "read")
+            result.append((page_addr, page))
+        return result
+
+    def write(self, pid: int, addr: int, data: bytes) -> None:
+        """Store ``data``; only the writer's view changes."""
+        targets = self._pages_for(pid, addr, len(data), "write")
+        for page_addr, page in targets:
+            old = bytearray(page.content if page.content is not None else ZERO_PAGE)
+            lo = max(addr, page_addr)
+            hi = min(addr + len(data), page_addr + PAGE_SIZE)
+            old[lo - page_addr : hi - page_addr] = data[lo - addr : hi - addr]
+            page.content = bytes(old)
+        if targets:
+            self._changed()
+
+    def read(self, pid: int, addr: int, length: int) -> bytes:
+        """Load ``length`` bytes; a page never written reads as zeros."""
+        out = bytearray()
+        for page_addr, page in self._pages_for(pid, addr, length, "read"):
+            content = page.content if page.content is not None else ZERO_PAGE
+            lo = max(addr, page_addr)
+            hi = min(addr + length, page_addr + PAGE_SIZE)
+            out += content[lo - page_addr : hi - page_addr]
+        return bytes(out)
+
+    # -- knobs and ksmd
+
+    def set_knob(self, name: str, value: object) -> None:
+        """Store a knob. ``EBUSY`` is judged against ``pages_shared``: 0 when ksmd has not
+        scanned since the last clean point, else the settled prediction (a harness that
+        drives an unsettled system judges with :func:`~spec.ksm_rules.validated_knob` and
+        the other side's counter)."""
+        pages_shared = 0
+        if name == "max_page_sharing" and self._may_have_merged:
+            pages_shared = self.prediction().counters["pages_shared"]
+        self.set_knob_judged(name, value, pages_shared=pages_shared)
+
+    def set_knob_judged(self, name: str, value: object, *, pages_shared: int) -> None:
+        """:meth:`set_knob` with ``EBUSY`` judged against the given ``pages_shared``."""
+        stored = validated_knob(self._knobs, name, value, pages_shared)
+        before = dataclasses.replace(self._knobs)
+        setattr(self._knobs, name, stored)
+        if name == "run" and stored is RunMode.UNMERGE:
+            self._may_have_merged = False
+            self._mid_scan = False
+            self._scans_since_clean = 0
+            self._changed()
+        elif name in ("use_zero_pages", "max_page_sharing", "smart_scan", "checksum", "skip_page_cache"):
+            if getattr(before, name) != stored:
+                self._changed()
+        elif name == "exclusive_host_cache" and stored and not before.exclusive_host_cache:
+            self._changed()
+
+    def knobs(self) -> KsmKnobs:
+        """A copy of the knobs."""
+        return dataclasses.replace(self._knobs)
+
+    def run_ksmd(self, milliseconds: int) -> None:
+        """Virtual time passes; the model does not track ksmd's position."""
+        if milliseconds < 0:
+            raise ValueError(f"negative time {milliseconds}")
+        if self._knobs.run is RunMode.MERGE and milliseconds > 0:
+            self._mid_scan = True
+            self._may_have_merged = True
+
+    def full_scans(self, count: int) -> None:
+        """Count ``count`` more full scans (ksmd stops at the start of the next)."""
+        if self._knobs.run is not RunMode.MERGE:
+            raise NotRunning(f"full_scans needs run = 1, run is {int(self._knobs.run)}")
+        if count < 0:
+            raise ValueError(f"negative scan count {count}")
+        if count == 0:
+            return
+        self._scans += count
+        self._scans_since_change += count
+        self._scans_since_clean += count
+        self._may_have_merged = True
+        self._mid_scan = False
+
+    def host_cache_insert(self, data: bytes) -> int:
+        """Add a host page-cache page."""
+        if len(data) > PAGE_SIZE:
+            raise ValueError(f"a page holds {PAGE_SIZE} bytes, not {len(data)}")
+        page_id = self._next_host_id
+        self._next_host_id += 1
+        self._host_cache[page_id] = data + bytes(PAGE_SIZE - len(data))
+        self._cache_at_quiet_start[page_id] = self._host_cache[page_id]
+        return page_id
+
+    def host_cache(self) -> dict[int, bytes]:
+        """The host cache as a settled system keeps it."""
+        return self.predicted_host_cache()
+
+    def counters(self) -> dict[str, int]:
+        """The settled prediction; ``full_scans`` counts the scans asked of the model."""
+        return dict(self.prediction().counters, full_scans=self._scans, pages_skipped=0)
+
+    def process_counters(self, pid: int) -> dict[str, int]:
+        """The settled prediction for one process."""
+        self._process(pid)
+        return dict(self.prediction().process_counters[pid])
+
+    def snapshot(self) -> KsmSnapshot:
+        """The settled state, with the model's own frame numbers (0 = the zero page)."""
+        predicted = self.prediction()
+        return dataclasses.replace(
+            predicted.snapshot,
+            counters=self.counters(),
+            host_cache=self.host_cache(),
+        )
+
+
+assert set(KNOB_NAMES) == {f.name for f in dataclasses.fields(KsmKnobs)}
+
+__all__ = [
+    "Candidate",
+    "KsmModel",
+    "Prediction",
+    "ZERO_PAGE",
+    "completeness_violations",
+    "general_profit",
+    "merged_count_by_content",
+    "predicted_after_quiet_scans",
+    "predicted_host_cache",
+]
