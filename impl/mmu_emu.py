@@ -453,6 +453,11 @@ class AddressSpace:
         """Drop the TLB entries (of every size) covering ``va``."""
         self._drop_tlb(va)
         self.counters.invlpgs += 1
+        if self._raw_writes:
+            # A raw write to this page's own PT entry can no longer leave a stale
+            # translation: every TLB entry covering the page is gone.
+            page = va & ~(PAGE_SIZE - 1)
+            self._raw_writes = [w for w in self._raw_writes if w[0] != page or w[1] != page + PAGE_SIZE]
 
     def _drop_tlb(self, va: int) -> None:
         tlb = self._tlb
