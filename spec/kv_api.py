@@ -65,6 +65,35 @@ def entry_size(key_length: int, value_length: int) -> int:
     return (ENTRY_HEADER + key_length + value_length + 7) // 8 * 8
 
 
+def item_fits(key_length: int, value_length: int, flags: int) -> bool:
+    """memcached 1.6's item size limit (measured on 1.6.18): a 48-byte header, an 8-byte
+    cas, the key and a NUL, the value and ``\\r\\n``, 4 bytes of flags when non-zero,
+    within :data:`ITEM_SIZE_MAX`. A storage command for an item that does not fit (or
+    whose :func:`entry_size` exceeds the segment size) answers ``SERVER_ERROR object
+    too large for cache``, swallows its data, and (``set`` only) deletes the old value.
+
+    post: __return__ == (59 + key_length + value_length + (4 if flags else 0) <= ITEM_SIZE_MAX)
+    """
+    return 48 + 8 + key_length + 1 + value_length + 2 + (4 if flags else 0) <= ITEM_SIZE_MAX
+
+
+#: What ``stats`` answers, in this order (a subset of memcached's, same names).
+STATS_FIELDS: tuple[str, ...] = (
+    "pid", "uptime", "time", "version", "pointer_size", "curr_connections",
+    "total_connections", "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "get_hits",
+    "get_misses", "delete_misses", "delete_hits", "incr_misses", "incr_hits",
+    "decr_misses", "decr_hits", "cas_misses", "cas_hits", "cas_badval", "touch_hits",
+    "touch_misses", "store_too_large", "limit_maxbytes", "threads", "curr_items",
+    "total_items", "evictions",
+)  # fmt: skip
+#: The fields whose values are deterministic and compared by harnesses (the others --
+#: pid, clocks, connection counts, item counts that depend on lazy expiry, evictions --
+#: are compared by name only). Counters count keys: ``get a b`` adds 2 to ``cmd_get``;
+#: ``gat``/``gats`` count in ``cmd_touch``/``touch_*``; ``cmd_set`` counts storage
+#: commands whose data block was read (a bad data chunk too, an item too large not).
+STATS_COMPARED: frozenset[str] = frozenset(STATS_FIELDS[7:27]) | {"version", "pointer_size"}
+
+
 @runtime_checkable
 class KvServer(Protocol):
     """A memcached text-protocol server seen from its clients.

@@ -1,0 +1,696 @@
+"""memcached text-protocol semantics: the spec of the Sphinx store.
+
+:class:`KvModel` executes the requests of :mod:`spec.kv_wire` against a virtual clock
+and answers the exact bytes memcached 1.6.18 answers (differences are listed below). It
+has two cache modes:
+
+- **precise**: the model also runs the log contract of :mod:`spec.kv_api` (per-owner
+  segments, FIFO expiry of whole segments; :class:`SegmentLog`), so every reply,
+  evictions included, is predicted byte for byte. :class:`ModelServer` is a
+  :class:`spec.kv_api.KvServer` in this mode.
+- **loose**: any key may have been evicted at any time. :meth:`KvModel.judge` decides
+  whether an observed reply is allowed: a miss is always allowed for a key (the model
+  then forgets the key), a hit must show the latest value. A store implementation that
+  evicts differently is checked this way.
+
+Semantics (memcached 1.6.18, measured; choices marked *choice*)
+--------------------------------------------------------------
+- Time is a virtual Unix clock in whole seconds. An exptime of 0 never expires; 1 to 30
+  days is relative; larger is a Unix time; negative is already expired. An item with
+  deadline ``d`` is gone from ``now >= d`` (:func:`normalise_exptime`).
+- Flags are 32-bit. ``append``/``prepend`` keep the old item's flags and exptime and
+  answer ``NOT_STORED`` for a missing key or a result too large. ``cas`` answers
+  ``NOT_FOUND``/``EXISTS``/``STORED``.
+- CAS uniques follow the log contract: per-owner counters, ``(c_t - 1) * T + t + 1``
+  (with one thread, memcached's 1, 2, 3, ...). Every stored new value takes one; ``touch``
+  and ``gat`` do not.
+- ``incr``/``decr``: the value must parse as memcached's ``safe_strtoull`` does (leading
+  whitespace allowed, digits ending at a whitespace character or the end; an empty value
+  is non-numeric); ``incr`` wraps at 2**64, ``decr`` floors at 0. As in memcached, when
+  the new number is no longer than the old value it is written *in place*, padded with
+  spaces to the old length (``decr`` of ``100`` by 1 stores ``99 ``); otherwise the
+  value becomes the number. Either way it is a new value (new CAS, one log entry).
+- ``flush_all`` drops every item now; ``flush_all <delay>`` (delay normalised like an
+  exptime) drops, when the clock reaches the deadline, every item stored before it. A
+  later ``flush_all`` replaces a pending one. *Choice*: memcached compares its items'
+  last-access times at one-second granularity; the model uses store times, which agrees
+  whenever the clock advances in whole seconds between the command and the deadline.
+- ``stats`` answers :data:`spec.kv_api.STATS_FIELDS` in order; ``stats reset`` zeroes
+  the counters and answers ``RESET``. Values of :data:`spec.kv_api.STATS_COMPARED` are
+  deterministic; ``pid`` is 0, ``uptime``/``time`` come from the virtual clock.
+- ``verbosity`` answers ``OK`` and changes nothing; ``version`` answers ``VERSION`` +
+  :data:`spec.kv_api.VERSION`.
+
+Differences from memcached 1.6.18 (each deliberate)
+---------------------------------------------------
+- ``VERSION 1.6.18-sphinx`` instead of ``VERSION 1.6.18``; ``stats`` answers 30 of
+  memcached's fields (memcached answers about 90, many of them about its slab
+  allocator, which Sphinx does not have).
+- Meta commands and administrative commands are ``ERROR`` (see :mod:`spec.kv_wire`).
+- Numeric values larger than 512 KiB (memcached's chunked items, which it refuses to
+  ``incr``) are parsed like any other.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+from spec.kv_api import (
+    DEFAULT_MEMORY,
+    DEFAULT_THREADS,
+    KEY_MAX,
+    OWNER_HASH_SEED,
+    REALTIME_MAXDELTA,
+    SEGMENT_SIZE,
+    STATS_COMPARED,
+    STATS_FIELDS,
+    VERSION,
+    entry_size,
+    item_fits,
+)
+from spec.kv_wire import (
+    BAD_CHUNK,
+    BAD_FORMAT,
+    TOO_LARGE,
+    Arithmetic,
+    BadChunk,
+    Delete,
+    Event,
+    FlushAll,
+    HangUp,
+    ProtocolError,
+    Retrieval,
+    Simple,
+    Storage,
+    TooLarge,
+    Touch,
+    WireParser,
+    safe_strtoull,
+)
+from spec.murmur3 import owner_of
+
+#: The virtual clock's default start (a Unix time, 2023-11-14).
+DEFAULT_EPOCH = 1_700_000_000
+NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value"
+_COUNTERS = tuple(name for name in STATS_FIELDS if name in STATS_COMPARED) + (
+    "total_connections",
+    "total_items",
+    "evictions",
+)
+
+
+# --------------------------------------------------------------------- pure helpers
+
+
+def normalise_exptime(exptime: int, now: int) -> int:
+    """The Unix time from which an item with ``exptime`` is gone (0 = never).
+
+    pre: now > 2592000
+    post: (__return__ == 0) == (exptime == 0)
+    post: exptime >= 0 or __return__ <= now
+    post: not (0 < exptime <= 2592000) or __return__ == now + exptime
+    """
+    if exptime == 0:
+        return 0
+    if exptime < 0:
+        exptime = REALTIME_MAXDELTA + 1  # memcached's EXPTIME_TO_POSITIVE_TIME
+    if exptime > REALTIME_MAXDELTA:
+        return exptime
+    return now + exptime
+
+
+def is_expired(deadline: int, now: int) -> bool:
+    """Whether an item with ``deadline`` (0 = never) is gone at ``now``.
+
+    post: __return__ == (deadline != 0 and deadline <= now)
+    """
+    return deadline != 0 and deadline <= now
+
+
+def apply_delta(old: int, delta: int, incr: bool) -> int:
+    """``incr`` wraps at 2**64; ``decr`` floors at 0.
+
+    pre: 0 <= old < 2 ** 64 and 0 <= delta < 2 ** 64
+    post: 0 <= __return__ < 2 ** 64
+    post: incr or __return__ == max(0, old - delta)
+    post: not incr or __return__ == (old + delta) % 2 ** 64
+    """
+    if incr:
+        return (old + delta) % 2**64
+    return old - delta if delta <= old else 0
+
+
+def arithmetic_value(old_value: bytes, number: int) -> bytes:
+    """The value an ``incr``/``decr`` stores: the decimal ``number``, padded with spaces
+    to the old length when it fits there (memcached's in-place update).
+
+    pre: number >= 0
+    post: len(__return__) == max(len(old_value), len(str(number)))
+    post: __return__.rstrip(b" ") == str(number).encode()
+    """
+    text = str(number).encode()
+    if len(text) <= len(old_value):
+        return text + b" " * (len(old_value) - len(text))
+    return text
+
+
+def cas_unique(counter: int, thread: int, threads: int) -> int:
+    """The log contract's unique for a thread's ``counter``-th stored value (from 1).
+
+    pre: counter >= 1 and 0 <= thread < threads
+    post: __return__ >= 1
+    post: (__return__ - 1) % threads == thread
+    """
+    return (counter - 1) * threads + thread + 1
+
+
+def valid_key(key: bytes) -> bool:
+    """Whether memcached's text protocol accepts ``key``: 1 to 250 bytes without
+    space, ``\\n`` or NUL (other control bytes are accepted, as memcached does).
+
+    post: __return__ == (0 < len(key) <= 250 and b" " not in key and b"\\n" not in key and b"\\x00" not in key)
+    """
+    return 0 < len(key) <= KEY_MAX and not any(c in key for c in (b" ", b"\n", b"\x00"))
+
+
+# --------------------------------------------------------------------- the log
+
+
+class SegmentLog:
+    """The log contract of :mod:`spec.kv_api` for all threads: which keys' current
+    entries lie in which segment of which thread, and which keys FIFO expiry drops."""
+
+    def __init__(self, threads: int, memory: int, segment_size: int) -> None:
+        self.threads = threads
+        self.segment_size = segment_size
+        self.segments = memory // threads // segment_size
+        if self.segments < 1:
+            raise ValueError(
+                f"memory {memory} gives each of {threads} threads no {segment_size}-byte segment"
+            )
+        self.current = [0] * threads
+        self.used = [0] * threads
+        self.free: list[list[int]] = [list(range(1, self.segments)) for _ in range(threads)]
+        self.closed: list[deque[int]] = [deque() for _ in range(threads)]
+        self.keys_in: list[dict[int, set[bytes]]] = [{} for _ in range(threads)]
+        self.where: dict[bytes, tuple[int, int]] = {}
+
+    def place(self, thread: int, key: bytes, size: int) -> list[bytes]:
+        """Append an entry of ``size`` bytes for ``key`` on ``thread``; return the keys
+        whose current entries were dropped by expiring segments (FIFO) to make room."""
+        dropped: list[bytes] = []
+        if self.used[thread] + size > self.segment_size:
+            self.closed[thread].append(self.current[thread])
+            free = self.free[thread]
+            if not free:
+                victim = self.closed[thread].popleft()
+                gone = self.keys_in[thread].pop(victim, set())
+                for gone_key in sorted(gone):
+                    del self.where[gone_key]
+                dropped.extend(sorted(gone))
+                free.append(victim)
+            free.sort()
+            self.current[thread] = free.pop(0)
+            self.used[thread] = 0
+        self.drop(key)
+        segment = self.current[thread]
+        self.used[thread] += size
+        self.keys_in[thread].setdefault(segment, set()).add(key)
+        self.where[key] = (thread, segment)
+        return dropped
+
+    def drop(self, key: bytes) -> None:
+        """Forget ``key``'s index entry (its bytes stay in the log as garbage)."""
+        spot = self.where.pop(key, None)
+        if spot is not None:
+            thread, segment = spot
+            self.keys_in[thread][segment].discard(key)
+
+    def check_invariants(self) -> None:
+        """Segments partition into current, free and closed; ``where`` and ``keys_in``
+        agree; keys live in non-free segments."""
+        for t in range(self.threads):
+            every = [self.current[t], *self.free[t], *self.closed[t]]
+            assert sorted(every) == list(range(self.segments)), f"thread {t}: segments lost"
+            assert 0 <= self.used[t] <= self.segment_size
+            for segment, keys in self.keys_in[t].items():
+                assert not keys or segment not in self.free[t], "a key in a free segment"
+                for key in keys:
+                    assert self.where[key] == (t, segment)
+        assert sum(len(k) for ks in self.keys_in for k in ks.values()) == len(self.where)
+
+
+# --------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class Item:
+    """A stored item: value, flags, deadline (0 = never), cas unique, store time."""
+
+    value: bytes
+    flags: int
+    deadline: int
+    cas: int
+    stored_at: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of an observed reply: ``ok``; ``expected`` is the model's reply
+    with nothing evicted; ``evicted`` the keys the model accepted as evicted."""
+
+    ok: bool
+    expected: bytes
+    observed: bytes
+    evicted: tuple[bytes, ...] = ()
+
+    def describe(self) -> str:
+        """A one-paragraph explanation."""
+        if self.ok:
+            extra = f" (accepted evictions: {list(self.evicted)})" if self.evicted else ""
+            return f"ok{extra}"
+        return f"expected {self.expected!r}, observed {self.observed!r}"
+
+
+@dataclass
+class _Snapshot:
+    items: dict[bytes, Item | None]
+    counters: list[int]
+    stats: dict[str, int]
+    flush_deadline: int
+
+
+@dataclass
+class KvModel:
+    """The store's state and semantics (see the module docstring).
+
+    ``precise=True`` simulates the log contract (evictions predicted exactly);
+    ``precise=False`` is the loose mode used through :meth:`judge`.
+    """
+
+    threads: int = DEFAULT_THREADS
+    memory: int = DEFAULT_MEMORY
+    segment_size: int = SEGMENT_SIZE
+    precise: bool = True
+    now: int = DEFAULT_EPOCH
+    items: dict[bytes, Item] = field(default_factory=dict)
+    counters: list[int] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+    flush_deadline: int = 0
+    start: int = 0
+    log: SegmentLog | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.counters = [0] * self.threads
+        self.stats = {name: 0 for name in _COUNTERS}
+        self.start = self.now
+        self.log = SegmentLog(self.threads, self.memory, self.segment_size)
+        if not self.precise:
+            self.log = None
+
+    # -- helpers ------------------------------------------------------------------
+    def owner(self, key: bytes) -> int:
+        """The thread owning ``key`` (MurmurHash3 x86_32, seed 1, unsigned, mod T)."""
+        return owner_of(key, self.threads, OWNER_HASH_SEED)
+
+    def fits(self, key_length: int, value_length: int, flags: int) -> bool:
+        """Whether an item can be stored: memcached's limit and one segment."""
+        return item_fits(key_length, value_length, flags) and (
+            entry_size(key_length, value_length) <= self.segment_size
+        )
+
+    def live(self, key: bytes) -> Item | None:
+        """``key``'s item if it exists and has not expired (an expired one is dropped)."""
+        item = self.items.get(key)
+        if item is not None and is_expired(item.deadline, self.now):
+            self.forget(key)
+            return None
+        return item
+
+    def forget(self, key: bytes) -> None:
+        """Drop ``key`` from the index (delete, expiry, flush, or an accepted eviction)."""
+        if self.items.pop(key, None) is not None and self.log is not None:
+            self.log.drop(key)
+
+    def _store(self, key: bytes, value: bytes, flags: int, deadline: int) -> Item:
+        thread = self.owner(key)
+        self.counters[thread] += 1
+        item = Item(
+            value, flags, deadline, cas_unique(self.counters[thread], thread, self.threads), self.now
+        )
+        if self.log is not None:
+            for gone in self.log.place(thread, key, entry_size(len(key), len(value))):
+                if gone != key:
+                    self.stats["evictions"] += 1
+                self.items.pop(gone, None)
+        self.items[key] = item
+        self.stats["total_items"] += 1
+        return item
+
+    def advance_clock(self, seconds: int) -> None:
+        """Move the clock forward; a pending ``flush_all`` whose deadline is reached
+        drops every item stored before it."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self.now += seconds
+        if self.flush_deadline and self.now >= self.flush_deadline:
+            for key in sorted(k for k, it in self.items.items() if it.stored_at < self.flush_deadline):
+                self.forget(key)
+            self.flush_deadline = 0
+
+    # -- execution ----------------------------------------------------------------
+    def execute(self, event: Event) -> bytes:
+        """Apply ``event`` (precise semantics: nothing evicted but by the log) and
+        return the reply bytes (empty for ``noreply`` and hang-ups)."""
+        reply, noreply = self._execute(event)
+        return b"" if noreply else reply
+
+    def _execute(self, event: Event) -> tuple[bytes, bool]:
+        if isinstance(event, Retrieval):
+            return self._retrieve(event, None), False
+        if isinstance(event, Storage):
+            return self._storage(event) + b"\r\n", event.noreply
+        if isinstance(event, Delete):
+            if self.live(event.key) is None:
+                self.stats["delete_misses"] += 1
+                return b"NOT_FOUND\r\n", event.noreply
+            self.forget(event.key)
+            self.stats["delete_hits"] += 1
+            return b"DELETED\r\n", event.noreply
+        if isinstance(event, Arithmetic):
+            return self._arithmetic(event) + b"\r\n", event.noreply
+        if isinstance(event, Touch):
+            self.stats["cmd_touch"] += 1
+            item = self.live(event.key)
+            if item is None:
+                self.stats["touch_misses"] += 1
+                return b"NOT_FOUND\r\n", event.noreply
+            self.items[event.key] = replace(item, deadline=normalise_exptime(event.exptime, self.now))
+            self.stats["touch_hits"] += 1
+            return b"TOUCHED\r\n", event.noreply
+        if isinstance(event, FlushAll):
+            self.stats["cmd_flush"] += 1
+            deadline = normalise_exptime(event.delay, self.now) if event.delay > 0 else 0
+            if deadline and deadline > self.now:
+                self.flush_deadline = deadline
+            else:
+                for key in sorted(self.items):
+                    self.forget(key)
+                self.flush_deadline = 0
+            return b"OK\r\n", event.noreply
+        if isinstance(event, Simple):
+            return self._simple(event.command), event.noreply
+        if isinstance(event, TooLarge):
+            self.stats["store_too_large"] += 1
+            if event.command == b"set":
+                self.forget(event.key)
+            return TOO_LARGE + b"\r\n", event.noreply
+        if isinstance(event, BadChunk):
+            self.stats["cmd_set"] += 1
+            return BAD_CHUNK + b"\r\n", event.noreply
+        if isinstance(event, ProtocolError):
+            if event.counter:
+                self.stats[event.counter] += 1
+            return event.reply + b"\r\n", event.noreply
+        assert isinstance(event, HangUp)
+        return b"", True
+
+    def _retrieve(self, event: Retrieval, observed: bytearray | None) -> bytes:
+        """Answer a retrieval; with ``observed`` (loose judging), a key whose block is
+        not next in ``observed`` is taken as evicted, and matched blocks are consumed."""
+        touching = event.exptime is not None
+        with_cas = event.command in (b"gets", b"gats")
+        out = bytearray()
+        for key in event.keys:
+            if len(key) > KEY_MAX:
+                return BAD_FORMAT + b"\r\n"
+            self.stats["cmd_touch" if touching else "cmd_get"] += 1
+            item = self.live(key)
+            block = b""
+            if item is not None:
+                header = b"VALUE %s %d %d" % (key, item.flags, len(item.value))
+                if with_cas:
+                    header += b" %d" % item.cas
+                block = header + b"\r\n" + item.value + b"\r\n"
+                if observed is not None:
+                    if observed.startswith(block):
+                        del observed[: len(block)]
+                    else:
+                        self.forget(key)
+                        item = None
+            if item is None:
+                self.stats["touch_misses" if touching else "get_misses"] += 1
+                continue
+            if touching:
+                assert event.exptime is not None
+                self.items[key] = replace(item, deadline=normalise_exptime(event.exptime, self.now))
+            self.stats["touch_hits" if touching else "get_hits"] += 1
+            out += block
+        return bytes(out) + b"END\r\n"
+
+    def _storage(self, event: Storage) -> bytes:
+        self.stats["cmd_set"] += 1
+        command, key = event.command, event.key
+        item = self.live(key)
+        deadline = normalise_exptime(event.exptime, self.now)
+        if command == b"set":
+            self._store(key, event.data, event.flags, deadline)
+            return b"STORED"
+        if command == b"add":
+            if item is not None:
+                return b"NOT_STORED"
+            self._store(key, event.data, event.flags, deadline)
+            return b"STORED"
+        if command == b"cas":
+            if item is None:
+                self.stats["cas_misses"] += 1
+                return b"NOT_FOUND"
+            if item.cas != event.cas:
+                self.stats["cas_badval"] += 1
+                return b"EXISTS"
+            self.stats["cas_hits"] += 1
+            self._store(key, event.data, event.flags, deadline)
+            return b"STORED"
+        if item is None:
+            return b"NOT_STORED"
+        if command == b"replace":
+            self._store(key, event.data, event.flags, deadline)
+            return b"STORED"
+        value = item.value + event.data if command == b"append" else event.data + item.value
+        if not self.fits(len(key), len(value), item.flags):
+            return b"NOT_STORED"
+        self._store(key, value, item.flags, item.deadline)
+        return b"STORED"
+
+    def _arithmetic(self, event: Arithmetic) -> bytes:
+        incr = event.command == b"incr"
+        prefix = "incr" if incr else "decr"
+        item = self.live(event.key)
+        if item is None:
+            self.stats[f"{prefix}_misses"] += 1
+            return b"NOT_FOUND"
+        old = safe_strtoull(item.value + b"\r\n") if item.value else None
+        if old is None:
+            return NON_NUMERIC
+        number = apply_delta(old, event.delta, incr)
+        self.stats[f"{prefix}_hits"] += 1
+        self._store(event.key, arithmetic_value(item.value, number), item.flags, item.deadline)
+        return str(number).encode()
+
+    def _simple(self, command: bytes) -> bytes:
+        if command == b"version":
+            return b"VERSION " + VERSION.encode() + b"\r\n"
+        if command == b"verbosity":
+            return b"OK\r\n"
+        if command == b"mn":
+            return b"MN\r\n"
+        if command == b"stats reset":
+            for name in self.stats:
+                self.stats[name] = 0
+            return b"RESET\r\n"
+        assert command == b"stats"
+        return b"".join(
+            b"STAT %s %s\r\n" % (name.encode(), str(value).encode())
+            for name, value in self.stat_values().items()
+        ) + b"END\r\n"
+
+    def stat_values(self, connections: int = 0) -> dict[str, str]:
+        """The ``stats`` values, in :data:`STATS_FIELDS` order."""
+        values: dict[str, str] = {}
+        for name in STATS_FIELDS:
+            if name in self.stats:
+                values[name] = str(self.stats[name])
+        values.update(
+            pid="0",
+            uptime=str(self.now - self.start),
+            time=str(self.now),
+            version=VERSION,
+            pointer_size="64",
+            curr_connections=str(connections),
+            limit_maxbytes=str(self.memory),
+            threads=str(self.threads),
+            curr_items=str(sum(1 for it in self.items.values() if not is_expired(it.deadline, self.now))),
+        )
+        return {name: values[name] for name in STATS_FIELDS}
+
+    # -- loose judging --------------------------------------------------------------
+    def _snapshot(self, keys: tuple[bytes, ...]) -> _Snapshot:
+        return _Snapshot(
+            {k: self.items.get(k) for k in keys},
+            list(self.counters),
+            dict(self.stats),
+            self.flush_deadline,
+        )
+
+    def _restore(self, snap: _Snapshot) -> None:
+        for key, item in snap.items.items():
+            if item is None:
+                self.items.pop(key, None)
+            else:
+                self.items[key] = item
+        self.counters = snap.counters
+        self.stats = snap.stats
+        self.flush_deadline = snap.flush_deadline
+
+    def judge(self, event: Event, observed: bytes) -> Verdict:
+        """Whether ``observed`` is an allowed reply to ``event`` in the current state,
+        applying the event if so (and leaving the state unchanged if not).
+
+        Precise mode: ``observed`` must equal :meth:`execute`'s reply. Loose mode: a
+        key the request names may have been evicted (then it is forgotten), anything
+        else must be exact; ``stats`` is judged by its field names only.
+        """
+        if self.precise or isinstance(event, (Simple, FlushAll, ProtocolError, HangUp, BadChunk)):
+            if isinstance(event, Simple) and event.command == b"stats" and not self.precise:
+                expected = self.execute(event)
+                return Verdict(_same_stat_names(expected, observed), expected, observed)
+            snap = self._snapshot(())
+            expected = self.execute(event)
+            if expected != observed and not self.precise:
+                self._restore(snap)
+            return Verdict(expected == observed, expected, observed)
+        if isinstance(event, Retrieval):
+            keys = event.keys
+            snap = self._snapshot(keys)
+            present = set(k for k in keys if self.items.get(k) is not None)
+            expected = self._retrieve(event, None)
+            self._restore(snap)
+            rest = bytearray(observed)
+            noted = self._retrieve(event, rest)
+            if noted == observed:
+                gone = tuple(k for k in dict.fromkeys(keys) if k in present and k not in self.items)
+                return Verdict(True, expected, observed, gone)
+            self._restore(snap)
+            return Verdict(False, expected, observed)
+        key = event.key
+        snap = self._snapshot((key,))
+        expected = self.execute(event)
+        if expected == observed:
+            return Verdict(True, expected, observed)
+        self._restore(snap)
+        if self.items.get(key) is None:
+            return Verdict(False, expected, observed)
+        self.items.pop(key)
+        evicted = self.execute(event)
+        if evicted == observed:
+            return Verdict(True, expected, observed, (key,))
+        self._restore(snap)
+        return Verdict(False, expected, observed)
+
+
+def _same_stat_names(expected: bytes, observed: bytes) -> bool:
+    def names(reply: bytes) -> list[bytes] | None:
+        lines = reply.split(b"\r\n")
+        if lines[-2:] != [b"END", b""]:
+            return None
+        parts = [line.split(b" ") for line in lines[:-2]]
+        if any(len(p) != 3 or p[0] != b"STAT" for p in parts):
+            return None
+        return [p[1] for p in parts]
+
+    return names(expected) is not None and names(expected) == names(observed)
+
+
+# --------------------------------------------------------------------- the server
+
+
+@dataclass
+class _Connection:
+    parser: WireParser
+    out: bytearray = field(default_factory=bytearray)
+    closed: bool = False
+
+
+class ModelServer:
+    """The precise model as a :class:`spec.kv_api.KvServer`: every request is answered
+    as soon as its last byte is sent (so :meth:`settle` does nothing), with exactly the
+    bytes the log contract predicts for a store of ``threads`` threads."""
+
+    def __init__(
+        self,
+        threads: int = DEFAULT_THREADS,
+        memory: int = DEFAULT_MEMORY,
+        *,
+        segment_size: int = SEGMENT_SIZE,
+        start_time: int = DEFAULT_EPOCH,
+    ) -> None:
+        self.model = KvModel(threads, memory, segment_size, precise=True, now=start_time)
+        self._connections: dict[int, _Connection] = {}
+        self._next_id = 0
+
+    def connect(self) -> int:
+        """Open a connection; ids count from 0 and are never reused."""
+        conn = self._next_id
+        self._next_id += 1
+        self._connections[conn] = _Connection(WireParser(self.model.fits))
+        self.model.stats["total_connections"] += 1
+        return conn
+
+    def _conn(self, conn: int) -> _Connection:
+        try:
+            return self._connections[conn]
+        except KeyError:
+            raise ValueError(f"no connection {conn}") from None
+
+    def send(self, conn: int, data: bytes) -> None:
+        """Parse and answer everything ``data`` completes (ignored once closed)."""
+        state = self._conn(conn)
+        if state.closed:
+            return
+        for event in state.parser.feed(data):
+            if isinstance(event, HangUp):
+                state.closed = True
+                break
+            if isinstance(event, Simple) and event.command == b"stats":
+                open_now = sum(1 for c in self._connections.values() if not c.closed)
+                values = self.model.stat_values(open_now)
+                state.out += b"".join(
+                    b"STAT %s %s\r\n" % (n.encode(), v.encode()) for n, v in values.items()
+                ) + b"END\r\n"
+                continue
+            state.out += self.model.execute(event)
+
+    def settle(self) -> None:
+        """Nothing to do: the model answers synchronously."""
+
+    def receive(self, conn: int) -> bytes:
+        """Everything written to ``conn`` since the last call."""
+        state = self._conn(conn)
+        data = bytes(state.out)
+        state.out.clear()
+        return data
+
+    def closed(self, conn: int) -> bool:
+        """Whether the server hung up on ``conn``."""
+        return self._conn(conn).closed
+
+    def disconnect(self, conn: int) -> None:
+        """The client goes away; a partial request is discarded."""
+        self._conn(conn).closed = True
+
+    def advance_clock(self, seconds: int) -> None:
+        """Move the virtual clock forward by ``seconds``."""
+        self.model.advance_clock(seconds)
