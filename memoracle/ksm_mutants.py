@@ -1,0 +1,94 @@
+"""Deliberately broken KSM implementations: each one skips one step the kernel relies on.
+
+Every mutant is a subclass of :class:`impl.ksm.Ksm` that overrides one small step of
+the merge or fault path. The checks (views before/after a merge with a racing store,
+``check_invariants``, the conformance machine) must catch each of them:
+
+- :class:`NoWriteProtectKsm` — ``write_protect_page`` leaves the PTE writable and the
+  TLB entry in place: a store racing with the merge lands in a page that is then
+  replaced (the store is lost), and the new KSM page stays writable.
+- :class:`CompareBeforeProtectKsm` — compares the pages *before* write-protecting, so a
+  store between the compare and the write-protect is merged away.
+- :class:`NoPteRecheckKsm` — ``replace_page`` does not re-check that the PTE is the one
+  it write-protected, so a store that faulted in (and made the page writable again)
+  after the compare is lost.
+- :class:`CowWritesSharedKsm` — the COW fault makes the shared KSM PTE writable instead
+  of copying: a store by one process changes every sharer's view.
+- :class:`NoChecksumKsm` — the volatility checksum is stored but never compared, so
+  pages merge on their first visit (volatile pages merge; counters run ahead of the
+  kernel's "first merge on the second full scan").
+"""
+
+from __future__ import annotations
+
+from impl.ksm import Ksm
+from impl.ksm_state import Process, RmapItem
+
+
+class NoWriteProtectKsm(Ksm):
+    """Merges without write-protecting the PTE (and without the TLB flush)."""
+
+    def write_protect_page(self, proc: Process, va: int, frame: int) -> int | None:
+        entry_addr, entry = self.pte(proc, va)
+        if entry_addr == 0 or self.pinned(frame):
+            return None
+        return entry
+
+
+class CompareBeforeProtectKsm(Ksm):
+    """Compares the full page before write-protecting it."""
+
+    def try_to_merge_one_page(self, proc: Process, va: int, frame: int, kframe: int | None) -> bool:
+        if frame == kframe:
+            return True
+        if frame not in self.frames:
+            return False
+        if kframe is not None:
+            if not self.pages_identical(frame, kframe):
+                return False
+            self._race("after_compare", proc, va)
+        orig_pte = self.write_protect_page(proc, va, frame)
+        if orig_pte is None:
+            return False
+        if kframe is None:
+            f = self.frames[frame]
+            f.ksm = True
+            f.stable = None
+            return True
+        return self.replace_page(proc, va, frame, kframe, orig_pte)
+
+
+class NoPteRecheckKsm(Ksm):
+    """Replaces the page without re-checking the PTE it write-protected."""
+
+    def pte_unchanged(self, proc: Process, va: int, orig_pte: int) -> bool:
+        return True
+
+
+class CowWritesSharedKsm(Ksm):
+    """Breaks COW by making the shared KSM page writable in place."""
+
+    def cow_fault(self, proc: Process, va: int, frame: int) -> None:
+        from spec.paging import PT, RW
+
+        entry = self.pte(proc, va)[1]
+        proc.space.write_entry(va, PT, entry | RW)
+        proc.space.invlpg(va)
+
+
+class NoChecksumKsm(Ksm):
+    """Stores the checksum but never compares it: volatile pages merge."""
+
+    def checksum_changed(self, item: RmapItem, checksum: int) -> bool:
+        item.oldchecksum = checksum
+        return False
+
+
+#: Every mutant by name.
+KSM_MUTANTS: dict[str, type[Ksm]] = {
+    "no_write_protect": NoWriteProtectKsm,
+    "compare_before_protect": CompareBeforeProtectKsm,
+    "no_pte_recheck": NoPteRecheckKsm,
+    "cow_writes_shared": CowWritesSharedKsm,
+    "no_checksum": NoChecksumKsm,
+}
