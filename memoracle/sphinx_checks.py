@@ -1,8 +1,82 @@
-"""sphinx's checks in the default campaign (``memoracle check --system sphinx``)."""
+"""sphinx's checks in the default campaign (``memoracle check --system sphinx``).
+
+- ``conformance``: seeded workloads (3 threads, 2 segments of 4 KiB per thread, so
+  segments expire) against the precise model, byte for byte, ``stats`` included;
+- ``linearizability``: concurrent histories (4 connections, 3 keys) checked per key;
+- ``mutants``: every mutant of :mod:`memoracle.sphinx_mutants` must be caught by the
+  conformance harness (run without ``stats`` so that a counter difference of the real
+  store cannot hide which mutant was caught).
+"""
 
 from __future__ import annotations
 
-from memoracle.check_types import Check
+from memoracle.check_types import Check, Outcome
+
+CONFORMANCE_RUNS = 4
+CONFORMANCE_STEPS = 400
+HISTORY_RUNS = 4
+HISTORY_OPERATIONS = 300
+MUTANT_STEPS = 600
+
+
+def _make(cls: type) -> object:
+    def make(threads: int, memory: int, segment_size: int, seed: int) -> object:
+        return cls(threads, memory, segment_size=segment_size, seed=seed)
+
+    return make
+
+
+def _conformance(seed: int) -> Outcome:
+    from impl.sphinx import Sphinx
+    from memoracle.sphinx_conformance import conformance_run
+
+    for run in range(CONFORMANCE_RUNS):
+        mismatch = conformance_run(_make(Sphinx), seed * 1000 + run, CONFORMANCE_STEPS)  # type: ignore[arg-type]
+        if mismatch is not None:
+            return Outcome(
+                False,
+                run * CONFORMANCE_STEPS + mismatch.step,
+                mismatch.render() + f"\nreproduce: memoracle check --system sphinx --seed {seed}",
+            )
+    return Outcome(True, CONFORMANCE_RUNS * CONFORMANCE_STEPS)
+
+
+def _linearizability(seed: int) -> Outcome:
+    from impl.sphinx import Sphinx
+    from memoracle.sphinx_conformance import history_run
+
+    for run in range(HISTORY_RUNS):
+        report = history_run(_make(Sphinx), seed * 1000 + run, HISTORY_OPERATIONS)  # type: ignore[arg-type]
+        if report is not None:
+            return Outcome(
+                False,
+                (run + 1) * HISTORY_OPERATIONS,
+                report + f"\nreproduce: memoracle check --system sphinx --seed {seed}",
+            )
+    return Outcome(True, HISTORY_RUNS * HISTORY_OPERATIONS)
+
+
+def _mutants(seed: int) -> Outcome:
+    from memoracle.sphinx_conformance import conformance_run
+    from memoracle.sphinx_mutants import SPHINX_MUTANTS
+
+    survivors = [
+        name
+        for name, cls in SPHINX_MUTANTS.items()
+        if all(
+            conformance_run(_make(cls), seed * 1000 + run, MUTANT_STEPS, with_stats=False) is None  # type: ignore[arg-type]
+            for run in range(3)
+        )
+    ]
+    report = f"mutants not caught: {', '.join(survivors)}" if survivors else ""
+    if survivors:
+        report += f"\nreproduce: memoracle check --system sphinx --seed {seed}"
+    return Outcome(not survivors, len(SPHINX_MUTANTS), report)
+
 
 #: The sphinx checks, in the order ``memoracle check`` runs them.
-SPHINX_CHECKS: list[Check] = []
+SPHINX_CHECKS: list[Check] = [
+    Check("sphinx", "conformance", "replies byte for byte against the precise model", _conformance),
+    Check("sphinx", "linearizability", "per-key linearizability of concurrent histories", _linearizability),
+    Check("sphinx", "mutants", "every Sphinx mutant is caught", _mutants),
+]

@@ -1,0 +1,348 @@
+"""Conformance of a memcached-protocol store to :mod:`spec.kv_model`, and per-key
+linearizability of its concurrent histories.
+
+Two harnesses, both over the :class:`spec.kv_api.KvServer` Protocol (so they check
+Sphinx, the model itself, or a user's store):
+
+- :func:`conformance_run` drives the server and a precise :class:`ModelServer` with the
+  same seeded workload: several connections, keys from a small pool (so they collide
+  and, with several threads, are forwarded), pipelined requests, multi-key gets, clock
+  advances, a small segment size so segments expire. After every send the server is
+  settled, so the order of requests across connections is the send order and every
+  reply is predicted byte for byte (``stats`` by the values of
+  :data:`spec.kv_api.STATS_COMPARED`). When the server has them, ``check_invariants()``
+  runs after every step and every key of ``keys_by_thread()`` must be on the thread
+  :func:`spec.murmur3.owner_of` names.
+- :func:`history_run` interleaves sends and single ``step()`` s so that requests of
+  different connections overlap, records each operation's call (the step at which it was
+  sent) and return (the step at which its whole reply appeared), and checks the history
+  with :func:`spec.linearizability.check_linearizable` partitioned by key against
+  :class:`KvKeySpec` (loose: a miss is always allowed, as any key may be evicted).
+
+Choices: a workload request is one memcached command line plus data; ``cas`` uses
+uniques seen in earlier ``gets`` replies or small guesses; ``flush_all`` is rare (it
+empties every pool key at once); replies are compared per send.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable, Hashable, Protocol, Sequence
+
+from spec.history import Operation
+from spec.kv_api import STATS_COMPARED, KvServer
+from spec.kv_model import ModelServer
+from spec.linearizability import check_linearizable
+from spec.murmur3 import owner_of
+
+#: A factory of the server under test: ``(threads, memory, segment_size, seed)``.
+MakeServer = Callable[[int, int, int, int], KvServer]
+
+
+class _Steppable(Protocol):
+    def step(self) -> bool: ...
+
+
+#: How often a request is ``flush_all`` (rare: it empties the whole pool).
+_FLUSH_RATE = 0.005
+
+
+def _keys(rng: random.Random, pool: list[bytes], most: int = 4) -> bytes:
+    return b" ".join(rng.choice(pool) for _ in range(rng.randint(1, most)))
+
+
+def random_request(rng: random.Random, pool: list[bytes], uniques: list[int], with_stats: bool = True) -> bytes:
+    """One request (command line and data block) of the conformance workload
+    (``stats`` only if ``with_stats``)."""
+    key = rng.choice(pool)
+    noreply = b" noreply" if rng.random() < 0.1 else b""
+    roll = rng.random()
+    size = rng.choice((1, 3, 40, 300, 900))
+    value = bytes(rng.choice(b"0123456789abc") for _ in range(size))
+    if roll < 0.25:
+        command = rng.choice((b"set", b"set", b"add", b"replace", b"append", b"prepend"))
+        return b"%s %s %d %d %d%s\r\n%s\r\n" % (
+            command, key, rng.choice((0, 1, 2**32 - 1)), rng.choice((0, 0, 5, -1)), size, noreply, value
+        )
+    if roll < 0.30:
+        unique = rng.choice(uniques) if uniques and rng.random() < 0.7 else rng.randint(0, 5)
+        return b"cas %s 0 0 %d %d%s\r\n%s\r\n" % (key, size, unique, noreply, value)
+    if roll < 0.55:
+        return b"%s %s\r\n" % (rng.choice((b"get", b"gets")), _keys(rng, pool))
+    if roll < 0.60:
+        return b"%s %d %s\r\n" % (rng.choice((b"gat", b"gats")), rng.choice((0, 3, -1)), _keys(rng, pool))
+    if roll < 0.68:
+        return b"delete %s%s\r\n" % (key, noreply)
+    if roll < 0.76:
+        number = rng.choice((b"0", b"7", b"18446744073709551615", b"99"))
+        return b"set %s 0 0 %d\r\n%s\r\n" % (key, len(number), number)
+    if roll < 0.86:
+        return b"%s %s %d%s\r\n" % (rng.choice((b"incr", b"decr")), key, rng.choice((1, 5, 2**64 - 1)), noreply)
+    if roll < 0.91:
+        return b"touch %s %d%s\r\n" % (key, rng.choice((0, 2, -1)), noreply)
+    if roll < 0.91 + _FLUSH_RATE:
+        return b"flush_all\r\n"
+    if roll < 0.94 + _FLUSH_RATE:
+        extra: tuple[bytes, ...] = (b"stats\r\n",) if with_stats else ()
+        choices: tuple[bytes, ...] = (b"version\r\n", b"verbosity 1\r\n", b"bogus\r\n", b"get\r\n", *extra)
+        return rng.choice(choices)
+    return b"set %s 0 0 2\r\nxyz\r\n" % key  # a bad data chunk, then ERROR
+
+
+def normalise_stats(reply: bytes) -> bytes:
+    """Replace each ``STAT`` block by its compared values only (so servers with other
+    field lists compare equal when those values agree)."""
+
+    def keep(match: re.Match[bytes]) -> bytes:
+        lines = match.group(0).split(b"\r\n")
+        kept = [ln for ln in lines if ln.startswith(b"STAT ") and ln.split(b" ")[1].decode() in STATS_COMPARED]
+        summary: bytes = b"STATS[" + b";".join(sorted(kept)) + b"]"
+        return summary
+
+    return re.sub(rb"(?:STAT [^\r\n]*\r\n)+END\r\n", keep, reply)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A difference between the server and the model: enough to reproduce and read."""
+
+    seed: int
+    step: int
+    conn: int
+    sent: bytes
+    expected: bytes
+    observed: bytes
+    note: str = ""
+
+    def render(self) -> str:
+        """A readable report."""
+        head = f"seed {self.seed}, step {self.step}, connection {self.conn}"
+        if self.note:
+            return f"{head}: {self.note}\n  after sending {self.sent[:200]!r}"
+        return (
+            f"{head}: the reply differs from the model\n  sent     {self.sent[:200]!r}\n"
+            f"  expected {self.expected[:300]!r}\n  observed {self.observed[:300]!r}"
+        )
+
+
+def _check_server(server: KvServer, threads: int) -> str:
+    checker = getattr(server, "check_invariants", None)
+    if checker is not None:
+        try:
+            checker()
+        except AssertionError as error:
+            return f"check_invariants failed: {error}"
+    by_thread = getattr(server, "keys_by_thread", None)
+    if by_thread is not None:
+        for thread, keys in sorted(by_thread().items()):
+            for key in sorted(keys):
+                if owner_of(key, threads) != thread:
+                    return f"key {key!r} is on thread {thread}, its owner is {owner_of(key, threads)}"
+    return ""
+
+
+def conformance_run(
+    make: MakeServer,
+    seed: int,
+    steps: int,
+    *,
+    threads: int = 3,
+    memory: int = 3 * 2 * 4096,
+    segment_size: int = 4096,
+    connections: int = 4,
+    keys: int = 12,
+    with_stats: bool = True,
+) -> Mismatch | None:
+    """Run ``steps`` sends of the seeded workload against ``make(...)`` and a precise
+    model; the first difference, or ``None`` if every reply matched."""
+    rng = random.Random(seed)
+    server = make(threads, memory, segment_size, seed)
+    model = ModelServer(threads, memory, segment_size=segment_size, start_time=_start_time(server))
+    pool = [b"k%d" % i for i in range(keys)]
+    conns = [(server.connect(), model.connect()) for _ in range(connections)]
+    uniques: list[int] = []
+    for step in range(steps):
+        if rng.random() < 0.05:
+            seconds = rng.choice((1, 2, 4))
+            server.advance_clock(seconds)
+            model.advance_clock(seconds)
+        index = rng.randrange(connections)
+        real, ideal = conns[index]
+        batch = b"".join(random_request(rng, pool, uniques, with_stats) for _ in range(rng.choice((1, 1, 2, 4))))
+        cut = rng.randrange(len(batch) + 1) if rng.random() < 0.2 else len(batch)
+        for part in (batch[:cut], batch[cut:]):
+            if part:
+                server.send(real, part)
+                model.send(ideal, part)
+                server.settle()
+        expected = normalise_stats(model.receive(ideal))
+        observed = normalise_stats(server.receive(real))
+        if expected != observed:
+            return Mismatch(seed, step, index, batch, expected, observed)
+        uniques += [int(u) for u in re.findall(rb"VALUE \S+ \d+ \d+ (\d+)\r\n", expected)][-4:]
+        uniques = uniques[-8:]
+        problem = _check_server(server, threads)
+        if problem:
+            return Mismatch(seed, step, index, batch, b"", b"", problem)
+    return None
+
+
+def _start_time(server: KvServer) -> int:
+    clock = getattr(server, "clock", None)
+    if callable(clock):
+        value = clock()
+        if isinstance(value, int):
+            return value
+    return 1_700_000_000
+
+
+# --------------------------------------------------------------------- histories
+
+
+@dataclass(frozen=True)
+class KvOperation(Operation):
+    """A key-value operation in a history: ``arg`` is the request (``"set k v"``,
+    ``"get k"``, ``"delete k"``, ``"append k v"``), ``result`` the reply's meaning
+    (``"STORED"``, a value, ``None`` for a miss, ...). ``kind`` is unused."""
+
+    def describe(self) -> str:
+        """``#3 [conn 1] 'get k2' -> 'v7' @[4,9]``."""
+        return f"#{self.id} [conn {self.thread}] {self.arg!r} -> {self.result!r} @[{self.call},{self.ret}]"
+
+
+def op_key(op: Operation) -> Hashable:
+    """The key an operation works on (the linearizability partition)."""
+    return str(op.arg).split(" ")[1]
+
+
+class KvKeySpec:
+    """One key of the store as a sequential object; states are the value (``None`` =
+    absent). ``loose``: a miss (``None``, ``NOT_FOUND``, ``NOT_STORED``) is always
+    allowed and leaves the key absent, as if it had been evicted."""
+
+    def __init__(self, loose: bool = True) -> None:
+        self.loose = loose
+
+    def initial(self) -> str | None:
+        """The key is absent."""
+        return None
+
+    def step(self, state: str | None, op: Operation) -> str | None | _Illegal:
+        """The state after ``op``, or :data:`ILLEGAL` if its answer is not allowed."""
+        parts = str(op.arg).split(" ")
+        verb, result = parts[0], op.result
+        if verb == "set":
+            return parts[2] if result == "STORED" else ILLEGAL
+        if verb == "get":
+            if result is None:
+                return None if (self.loose or state is None) else ILLEGAL
+            return state if result == state else ILLEGAL
+        if verb == "delete":
+            if result == "DELETED":
+                return None if state is not None else ILLEGAL
+            return None if (self.loose or state is None) and result == "NOT_FOUND" else ILLEGAL
+        if verb == "append":
+            if result == "STORED":
+                return state + parts[2] if state is not None else ILLEGAL
+            return None if (self.loose or state is None) and result == "NOT_STORED" else ILLEGAL
+        return ILLEGAL
+
+
+class _Illegal:
+    pass
+
+
+#: Marks an illegal answer (``None`` is a legal state: the key is absent).
+ILLEGAL = _Illegal()
+
+
+class _SpecAdapter:
+    """:class:`KvKeySpec` in the checker's convention (``None`` = illegal)."""
+
+    def __init__(self, spec: KvKeySpec) -> None:
+        self.spec = spec
+
+    def initial(self) -> tuple[str | None]:
+        return (self.spec.initial(),)
+
+    def step(self, state: tuple[str | None], op: Operation) -> tuple[str | None] | None:
+        after = self.spec.step(state[0], op)
+        return None if isinstance(after, _Illegal) else (after,)
+
+
+def _request(rng: random.Random, pool: list[str], counter: list[int]) -> tuple[str, bytes]:
+    key = rng.choice(pool)
+    roll = rng.random()
+    counter[0] += 1
+    value = f"v{counter[0]}"
+    if roll < 0.35:
+        return f"set {key} {value}", b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value.encode())
+    if roll < 0.75:
+        return f"get {key}", b"get %s\r\n" % key.encode()
+    if roll < 0.88:
+        return f"delete {key}", b"delete %s\r\n" % key.encode()
+    return f"append {key} {value}", b"append %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value.encode())
+
+
+def _meaning(arg: str, reply: bytes) -> str | None:
+    text = reply.decode("latin1")
+    if arg.startswith("get"):
+        match = re.match(r"VALUE \S+ \d+ \d+\r\n(.*)\r\nEND\r\n$", text, re.S)
+        return match.group(1) if match else (None if text == "END\r\n" else text)
+    return text.rstrip("\r\n")
+
+
+def _complete(arg: str, reply: bytes) -> bool:
+    return reply.endswith(b"END\r\n") if arg.startswith("get") else reply.endswith(b"\r\n")
+
+
+def record_history(server: KvServer, seed: int, operations: int, *, connections: int = 4, keys: int = 3) -> list[Operation]:
+    """A concurrent history of ``operations`` single-key operations on ``server``
+    (which must have ``step()``): each connection has at most one operation in flight;
+    the clock is the number of steps taken."""
+    stepper: _Steppable = server  # type: ignore[assignment]
+    rng = random.Random(seed)
+    pool = [f"h{i}" for i in range(keys)]
+    conns = [server.connect() for _ in range(connections)]
+    busy: dict[int, tuple[int, str, int, bytearray]] = {}
+    history: list[Operation] = []
+    counter = [0]
+    started = 0
+    tick = 0
+    while len(history) < operations:
+        for index, conn in enumerate(conns):
+            if index not in busy and started < operations and rng.random() < 0.6:
+                arg, data = _request(rng, pool, counter)
+                busy[index] = (started, arg, tick, bytearray())
+                started += 1
+                server.send(conn, data)
+        ran = stepper.step()
+        tick += 1
+        for index in sorted(busy):
+            ident, arg, call, reply = busy[index]
+            reply += server.receive(conns[index])
+            if _complete(arg, bytes(reply)):
+                history.append(KvOperation(ident, index, "push", arg, _meaning(arg, bytes(reply)), call, tick))
+                del busy[index]
+        tick += 1
+        if not ran and not busy and started >= operations:
+            break
+    return history
+
+
+def check_history(history: Sequence[Operation], loose: bool = True) -> str | None:
+    """``None`` if ``history`` is linearizable per key, else a readable report."""
+    result = check_linearizable(history, _SpecAdapter(KvKeySpec(loose)), partition=op_key)
+    if result.ok:
+        return None
+    assert result.violation is not None
+    return result.violation.render()
+
+
+def history_run(make: MakeServer, seed: int, operations: int, *, threads: int = 3) -> str | None:
+    """Record and check one history (large memory: nothing is evicted, so the strict
+    per-key spec applies)."""
+    server = make(threads, 64 * 1024 * 1024, 2 * 1024 * 1024, seed)
+    return check_history(record_history(server, seed, operations), loose=False)
