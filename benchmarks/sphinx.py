@@ -1,10 +1,125 @@
-"""sphinx's figures for ``memoracle bench``."""
+"""Sphinx's figures: the real server against real memcached, and the emulated store.
+
+- ``sphinx.server_*`` and ``sphinx.memcached_*``: ``memoracle sphinx serve --threads 4``
+  and Debian's memcached, each started as a child process on a loopback port and
+  loaded, one after the other in the same run, by the same open-loop generator
+  (:func:`memoracle.memcached_peer.run_fixed_rate`): a fixed arrival rate of 5,000
+  requests/s over 8 connections, 30-byte keys (1,000 of them, preloaded), 200-byte
+  values, 90% gets, for 3 s (1 s with ``quick``). Latency runs from each request's
+  *scheduled* send time to the end of its reply. The server's figures carry memcached's
+  as ``baseline``, with ``ratio`` = server ÷ memcached. The aim is p99 ≤ 5 ms and no
+  errors at 5,000 requests/s; the figures are what was measured, whatever it is.
+  When memcached is not installed these figures are left out (a note on stderr).
+- ``sphinx.emulated_requests_per_second``: the emulated store driven directly
+  (:class:`impl.sphinx.Sphinx`, 4 threads, no sockets): 16 connections each send
+  pipelined batches of the same workload, then ``settle()``; requests answered per
+  second of wall time. ``sphinx.forwarded_share``: the share of those requests the
+  receiving thread forwarded to the key's owner (about 3/4 with 4 threads and uniform
+  keys, since a connection's thread owns a quarter of the keys).
+"""
 
 from __future__ import annotations
 
+import random
+import sys
+import time
+
 from benchmarks.common import Figure
+from memoracle.memcached_peer import (
+    LoadResult,
+    PeerUnavailable,
+    run_fixed_rate,
+    start_memcached,
+    start_sphinx_server,
+    workload_key,
+)
+
+RATE = 5000.0
+CONNECTIONS = 8
+KEYS = 1000
+KEY_SIZE = 30
+VALUE_SIZE = 200
+GET_SHARE = 0.9
+PERCENTILES = {"p50": 0.50, "p99": 0.99, "p999": 0.999}
+
+
+def _load(host: str, port: int, seconds: float) -> LoadResult:
+    return run_fixed_rate(
+        host, port, rate=RATE, seconds=seconds, connections=CONNECTIONS, keys=KEYS,
+        key_size=KEY_SIZE, value_size=VALUE_SIZE, get_share=GET_SHARE, seed=0,
+    )  # fmt: skip
+
+
+def _compared(name: str, value: float, baseline: float, unit: str) -> Figure:
+    figure: Figure = {"name": name, "value": value, "unit": unit, "baseline": baseline}
+    if baseline > 0:
+        figure["ratio"] = value / baseline
+    return figure
+
+
+def server_vs_memcached_figures(quick: bool) -> list[Figure]:
+    """The real server and real memcached under the same fixed-rate load."""
+    seconds = 1.0 if quick else 3.0
+    try:
+        with start_memcached() as memcached:
+            reference = _load(memcached.host, memcached.port, seconds)
+    except PeerUnavailable as error:
+        sys.stderr.write(f"sphinx: server figures skipped: {error}\n")
+        return []
+    with start_sphinx_server(threads=4) as server:
+        subject = _load(server.host, server.port, seconds)
+    figures: list[Figure] = []
+    for label, share in PERCENTILES.items():
+        ours, theirs = subject.latency_ms(share), reference.latency_ms(share)
+        figures.append(_compared(f"sphinx.server_{label}_ms", ours, theirs, "ms"))
+        figures.append({"name": f"sphinx.memcached_{label}_ms", "value": theirs, "unit": "ms"})
+    figures.append(
+        _compared("sphinx.server_throughput_rps", subject.throughput_rps, reference.throughput_rps, "requests/s")
+    )
+    figures.append({"name": "sphinx.memcached_throughput_rps", "value": reference.throughput_rps, "unit": "requests/s"})
+    figures.append({"name": "sphinx.server_errors", "value": float(subject.errors), "unit": "requests"})
+    figures.append({"name": "sphinx.memcached_errors", "value": float(reference.errors), "unit": "requests"})
+    return figures
+
+
+def emulated_figures(quick: bool) -> list[Figure]:
+    """The emulated store, driven directly: requests per second and forwarded share."""
+    from impl.sphinx import Sphinx
+
+    rng = random.Random(0)
+    value = b"v" * VALUE_SIZE
+    store = Sphinx(4, seed=0)
+    conns = [store.connect() for _ in range(16)]
+    for index in range(KEYS):
+        store.send(conns[index % len(conns)], b"set %s 0 0 %d\r\n%s\r\n" % (workload_key(index), VALUE_SIZE, value))
+    store.settle()
+    for conn in conns:
+        store.receive(conn)
+    before_requests, before_forwarded = store.counters.requests, store.counters.forwarded
+    batches = 5 if quick else 25
+    started = time.perf_counter()
+    for _ in range(batches):
+        for conn in conns:
+            batch = bytearray()
+            for _ in range(20):
+                key = workload_key(rng.randrange(KEYS))
+                if rng.random() < GET_SHARE:
+                    batch += b"get %s\r\n" % key
+                else:
+                    batch += b"set %s 0 0 %d\r\n%s\r\n" % (key, VALUE_SIZE, value)
+            store.send(conn, bytes(batch))
+        store.settle()
+        for conn in conns:
+            store.receive(conn)
+    elapsed = time.perf_counter() - started
+    requests = store.counters.requests - before_requests
+    forwarded = store.counters.forwarded - before_forwarded
+    return [
+        {"name": "sphinx.emulated_requests_per_second", "value": requests / elapsed, "unit": "requests/s"},
+        {"name": "sphinx.forwarded_share", "value": forwarded / requests if requests else 0.0, "unit": "share"},
+    ]
 
 
 def sphinx_figures(quick: bool) -> list[Figure]:
-    """Every sphinx.* figure (fewer repetitions when ``quick``)."""
-    return []
+    """Every sphinx.* figure (shorter runs when ``quick``)."""
+    return server_vs_memcached_figures(quick) + emulated_figures(quick)
