@@ -169,7 +169,7 @@ def valid_key(key: bytes) -> bool:
     """Whether memcached's text protocol accepts ``key``: 1 to 250 bytes without
     space, ``\\n`` or NUL (other control bytes are accepted, as memcached does).
 
-    post: __return__ == (0 < len(key) <= 250 and b" " not in key and b"\\n" not in key and b"\\x00" not in key)
+    post: __return__ == (0 < len(key) <= 250 and all(byte not in (0, 10, 32) for byte in key))
     """
     return 0 < len(key) <= KEY_MAX and not any(c in key for c in (b" ", b"\n", b"\x00"))
 
