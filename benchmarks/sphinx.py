@@ -16,6 +16,10 @@
   second of wall time. ``sphinx.forwarded_share``: the share of those requests the
   receiving thread forwarded to the key's owner (about 3/4 with 4 threads and uniform
   keys, since a connection's thread owns a quarter of the keys).
+- ``sphinx.cross_core_share``: in that run (4 threads, 4 NIC queues, IRQ affinity,
+  SO_REUSEPORT steering), the share of received packets whose IRQ ran on a core other
+  than the socket's thread. ``sphinx.cross_core_share_aligned``: the same workload with
+  ``steering="incoming_cpu"`` (connections bound to their RX queue's IRQ core).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from benchmarks.common import Figure
 from memoracle.memcached_peer import (
@@ -33,6 +38,9 @@ from memoracle.memcached_peer import (
     start_sphinx_server,
     workload_key,
 )
+
+if TYPE_CHECKING:
+    from impl.sphinx import Sphinx, Steering
 
 RATE = 5000.0
 CONNECTIONS = 8
@@ -83,12 +91,31 @@ def server_vs_memcached_figures(quick: bool) -> list[Figure]:
 
 
 def emulated_figures(quick: bool) -> list[Figure]:
-    """The emulated store, driven directly: requests per second and forwarded share."""
+    """The emulated store, driven directly: requests per second, forwarded share and
+    cross-core share; then the cross-core share with aligned steering."""
+    store, elapsed, requests, forwarded = _drive_emulated(quick, "reuseport")
+    aligned = _drive_emulated(True, "incoming_cpu")[0]
+    return [
+        {"name": "sphinx.emulated_requests_per_second", "value": requests / elapsed, "unit": "requests/s"},
+        {"name": "sphinx.forwarded_share", "value": forwarded / requests if requests else 0.0, "unit": "share"},
+        {"name": "sphinx.cross_core_share", "value": _cross_core_share(store), "unit": "share"},
+        {"name": "sphinx.cross_core_share_aligned", "value": _cross_core_share(aligned), "unit": "share"},
+    ]
+
+
+def _cross_core_share(store: Sphinx) -> float:
+    packets = sum(store.nic.counters.rx_packets)
+    return store.nic.counters.cross_core_deliveries / packets if packets else 0.0
+
+
+def _drive_emulated(quick: bool, steering: Steering) -> tuple[Sphinx, float, int, int]:
+    """The emulated workload on a fresh 4-thread store: the store, the seconds the
+    measured batches took, and the requests and forwarded requests among them."""
     from impl.sphinx import Sphinx
 
     rng = random.Random(0)
     value = b"v" * VALUE_SIZE
-    store = Sphinx(4, seed=0)
+    store = Sphinx(4, seed=0, steering=steering)
     conns = [store.connect() for _ in range(16)]
     for index in range(KEYS):
         store.send(conns[index % len(conns)], b"set %s 0 0 %d\r\n%s\r\n" % (workload_key(index), VALUE_SIZE, value))
@@ -114,10 +141,7 @@ def emulated_figures(quick: bool) -> list[Figure]:
     elapsed = time.perf_counter() - started
     requests = store.counters.requests - before_requests
     forwarded = store.counters.forwarded - before_forwarded
-    return [
-        {"name": "sphinx.emulated_requests_per_second", "value": requests / elapsed, "unit": "requests/s"},
-        {"name": "sphinx.forwarded_share", "value": forwarded / requests if requests else 0.0, "unit": "share"},
-    ]
+    return store, elapsed, requests, forwarded
 
 
 def sphinx_figures(quick: bool) -> list[Figure]:

@@ -126,6 +126,7 @@ class _FlowState:
     rx_queue: int
     owner_core: int
     open: bool = True
+    queued: int = 0  # its packets waiting in its RX queue
 
 
 @dataclass
@@ -183,6 +184,8 @@ class Nic:
         )
         self._serviced_since_rebalance = 0
         self._load = [0] * queues
+        #: Packets waiting in all RX queues (0: no IRQ is pending anywhere).
+        self.queued_packets = 0
 
     # -- configuration ------------------------------------------------------------
     def set_indirection(self, table: list[int]) -> None:
@@ -215,6 +218,10 @@ class Nic:
         self._flows[fid] = _FlowState(flow, h, queue, owner_core)
         return fid
 
+    def rx_queue_for(self, flow: Flow) -> int:
+        """The RX queue RSS would pick for ``flow`` (registered or not)."""
+        return self.indirection[rss_hash(flow, self.rss_key) & (INDIRECTION_ENTRIES - 1)]
+
     def flow_hash(self, fid: int) -> int:
         """The RSS hash of flow ``fid``."""
         return self._flows[fid].hash
@@ -224,8 +231,19 @@ class Nic:
         return self._flows[fid].rx_queue
 
     def close_flow(self, fid: int) -> None:
-        """Forget flow ``fid``: its undelivered packets are dropped at service time."""
-        self._flows[fid].open = False
+        """Close flow ``fid``: its undelivered packets are dropped at service time, and
+        the flow is forgotten once none is left (at once if none is queued). Closing a
+        closed or forgotten flow does nothing. Flow ids are never reused."""
+        state = self._flows.get(fid)
+        if state is None:
+            return
+        state.open = False
+        if not state.queued:
+            del self._flows[fid]
+
+    def flow_count(self) -> int:
+        """Flows in the flow table: open ones and closed ones with packets still queued."""
+        return len(self._flows)
 
     # -- receive path --------------------------------------------------------------
     def receive(self, fid: int, data: bytes) -> None:
@@ -238,6 +256,8 @@ class Nic:
         for start in range(0, len(data), MSS):
             packet = data[start : start + MSS]
             rx.append((fid, packet))
+            state.queued += 1
+            self.queued_packets += 1
             counters.rx_packets[queue] += 1
             counters.rx_bytes[queue] += len(packet)
 
@@ -268,7 +288,11 @@ class Nic:
                 fid, payload = packets.popleft()
                 self._load[q] += 1
                 state = flows[fid]
+                state.queued -= 1
+                self.queued_packets -= 1
                 if not state.open:
+                    if not state.queued:
+                        del flows[fid]
                     continue
                 if state.owner_core != core:
                     counters.cross_core_deliveries += 1
@@ -308,7 +332,8 @@ class Nic:
     def check_invariants(self) -> None:
         """Assert: the indirection table names existing queues; every IRQ is bound to an
         existing core (in affinity mode, the lowest core of its mask); queued packets
-        belong to known flows and sit on their flow's RX queue."""
+        belong to known flows and sit on their flow's RX queue; each flow's ``queued``
+        counts its queued packets; a closed flow is kept only while it has some."""
         assert len(self.indirection) == INDIRECTION_ENTRIES
         assert all(0 <= q < self.queues for q in self.indirection), "indirection names no queue"
         for q in range(self.queues):
@@ -322,3 +347,11 @@ class Nic:
                 assert fid in self._flows, f"packet of unknown flow {fid}"
                 assert self._flows[fid].rx_queue == q, f"flow {fid}'s packet on queue {q}"
                 assert 0 < len(payload) <= MSS, "packet larger than the MSS"
+        assert self.queued_packets == sum(len(rx.packets) for rx in self._rx), "queued packet count is off"
+        queued: dict[int, int] = {}
+        for q in range(self.queues):
+            for fid, _payload in self._rx[q].packets:
+                queued[fid] = queued.get(fid, 0) + 1
+        for fid, state in self._flows.items():
+            assert state.queued == queued.get(fid, 0), f"flow {fid} counts {state.queued} queued packets"
+            assert state.open or state.queued, f"closed flow {fid} with nothing queued is still kept"

@@ -12,7 +12,14 @@ The architecture of the paper, step by step:
   bound to a thread as ``SO_REUSEPORT`` does: ``reciprocal_scale(hash, threads)`` =
   ``(hash * threads) >> 32`` of the flow's RSS hash. Its bytes arrive as packets on the
   RX queue RSS picks; the core the queue's IRQ is bound to moves them into the socket
-  (a *cross-core delivery* when that core is not the socket's thread).
+  (a *cross-core delivery* when that core is not the socket's thread). RSS takes the
+  hash's low bits (indirection table) and ``reciprocal_scale`` its high bits, so with
+  this default almost every packet is delivered across cores, as on Linux without
+  ``SO_INCOMING_CPU`` or a reuseport BPF program. ``steering="incoming_cpu"`` binds
+  the connection instead to the core serving its RX queue's IRQ when it is opened (what
+  ``SO_INCOMING_CPU`` or an eBPF reuseport program achieves): no cross-core delivery
+  while IRQs stay put (``irq_mode="affinity"``); with fewer queues than threads the
+  threads without a queue get no connections.
 - **Forwarding.** A request for a key owned by another thread is forwarded through an
   :class:`~impl.spsc.SpscRing` in emulated shared memory — one ring per ordered pair of
   threads (``ring_capacity`` slots). A ring slot carries an 8-byte sequence number
@@ -37,9 +44,18 @@ The architecture of the paper, step by step:
 
 Choices where the paper is silent: the ring variant is Lamport's; rings use 4 KiB frames
 so ``ring_capacity`` is a power of two up to 496 (the original's 10,000 slots do not fit);
-the connection's thread answers ``stats``/``version``/errors itself; a connection whose
-server hung up (``quit``, ``GET / HTTP/1.0``, a line over 2048 bytes) loses the replies
-not yet transmitted in the current quantum, as memcached does with an unflushed batch.
+the connection's thread answers ``stats``/``version``/errors itself.
+
+Transmission (memcached 1.6.18's, measured): what a quantum writes to a connection is
+transmitted at the end of the quantum, and at once after a retrieval (``get gets gat
+gats bget``), ``mn`` or ``quit``. A hang-up other than ``quit`` (``GET / HTTP/1.0``, a
+line over 2048 bytes) and a retrieval naming a key over 250 bytes discard the replies
+written since (``version\r\nGET / HTTP/1.0\r\n`` answers nothing,
+``get a\r\nGET / HTTP/1.0\r\n`` answers the ``get``); they wait, unparsed, until every
+reply up to the last retrieval is written. ``stats`` likewise waits until every earlier
+request of its connection is answered, so its counters include them (memcached runs a
+connection's requests in turn). memcached also transmits after every 20 requests of one
+read event; Sphinx does not.
 The counters count *key requests*: a one-key command or one owner's share of a multi-key
 ``get``; ``local`` ones ran on the connection's thread, ``forwarded`` ones went through a
 ring.
@@ -67,15 +83,18 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import mmh3
 
 from impl.nic_emu import Flow, IrqMode, Nic, ipv4, rss_hash
 from impl.phys_mem import Machine
-from impl.sphinx_proto import Control, GetOp, KeyOp, Request, parse_request
+from impl.sphinx_proto import BAD_CHUNK, MN_REPLY, Control, GetOp, KeyOp, Request, parse_request
+from impl.sphinx_state import Connection as Connection
+from impl.sphinx_state import Message, SphinxCounters, Worker
+from impl.sphinx_state import ReplySlot as ReplySlot
 from impl.sphinx_store import Partition
 from impl.spsc import SpscRing
 from spec.kv_api import (
@@ -89,100 +108,24 @@ from spec.paging import PAGE_SIZE
 
 #: Unix time at which the virtual clock starts (2023-11-14 22:13:20 UTC).
 VIRTUAL_EPOCH = 1_700_000_000
+#: How a connection is bound to a thread: ``reuseport`` (SO_REUSEPORT's hash, Linux's
+#: default) or ``incoming_cpu`` (the core its RX queue's IRQ is bound to at connect time).
+Steering = Literal["reuseport", "incoming_cpu"]
+STEERINGS: tuple[Steering, ...] = ("reuseport", "incoming_cpu")
 #: Work bound of one quantum (packets, messages, requests).
 QUANTUM = 64
 #: The server's address and port in flow tuples.
 SERVER_IP = ipv4("10.0.0.1")
 SERVER_PORT = 11211
 _END = b"END\r\n"
-
-
-class ReplySlot:
-    """A place in a connection's reply order: ``parts`` joined once none is missing."""
-
-    __slots__ = ("seq", "parts", "missing", "close_after", "silenced")
-
-    def __init__(self, seq: int, parts: list[bytes | None], missing: int, close_after: bool = False) -> None:
-        self.seq = seq
-        self.parts = parts
-        self.missing = missing
-        self.close_after = close_after
-        self.silenced = False  # its reply was discarded (see ``bad_get_key``)
-
-
-class Connection:
-    """Server-side state of one client connection."""
-
-    __slots__ = (
-        "id", "flow", "fid", "thread", "inbuf", "swallow", "slots", "next_seq",
-        "written_seq", "out", "to_client", "server_closed", "client_closed", "dropped",
-    )
-
-    def __init__(self, conn_id: int, flow: Flow, fid: int, thread: int) -> None:
-        self.id = conn_id
-        self.flow = flow
-        self.fid = fid
-        self.thread = thread
-        self.inbuf = bytearray()
-        self.swallow = 0
-        self.slots: deque[ReplySlot] = deque()
-        self.next_seq = 0  # sequence number of the next request's slot
-        self.written_seq = 0  # sequence number of the next slot to write
-        self.out: list[bytes] = []  # written in this quantum, not yet transmitted
-        self.to_client = bytearray()
-        self.server_closed = False
-        self.client_closed = False
-        self.dropped = False  # its server-side state was released
-
-
-class Message:
-    """A forwarded request (``op``) and, once executed, its ``reply``."""
-
-    __slots__ = ("src", "conn", "slot", "parts", "op", "keys", "reply")
-
-    def __init__(
-        self, src: int, conn: Connection, slot: ReplySlot, parts: list[int],
-        op: KeyOp | GetOp | Control, keys: list[bytes],
-    ) -> None:
-        self.src = src
-        self.conn = conn
-        self.slot = slot
-        self.parts = parts
-        self.op = op
-        self.keys = keys
-        self.reply: list[bytes] = []
-
-
-@dataclass
-class SphinxCounters:
-    """What the store has done: key requests, where they ran, segment expiries."""
-
-    threads: int
-    requests: int = 0  # commands parsed
-    local: int = 0  # key requests executed on the connection's thread
-    forwarded: int = 0  # key requests sent to the owner through a ring
-    ring_full: int = 0  # pushes refused by a full ring (retried later)
-    evicted_segments: int = 0
-    per_thread: list[int] = field(default_factory=list)  # commands parsed per thread
-    executed_per_thread: list[int] = field(default_factory=list)  # key requests run per owner
-
-    def __post_init__(self) -> None:
-        if not self.per_thread:
-            self.per_thread = [0] * self.threads
-        if not self.executed_per_thread:
-            self.executed_per_thread = [0] * self.threads
-
-
-class Worker:
-    """One thread: its partition, its connections, its rings' consumer and producer ends."""
-
-    def __init__(self, index: int, partition: Partition) -> None:
-        self.index = index
-        self.partition = partition
-        self.ready: dict[int, Connection] = {}
-        #: Messages waiting for space in the ring to each thread (back-pressure).
-        self.pending: dict[int, deque[Message]] = {}
-        self.doorbell_addr = 0
+_U64 = struct.Struct("<Q")
+_MASK64 = (1 << 64) - 1
+#: Commands that read every thread's counters: they wait until the connection's earlier
+#: requests are answered (all executed), as memcached runs a connection's requests in turn.
+_BARRIERS = frozenset(("stats", "stats_reset"))
+#: Requests that discard the replies not yet transmitted: they wait until every reply up
+#: to the last flush point (a retrieval, ``mn``) is written and so transmitted.
+_DROPS = frozenset(("hangup", "bad_get_key"))
 
 
 class Sphinx:
@@ -201,9 +144,13 @@ class Sphinx:
         clock: Callable[[], int] | None = None,
         nic_queues: int | None = None,
         irq_mode: Literal["affinity", "balance"] = "affinity",
+        steering: Steering = "reuseport",
     ) -> None:
         if threads < 1:
             raise ValueError("Sphinx needs at least one thread")
+        if steering not in STEERINGS:
+            raise ValueError(f"unknown steering {steering!r} (reuseport or incoming_cpu)")
+        self.steering: Steering = steering
         segments = memory // threads // segment_size if segment_size > 0 else 0
         if segments < 1:
             raise ValueError(
@@ -225,6 +172,9 @@ class Sphinx:
         region = -(-(segments * segment_size) // PAGE_SIZE) * PAGE_SIZE
         dram = PAGE_SIZE * (2 + threads * threads) + threads * region
         self.machine = Machine(dram)
+        self._dram = self.machine.dram  # doorbells are read and written as DRAM words
+        #: Cores that may have work (a superset of the runnable ones; see :meth:`runnable`).
+        self._hint: set[int] = set()
         self.doorbells = self.machine.alloc_frame()
         self.workers: list[Worker] = []
         for t in range(threads):
@@ -306,7 +256,10 @@ class Sphinx:
             src = Flow(0x0A000000 | host, SERVER_IP, 32768 + conn_id % 28232, SERVER_PORT)
         else:
             src = Flow(ipv4(flow[0]), SERVER_IP, flow[1], SERVER_PORT)
-        thread = (rss_hash(src, self.nic.rss_key) * self.threads) >> 32
+        if self.steering == "incoming_cpu":  # the core serving the flow's RX queue
+            thread = self.nic.irq_core[self.nic.rx_queue_for(src)]
+        else:  # SO_REUSEPORT: reciprocal_scale of the flow hash
+            thread = (rss_hash(src, self.nic.rss_key) * self.threads) >> 32
         fid = self.nic.open_flow(src, thread)
         conn = Connection(conn_id, src, fid, thread)
         self.connections[conn_id] = conn
@@ -315,23 +268,29 @@ class Sphinx:
         self.open_connections += 1
         return conn_id
 
-    def _conn(self, conn: int) -> Connection:
-        try:
-            return self.connections[conn]
-        except KeyError:
-            raise KeyError(f"no connection {conn}") from None
+    def _conn(self, conn: int) -> Connection | None:
+        """The live state of ``conn``; ``None`` once its client disconnected (the state
+        is then forgotten); ``KeyError`` for an id never handed out."""
+        c = self.connections.get(conn)
+        if c is None and not 0 <= conn < self._next_conn:
+            raise KeyError(f"no connection {conn}")
+        return c
 
     def send(self, conn: int, data: bytes) -> None:
-        """Bytes from the client of ``conn`` reach the NIC (processed by :meth:`step`)."""
+        """Bytes from the client of ``conn`` reach the NIC (processed by :meth:`step`);
+        ignored once either side closed."""
         c = self._conn(conn)
-        if c.server_closed or c.client_closed or not data:
+        if c is None or c.server_closed or c.client_closed or not data:
             return
         self.bytes_read += len(data)
         self.nic.receive(c.fid, bytes(data))
 
     def receive(self, conn: int) -> bytes:
-        """Everything the server transmitted to ``conn`` since the last call."""
+        """Everything the server transmitted to ``conn`` since the last call (nothing
+        once its client disconnected)."""
         c = self._conn(conn)
+        if c is None:
+            return b""
         data = bytes(c.to_client)
         c.to_client.clear()
         return data
@@ -339,15 +298,18 @@ class Sphinx:
     def closed(self, conn: int) -> bool:
         """Whether the server hung up on ``conn`` (or its client went away)."""
         c = self._conn(conn)
-        return c.server_closed or c.client_closed
+        return c is None or c.server_closed or c.client_closed
 
     def disconnect(self, conn: int) -> None:
-        """The client of ``conn`` goes away; replies still in flight are dropped."""
+        """The client of ``conn`` goes away; replies still in flight are dropped and
+        the connection is forgotten (its NIC flow once its queued packets are
+        dropped); the id is never reused and stays valid: closed, nothing to receive."""
         c = self._conn(conn)
-        if c.client_closed:
+        if c is None:
             return
         c.client_closed = True
         self._drop(c)
+        del self.connections[c.id]
 
     def _drop(self, c: Connection) -> None:
         if c.dropped:
@@ -355,6 +317,7 @@ class Sphinx:
         c.dropped = True
         self.open_connections -= 1
         self.nic.close_flow(c.fid)
+        del self._by_flow[c.fid]
         self.workers[c.thread].ready.pop(c.id, None)
         c.slots.clear()
         c.out.clear()
@@ -362,20 +325,36 @@ class Sphinx:
 
     # -- scheduling ------------------------------------------------------------------
     def runnable(self) -> list[int]:
-        """The cores that have work: an IRQ, a rung doorbell, a ready connection, or a
-        pending push whose ring has room."""
-        out = []
-        machine = self.machine
-        pending_irq = self.nic.pending_cores()
-        for w in self.workers:
-            if (
-                w.index in pending_irq
-                or w.ready
-                or machine.read_u64(w.doorbell_addr)
-                or self._can_retry(w)
-            ):
-                out.append(w.index)
+        """The cores that have work, in increasing order: an IRQ, a rung doorbell, a
+        ready connection, or a pending push whose ring has room.
+
+        Only the cores of the *hint* are examined: every event that can give a core
+        work adds it there (a push rings its doorbell, a pop frees room for its
+        producer's pending pushes, a delivery or a resumed connection readies its
+        thread, a quantum may leave work on its own core; IRQs are read from the NIC
+        whenever it holds packets), and a core found idle leaves it."""
+        hint = self._hint
+        nic = self.nic
+        if nic.queued_packets:
+            hint.update(nic.pending_cores())
+        workers = self.workers
+        if len(hint) == 1:  # the common case when a single request is in flight
+            for core in hint:
+                if self._has_work(workers[core]):
+                    return [core]
+            hint.clear()
+            return []
+        out = [core for core in sorted(hint) if self._has_work(workers[core])]
+        self._hint = set(out)
         return out
+
+    def _has_work(self, w: Worker) -> bool:
+        return bool(
+            w.ready
+            or _U64.unpack_from(self._dram, w.doorbell_addr)[0]
+            or (w.pending and self._can_retry(w))
+            or (self.nic.queued_packets and self.nic.has_pending(w.index))
+        )
 
     def _can_retry(self, w: Worker) -> bool:
         for dst, queue in w.pending.items():
@@ -407,15 +386,21 @@ class Sphinx:
         w = self.workers[core]
         workers = self.workers
         by_flow = self._by_flow
-        for fid, payload in self.nic.service(core, QUANTUM):
+        hint = self._hint
+        hint.add(core)  # what this quantum leaves undone
+        nic = self.nic
+        delivered = nic.service(core, QUANTUM) if nic.queued_packets else []
+        for fid, payload in delivered:
             c = by_flow[fid]
             if c.server_closed or c.client_closed:
                 continue
             c.inbuf += payload
             workers[c.thread].ready[c.id] = c
+            hint.add(c.thread)
         touched: dict[int, Connection] = {}
         self._drain_rings(w, touched)
-        self._retry_pending(w)
+        if w.pending:
+            self._retry_pending(w)
         budget = QUANTUM
         for c in list(w.ready.values()):
             if budget <= 0:
@@ -455,28 +440,35 @@ class Sphinx:
         self._next_msg[src][dst] = seq + 1
         self.tables[src][dst][seq] = msg
         bell = self.workers[dst].doorbell_addr
-        self.machine.write_u64(bell, self.machine.read_u64(bell) + 1)
+        dram = self._dram
+        _U64.pack_into(dram, bell, (_U64.unpack_from(dram, bell)[0] + 1) & _MASK64)
+        self._hint.add(dst)
         return True
 
     def _retry_pending(self, w: Worker) -> None:
+        drained = []
         for dst, queue in w.pending.items():
             while queue and self._push(w.index, dst, queue[0]):
                 queue.popleft()
+            if not queue:
+                drained.append(dst)
+        for dst in drained:  # only rings with messages waiting are kept
+            del w.pending[dst]
 
     def _drain_rings(self, w: Worker, touched: dict[int, Connection]) -> None:
         bell = w.doorbell_addr
-        if not self.machine.read_u64(bell):
-            return
+        dram = self._dram
+        if not _U64.unpack_from(dram, bell)[0]:
+            return  # no doorbell: no ring is polled
         budget = QUANTUM
         me = w.index
         more = False
         for src in range(self.threads):
             ring = self.rings[src][me]
-            if ring is None:
-                continue
-            if self.machine.read_u64(ring.tail_addr) == ring.consumer_head:
-                continue  # empty: skip the pop program
+            if ring is None or ring.is_empty():
+                continue  # empty: skip the pop
             table = self.tables[src][me]
+            popped = False
             while True:
                 if budget <= 0:
                     more = True
@@ -484,9 +476,12 @@ class Sphinx:
                 seq = ring.try_pop()
                 if seq is None:
                     break
+                popped = True
                 budget -= 1
                 self._handle_message(w, table.pop(seq), touched)
-        self.machine.write_u64(bell, 1 if more else 0)
+            if popped and self.workers[src].pending.get(me):
+                self._hint.add(src)  # room for the producer's pending pushes
+        _U64.pack_into(dram, bell, 1 if more else 0)
 
     def _handle_message(self, w: Worker, msg: Message, touched: dict[int, Connection]) -> None:
         if msg.src != w.index:  # a request for this thread's keys
@@ -531,6 +526,13 @@ class Sphinx:
             if parsed is None:
                 break
             consumed, request, swallow = parsed
+            if isinstance(request, Control) and c.slots:
+                kind = request.kind
+                wait = c.next_seq if kind in _BARRIERS else c.flush_seq if kind in _DROPS else 0
+                if c.written_seq < wait:
+                    c.stalled = True  # parsed again once the replies it waits for are written
+                    c.wait_seq = wait
+                    break
             pos += consumed
             c.swallow = swallow
             budget -= 1
@@ -540,11 +542,13 @@ class Sphinx:
         if c.server_closed:
             return budget
         del buf[:pos]
-        if budget > 0:  # stopped for want of bytes
+        if budget > 0:  # stopped for want of bytes, or stalled
             w.ready.pop(c.id, None)
         return budget
 
-    def _reply_now(self, c: Connection, data: bytes, close_after: bool = False) -> None:
+    def _reply_now(self, c: Connection, data: bytes, close_after: bool = False, flush: bool = False) -> None:
+        if flush:
+            c.flush_seq = c.next_seq + 1
         if not c.slots:
             if data:
                 c.out.append(data)
@@ -552,19 +556,27 @@ class Sphinx:
             c.written_seq += 1
             if close_after:
                 self._close(c)
+            elif flush:
+                self._transmit(self.workers[c.thread], c)
             return
-        c.slots.append(ReplySlot(c.next_seq, [data], 0, close_after))
+        c.slots.append(ReplySlot(c.next_seq, [data], 0, close_after, flush))
         c.next_seq += 1
+        self._flush_slots(c)  # complete slots a drop left behind (see ``bad_get_key``)
 
-    def _new_slot(self, c: Connection, parts: list[bytes | None], missing: int) -> ReplySlot:
-        slot = ReplySlot(c.next_seq, parts, missing)
+    def _new_slot(self, c: Connection, parts: list[bytes | None], missing: int, flush: bool = False) -> ReplySlot:
+        slot = ReplySlot(c.next_seq, parts, missing, flush=flush)
         c.next_seq += 1
+        if flush:
+            c.flush_seq = c.next_seq
         c.slots.append(slot)
         return slot
 
     def _flush_slots(self, c: Connection) -> None:
+        """Write every complete slot at the head of ``c``'s reply order; a flush slot is
+        transmitted at once. A stalled connection's slots are written only up to what
+        it waits for, and the connection is ready again once they are."""
         slots = c.slots
-        while slots and slots[0].missing == 0:
+        while slots and slots[0].missing == 0 and not (c.stalled and c.written_seq >= c.wait_seq):
             slot = slots.popleft()
             c.written_seq += 1
             if not slot.silenced:
@@ -574,6 +586,12 @@ class Sphinx:
             if slot.close_after:
                 self._close(c)
                 return
+            if slot.flush:
+                self._transmit(self.workers[c.thread], c)
+        if c.stalled and c.written_seq >= c.wait_seq:
+            c.stalled = False
+            self.workers[c.thread].ready[c.id] = c
+            self._hint.add(c.thread)
 
     def _close(self, c: Connection) -> None:
         """The server hangs up after what was written so far."""
@@ -599,17 +617,22 @@ class Sphinx:
             self._dispatch_get(w, c, request)
             return
         if isinstance(request, bytes):
-            self._reply_now(c, request)
+            self._reply_now(c, request, flush=request == MN_REPLY)
             return
         kind = request.kind
         if kind == "hangup":
             c.out.clear()
             c.server_closed = True
             self._drop(c)
+        elif kind == "bad_chunk":  # memcached counts set_cmds before checking the block
+            w.partition.stats.cmd_set += 1
+            self._reply_now(c, b"" if request.noreply else BAD_CHUNK)
         elif kind == "bad_get_key":
             c.out.clear()
             for slot in c.slots:
                 slot.silenced = True
+            if request.prefix is not None:  # looked up (counted, touched), never answered
+                self._dispatch_get(w, c, request.prefix, silent=True)
             self._reply_now(c, b"CLIENT_ERROR bad command line format\r\n")
         elif kind == "quit":
             self._reply_now(c, b"", close_after=True)
@@ -625,7 +648,9 @@ class Sphinx:
         else:  # stats settings
             self._reply_now(c, self.settings_text())
 
-    def _dispatch_get(self, w: Worker, c: Connection, op: GetOp) -> None:
+    def _dispatch_get(self, w: Worker, c: Connection, op: GetOp, silent: bool = False) -> None:
+        """Run a retrieval (split by owner); its reply is a flush point, or, ``silent``,
+        discarded (the keys before a bad one)."""
         keys = op.keys
         counters = self.counters
         me = w.index
@@ -634,7 +659,8 @@ class Sphinx:
             if owner == me:
                 counters.local += 1
                 counters.executed_per_thread[me] += 1
-                self._reply_now(c, w.partition.get(op, keys)[0] + _END)
+                reply = w.partition.get(op, keys)[0] + _END
+                self._reply_now(c, b"" if silent else reply, flush=not silent)
                 return
             groups: dict[int, list[int]] = {owner: [0]}
         else:
@@ -650,10 +676,11 @@ class Sphinx:
             for i, chunk in zip(local, w.partition.get(op, [keys[i] for i in local])):
                 parts[i] = chunk
         if not groups:
-            self._reply_now(c, b"".join(p for p in parts if p))
+            self._reply_now(c, b"" if silent else b"".join(p for p in parts if p), flush=not silent)
             return
         missing = sum(len(g) for g in groups.values())
-        slot = self._new_slot(c, parts, missing)
+        slot = self._new_slot(c, parts, missing, flush=not silent)
+        slot.silenced = silent
         for owner, indices in groups.items():
             counters.forwarded += 1
             self._send_message(w, owner, Message(me, c, slot, indices, op, [keys[i] for i in indices]))
@@ -735,9 +762,19 @@ class Sphinx:
         segment accounting (:meth:`SegmentLog.check_invariants`); every indexed key is
         owned by its thread; ring indices within capacity and one message-table entry
         per message in flight; each connection's reply slots consecutive from the next
-        one to write, each slot's ``missing`` equal to its unfilled parts; the machine."""
+        one to write, each slot's ``missing`` equal to its unfilled parts; every core with
+        work in the scheduler's hint; the connection and flow tables hold exactly the
+        connections not yet disconnected; the machine and the NIC."""
         self.machine.check_invariants()
         self.nic.check_invariants()
+        pending_irq = self.nic.pending_cores()
+        for w in self.workers:
+            busy = (
+                w.index in pending_irq or w.ready or self.machine.read_u64(w.doorbell_addr) or self._can_retry(w)
+            )
+            assert not busy or w.index in self._hint or w.index in pending_irq, (
+                f"core {w.index} has work but is not in the scheduler's hint"
+            )
         for w in self.workers:
             w.partition.log.check_invariants()
             for key in w.partition.log.index:
@@ -755,10 +792,19 @@ class Sphinx:
                 assert set(self.tables[s][d]) == in_flight, (
                     f"ring {s}->{d}: message table {sorted(self.tables[s][d])[:4]} != in flight"
                 )
+        assert self.open_connections == sum(1 for c in self.connections.values() if not c.dropped)
+        assert set(self._by_flow) == {c.fid for c in self.connections.values() if not c.dropped}, (
+            "the flow map holds a connection that is closed or forgotten"
+        )
+        for w in self.workers:
+            for c in w.ready.values():
+                assert not c.dropped and c.thread == w.index, f"ready connection {c.id} is closed or elsewhere"
         for c in self.connections.values():
+            assert not c.client_closed, f"connection {c.id} was disconnected but is kept"
             if c.server_closed or c.client_closed:
                 assert not c.slots, f"closed connection {c.id} holds reply slots"
                 continue
+            assert not c.stalled or c.slots, f"connection {c.id} stalled with no reply to wait for"
             assert c.written_seq + len(c.slots) == c.next_seq, (
                 f"connection {c.id}: written {c.written_seq} + {len(c.slots)} slots != next {c.next_seq}"
             )

@@ -20,9 +20,10 @@ Framing rules reproduced (all observed on memcached 1.6.18):
   with ``HTTP/`` makes the server hang up (``GET / HTTP/1.0``).
 - Storage commands read exactly ``<bytes> + 2`` bytes after the line; if they do not end
   in ``\\r\\n`` the reply is ``CLIENT_ERROR bad data chunk`` and parsing resumes right
-  after them. After a ``CLIENT_ERROR`` on the command line the data is parsed as
-  commands. ``noreply`` (the last token) silences every reply of the command, errors
-  included.
+  after them; the command still counts in ``cmd_set`` (memcached counts ``set_cmds``
+  before it checks the block). After a ``CLIENT_ERROR`` on the command line the data
+  is parsed as commands. ``noreply`` (the last token) silences every reply of the
+  command, errors included.
 - Numbers follow C's ``strtol``/``strtoul``/``strtoull`` as memcached's ``safe_*``
   wrappers use them: leading whitespace and a sign are accepted; the number must be
   followed by the end of the token or whitespace; flags are taken modulo 2^32 and
@@ -67,6 +68,7 @@ BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
 BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
 DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
 VERSION_REPLY = b"VERSION " + VERSION.encode() + b"\r\n"
+MN_REPLY = b"MN\r\n"
 
 
 def _c_integer(token: bytes) -> tuple[int, bool] | None:
@@ -183,17 +185,22 @@ class GetOp:
 
 class Control:
     """A command about the whole server or the connection: ``kind`` is ``flush``,
-    ``stats``, ``stats_reset``, ``stats_settings``, ``quit``, ``hangup`` or
-    ``bad_get_key`` (a retrieval with a key over 250 bytes: memcached drops every reply
-    of the connection not yet transmitted and answers ``CLIENT_ERROR bad command line
-    format``)."""
+    ``stats``, ``stats_reset``, ``stats_settings``, ``quit``, ``hangup``,
+    ``bad_chunk`` (a data block not ending in CRLF: answered ``CLIENT_ERROR bad data
+    chunk`` and counted in ``cmd_set``, as memcached counts it before checking the
+    block) or ``bad_get_key`` (a retrieval with a key over 250 bytes: memcached drops
+    every reply of the connection not yet transmitted and answers ``CLIENT_ERROR bad
+    command line format``)."""
 
-    __slots__ = ("kind", "noreply", "deadline")
+    __slots__ = ("kind", "noreply", "deadline", "prefix")
 
-    def __init__(self, kind: str, noreply: bool = False, deadline: int = 0) -> None:
+    def __init__(self, kind: str, noreply: bool = False, deadline: int = 0, prefix: GetOp | None = None) -> None:
         self.kind = kind
         self.noreply = noreply
         self.deadline = deadline  # for flush: the ``oldest_live`` time
+        #: for bad_get_key: the keys before the bad one, which memcached still looks up
+        #: (counting hits and misses, touching for ``gat``) before it gives up
+        self.prefix = prefix
 
     def __repr__(self) -> str:
         return f"Control({self.kind})"
@@ -290,9 +297,10 @@ def parse_request(buf: bytes | bytearray, pos: int, now: int, segment_size: int)
 
 
 def _get(keys: list[bytes], with_cas: bool, touch: bool, expiry: int, now: int) -> Request:
-    for key in keys:
+    for i, key in enumerate(keys):
         if len(key) > KEY_MAX:
-            return Control("bad_get_key")
+            prefix = GetOp(keys[:i], with_cas, touch, expiry, now) if i else None
+            return Control("bad_get_key", prefix=prefix)
     return GetOp(keys, with_cas, touch, expiry, now)
 
 
@@ -327,7 +335,7 @@ def _storage(
     if len(buf) < stop:
         return None
     if buf[stop - 2 : stop] != b"\r\n":
-        return stop - pos, b"" if noreply else BAD_CHUNK, 0
+        return stop - pos, Control("bad_chunk", noreply), 0
     data = bytes(buf[start : stop - 2])
     return stop - pos, KeyOp(op, key, flags, to_expiry(exptime, now), data, cas, noreply, now), 0
 
@@ -335,7 +343,7 @@ def _storage(
 def _other(cmd: bytes, tokens: list[bytes], ntokens: int, now: int) -> Request:
     first = cmd[0]
     if first == 0x6D and len(cmd) == 2:  # meta commands: only mn
-        return b"MN\r\n" if cmd == b"mn" else ERROR
+        return MN_REPLY if cmd == b"mn" else ERROR
     if cmd == b"stats":
         if ntokens == 2:
             return Control("stats")

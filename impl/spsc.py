@@ -26,11 +26,16 @@ with store buffers).
 Operations are *programs* (generators for :mod:`impl.cpu_emu`): ``push(value)`` yields
 its accesses and returns ``True``/``False``; ``pop()`` returns the value or ``None``.
 :meth:`SpscRing.run` executes a program directly against memory, with no buffering,
-for code that does not explore interleavings.
+for code that does not explore interleavings. :meth:`SpscRing.try_push` and
+:meth:`SpscRing.try_pop` are the same execution without the generator: straight-line
+code performing exactly the program's loads and stores, in the program's order, on
+memory as it is (sequential consistency; fences are no-ops there, as in ``run``) — for
+a ring in DRAM with struct accesses on the DRAM buffer, otherwise through ``run``.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, fields
 from typing import Generator, Literal, Union
 
@@ -45,6 +50,7 @@ TAIL_OFFSET = 64
 SLOTS_OFFSET = 128
 MAX_CAPACITY = (4096 - SLOTS_OFFSET) // 8
 _MASK64 = (1 << 64) - 1
+_U64 = struct.Struct("<Q")
 
 PushProgram = Generator[Request, Union[int, None], bool]
 PopProgram = Generator[Request, Union[int, None], Union[int, None]]
@@ -110,6 +116,10 @@ class SpscRing:
         self.fences = fences
         self.head_addr = base + HEAD_OFFSET
         self.tail_addr = base + TAIL_OFFSET
+        self._slots_addr = base + SLOTS_OFFSET
+        self._index_mask = capacity - 1
+        #: The DRAM buffer when the whole frame lies in DRAM (the fast path), else None.
+        self._dram: bytearray | None = machine.dram if 0 <= base and base + 4096 <= machine.dram_size else None
         # private state of each side
         self.producer_tail = 0
         self.producer_cached_head = 0
@@ -189,14 +199,60 @@ class SpscRing:
             return stop.value
 
     def try_push(self, value: int) -> bool:
-        """Push directly (see :meth:`run`)."""
-        return bool(self.run(self.push(value)))
+        """Push directly: the result of ``run(push(value))``, by the same loads and
+        stores in the same order (the other index, the slot, one's own index)."""
+        dram = self._dram
+        if dram is None:
+            return bool(self.run(self.push(value)))
+        tail = self.producer_tail
+        if self.variant == "cached":
+            if (tail - self.producer_cached_head) & _MASK64 == self.capacity:
+                loaded: int = _U64.unpack_from(dram, self.head_addr)[0]
+                self.producer_cached_head = loaded
+                if (tail - loaded) & _MASK64 == self.capacity:
+                    return False
+        else:
+            head: int = _U64.unpack_from(dram, self.head_addr)[0]
+            if (tail - head) & _MASK64 == self.capacity:
+                return False
+        _U64.pack_into(dram, self._slots_addr + 8 * (tail & self._index_mask), value & _MASK64)
+        tail = (tail + 1) & _MASK64
+        self.producer_tail = tail
+        _U64.pack_into(dram, self.tail_addr, tail)
+        return True
 
     def try_pop(self) -> int | None:
-        """Pop directly (see :meth:`run`)."""
-        result = self.run(self.pop())
-        assert result is None or isinstance(result, int)
-        return result
+        """Pop directly: the result of ``run(pop())``, by the same loads and stores in
+        the same order (the other index, the slot, one's own index)."""
+        dram = self._dram
+        if dram is None:
+            result = self.run(self.pop())
+            assert result is None or isinstance(result, int)
+            return result
+        head = self.consumer_head
+        if self.variant == "cached":
+            if self.consumer_cached_tail == head:
+                loaded: int = _U64.unpack_from(dram, self.tail_addr)[0]
+                self.consumer_cached_tail = loaded
+                if loaded == head:
+                    return None
+        else:
+            if _U64.unpack_from(dram, self.tail_addr)[0] == head:
+                return None
+        value: int = _U64.unpack_from(dram, self._slots_addr + 8 * (head & self._index_mask))[0]
+        head = (head + 1) & _MASK64
+        self.consumer_head = head
+        _U64.pack_into(dram, self.head_addr, head)
+        return value
+
+    def is_empty(self) -> bool:
+        """Whether the shared ``tail`` equals the consumer's ``head`` (one load of
+        ``tail``, as a pop's first access; changes nothing)."""
+        dram = self._dram
+        tail: int = (
+            _U64.unpack_from(dram, self.tail_addr)[0] if dram is not None else self.machine.read_u64(self.tail_addr)
+        )
+        return tail == self.consumer_head
 
     def check_invariants(self) -> None:
         """Assert, on memory as it is now: ``0 <= tail - head <= capacity`` (mod 2^64);

@@ -1,7 +1,7 @@
 """The ``memoracle sphinx ...`` commands.
 
 ``memoracle sphinx serve --port 11211 --threads 4 [--memory BYTES] [--host 127.0.0.1]
-[--seed N]`` serves the emulated Sphinx store (:class:`impl.sphinx.Sphinx`) over real
+[--seed N] [--steering reuseport|incoming_cpu]`` serves the emulated Sphinx store (:class:`impl.sphinx.Sphinx`) over real
 TCP with :mod:`memoracle.sphinx_server`, prints ``sphinx: listening on HOST:PORT,
 T threads`` once it accepts connections, and exits 0 on SIGINT/SIGTERM. ``--port 0``
 picks a free port (the line printed names it). Bad arguments, an address in use or an
@@ -45,6 +45,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--seed", default="0", help="seed of the store's scheduler (default 0)")
+    serve.add_argument(
+        "--steering",
+        choices=("reuseport", "incoming_cpu"),
+        default="reuseport",
+        help="bind connections as SO_REUSEPORT does (default) or to their RX queue's IRQ core",
+    )
     serve.set_defaults(func=cmd_serve)
 
 
@@ -87,7 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from memoracle.sphinx_server import serve
 
     try:
-        core = Sphinx(threads, memory, seed=seed, clock=lambda: int(time.time()))
+        core = Sphinx(threads, memory, seed=seed, clock=lambda: int(time.time()), steering=args.steering)
     except ValueError as error:
         return _usage(str(error))
 

@@ -7,7 +7,9 @@ Sphinx, the model itself, or a user's store):
 - :func:`conformance_run` drives the server and a precise :class:`ModelServer` with the
   same seeded workload: several connections, keys from a small pool (so they collide
   and, with several threads, are forwarded), pipelined requests, multi-key gets, clock
-  advances, a small segment size so segments expire. After every send the server is
+  advances, a small segment size so segments expire, and hang-ups (``quit``, an HTTP
+  request, an endless line; the connection is then replaced) and retrievals of a bad
+  key, which keep or discard the replies queued before them as memcached does. After every send the server is
   settled, so the order of requests across connections is the send order and every
   reply is predicted byte for byte (``stats`` by the values of
   :data:`spec.kv_api.STATS_COMPARED`). When the server has them, ``check_invariants()``
@@ -47,6 +49,13 @@ class _Steppable(Protocol):
 
 #: How often a request is ``flush_all`` (rare: it empties the whole pool).
 _FLUSH_RATE = 0.005
+#: How often a batch ends in a hang-up (the connection is then replaced by a new one).
+_HANG_UP_RATE = 0.03
+#: The hang-ups: ``quit`` (after every reply), an HTTP request and an endless line (which
+#: discard the replies queued since the last retrieval).
+HANG_UPS: tuple[bytes, ...] = (b"quit\r\n", b"GET / HTTP/1.0\r\n", b"x" * 2100)
+#: A retrieval naming a 251-byte key: it discards the replies queued since the last one.
+BAD_KEY_GET = b"get k0 " + b"k" * 251 + b"\r\n"
 
 
 def _keys(rng: random.Random, pool: list[bytes], most: int = 4) -> bytes:
@@ -86,7 +95,9 @@ def random_request(rng: random.Random, pool: list[bytes], uniques: list[int], wi
         return b"flush_all\r\n"
     if roll < 0.94 + _FLUSH_RATE:
         extra: tuple[bytes, ...] = (b"stats\r\n",) if with_stats else ()
-        choices: tuple[bytes, ...] = (b"version\r\n", b"verbosity 1\r\n", b"bogus\r\n", b"get\r\n", *extra)
+        choices: tuple[bytes, ...] = (
+            b"version\r\n", b"verbosity 1\r\n", b"bogus\r\n", b"get\r\n", b"mn\r\n", BAD_KEY_GET, *extra
+        )
         return rng.choice(choices)
     return b"set %s 0 0 2\r\nxyz\r\n" % key  # a bad data chunk, then ERROR
 
@@ -171,6 +182,8 @@ def conformance_run(
         index = rng.randrange(connections)
         real, ideal = conns[index]
         batch = b"".join(random_request(rng, pool, uniques, with_stats) for _ in range(rng.choice((1, 1, 2, 4))))
+        if rng.random() < _HANG_UP_RATE:
+            batch += rng.choice(HANG_UPS)
         cut = rng.randrange(len(batch) + 1) if rng.random() < 0.2 else len(batch)
         for part in (batch[:cut], batch[cut:]):
             if part:
@@ -181,6 +194,11 @@ def conformance_run(
         observed = normalise_stats(server.receive(real))
         if expected != observed:
             return Mismatch(seed, step, index, batch, expected, observed)
+        if server.closed(real) != model.closed(ideal):
+            note = f"the server {'hung up' if server.closed(real) else 'did not hang up'}, the model did not"
+            return Mismatch(seed, step, index, batch, b"", b"", note)
+        if server.closed(real):
+            conns[index] = (server.connect(), model.connect())
         uniques += [int(u) for u in re.findall(rb"VALUE \S+ \d+ \d+ (\d+)\r\n", expected)][-4:]
         uniques = uniques[-8:]
         problem = _check_server(server, threads)

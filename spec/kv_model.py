@@ -40,6 +40,15 @@ Semantics (memcached 1.6.18, measured; choices marked *choice*)
   deterministic; ``pid`` is 0, ``uptime``/``time`` come from the virtual clock.
 - ``verbosity`` answers ``OK`` and changes nothing; ``version`` answers ``VERSION`` +
   :data:`spec.kv_api.VERSION`.
+- Replies leave in batches (:class:`ModelServer`): what one ``send`` makes the server
+  answer is queued and transmitted at the end of the send, and at once after a
+  retrieval (``get gets gat gats bget``), ``mn`` or ``quit``. A hang-up other than
+  ``quit`` (``GET / HTTP/1.0``, a line over 2048 bytes) and a retrieval naming a key
+  over 250 bytes discard the queued replies (measured: ``version\r\nGET /
+  HTTP/1.0\r\n`` answers nothing, ``get a\r\nGET / HTTP/1.0\r\n`` answers the
+  ``get``). *Choice*: memcached also transmits after every 20 requests of one read
+  event; the model does not (a send of more than 20 requests before a hang-up is
+  outside what it predicts).
 
 Differences from memcached 1.6.18 (each deliberate)
 ---------------------------------------------------
@@ -660,10 +669,20 @@ class ModelServer:
         state = self._conn(conn)
         if state.closed:
             return
+        # Replies from out[transmitted:] are queued, not yet on the wire: a hang-up other
+        # than ``quit`` or a retrieval naming a bad key discards them (memcached releases
+        # its unsent responses); a retrieval, ``mn`` and ``quit`` transmit everything.
+        transmitted = len(state.out)
         for event in state.parser.feed(data):
             if isinstance(event, HangUp):
+                if event.reason != "quit":
+                    del state.out[transmitted:]
                 state.closed = True
                 break
+            if isinstance(event, Retrieval) and any(len(key) > KEY_MAX for key in event.keys):
+                del state.out[transmitted:]
+                state.out += self.model.execute(event)
+                continue
             if isinstance(event, Simple) and event.command == b"stats":
                 open_now = sum(1 for c in self._connections.values() if not c.closed)
                 values = self.model.stat_values(open_now)
@@ -672,6 +691,8 @@ class ModelServer:
                 ) + b"END\r\n"
                 continue
             state.out += self.model.execute(event)
+            if isinstance(event, Retrieval) or (isinstance(event, Simple) and event.command == b"mn"):
+                transmitted = len(state.out)
 
     def settle(self) -> None:
         """Nothing to do: the model answers synchronously."""

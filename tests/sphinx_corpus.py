@@ -107,6 +107,19 @@ CASES: list[Case] = [
     Case("shutdown_refused", (b"shutdown\r\n",)),
     Case("quit", (b"quit\r\nget anything\r\n",)),
     Case("quit_after_set", (_set(b"qs", b"x") + b"quit\r\n",)),
+    Case("quit_after_verbosity", (b"verbosity 1\r\nquit\r\n",)),
+    # a hang-up or a bad-key retrieval discards the replies queued since the last
+    # retrieval (which transmitted them); replies of an earlier step were transmitted
+    Case("hangup_drops_queued", (b"verbosity 1\r\nGET / HTTP/1.0\r\n",)),
+    Case("hangup_keeps_get", (_set(b"hk", b"x") + b"get hk\r\nverbosity 1\r\nGET / HTTP/1.0\r\n",)),
+    Case("hangup_keeps_multi_get", (_set(b"hm1", b"1") + _set(b"hm2", b"2") + b"get hm1 hm2 hm3\r\n"
+                                    b"delete hm1\r\nGET / HTTP/1.0\r\n",)),  # fmt: skip
+    Case("hangup_in_next_step", (b"verbosity 1\r\n", b"GET / HTTP/1.0\r\n")),
+    Case("long_line_keeps_get", (b"gets ll1\r\nverbosity 1\r\n" + b"x" * 3000,)),
+    Case("long_line_drops_queued", (_set(b"ld", b"x") + b"x" * 3000,)),
+    Case("meta_noop_then_hangup", (b"verbosity 1\r\nmn\r\nverbosity 1\r\nGET / HTTP/1.0\r\n",)),
+    Case("bad_key_get_drops_queued", (b"verbosity 1\r\nget bk " + KEY_251 + b"\r\nverbosity 1\r\n",)),
+    Case("bad_key_get_keeps_get", (_set(b"bg", b"x") + b"get bg\r\nget " + KEY_251 + b"\r\n",)),
     # --- malformed lines --------------------------------------------------------------
     Case("uppercase_command", (b"GET a\r\nSET a 0 0 1\r\n",)),
     Case("unknown_command", (b"frobnicate\r\n",)),
