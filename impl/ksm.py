@@ -22,7 +22,9 @@ where it states one):
   gets a fresh zeroed frame.
 - **Write faults** on read-only PTEs: to a KSM page → copy-on-write (``cow_ksm``); to the
   zero page → a fresh zeroed frame (and ``ksm_zero_pages`` drops if KSM had put it
-  there); to a private page mapped once → the PTE is made writable again (reuse).
+  there); to a private page mapped once → the PTE is made writable again (reuse),
+  unless ksmd holds the page's lock while merging it → a private copy (the kernel's
+  ``wp_can_reuse_anon_folio`` needs the folio lock).
 - **Unsharing** (``MADV_UNMERGEABLE``, ``run = 2``, ``prctl``) gives each merged page a
   private copy mapped read-only and clean, as ``FAULT_FLAG_UNSHARE`` does; the next
   store makes it writable by reuse.
@@ -118,6 +120,7 @@ class Ksm(KsmEngine):
     ) -> int:  # fmt: skip
         """Map ``npages`` demand-zero pages at the lowest free address from MMAP_BASE."""
         proc = self._proc(pid)
+        proc.layout_gen += 1
         self._range(MMAP_BASE, npages)
         if kinds is not None and len(kinds) != npages:
             raise MappingError("EINVAL", f"{len(kinds)} kinds for {npages} pages")
@@ -200,6 +203,7 @@ class Ksm(KsmEngine):
     def munmap(self, pid: int, addr: int, npages: int) -> None:
         """Unmap the mapped pages of the range (rmap items stay until ksmd passes)."""
         proc = self._proc(pid)
+        proc.layout_gen += 1
         start, end = self._range(addr, npages)
         for vma in self._split(proc, start, end):
             for va, entry in self._present(proc, vma.start, vma.end):
@@ -212,6 +216,7 @@ class Ksm(KsmEngine):
         """Change the protection of the range (all of it mapped); PTEs follow at once:
         ``US`` off for PROT_NONE, ``RW`` kept only on private pages mapped once."""
         proc = self._proc(pid)
+        proc.layout_gen += 1
         start, end = self._range(addr, npages)
         self._require_mapped(proc, start, end)
         for vma in self._split(proc, start, end):
@@ -264,6 +269,7 @@ class Ksm(KsmEngine):
         """``MADV_MERGEABLE`` registers the range; ``MADV_UNMERGEABLE`` unmerges it at
         once and frees its rmap items."""
         proc = self._proc(pid)
+        proc.layout_gen += 1
         start, end = self._range(addr, npages)
         if advice not in ("MERGEABLE", "UNMERGEABLE"):
             raise MappingError("EINVAL", f"unknown advice {advice!r}")
@@ -284,6 +290,7 @@ class Ksm(KsmEngine):
         later); off, every page is unmerged and unregistered (the spec's rule, also when
         process-wide merging was not on)."""
         proc = self._proc(pid)
+        proc.layout_gen += 1
         if enabled:
             if proc.merge_any:
                 return
@@ -328,6 +335,7 @@ class Ksm(KsmEngine):
         if not data:
             return
         self._check_access(proc, addr, len(data), write=True)
+        self.user_stores += 1
         try:
             proc.space.store(addr, data)
         except PageFault as fault:
@@ -379,6 +387,8 @@ class Ksm(KsmEngine):
             return False
         if f.ksm:
             self.cow_fault(proc, va, frame)
+        elif f.locked:  # ksmd is merging this page: copy (wp_page_copy), never reuse
+            self.copy_on_write(proc, va, frame, writable=True)
         elif f.mapcount == 1:
             space.protect(va, True)
         else:  # pragma: no cover - private pages are mapped once (no fork)

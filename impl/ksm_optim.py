@@ -2,6 +2,13 @@
 
 - :func:`lookahead` — after X of one process merged with X' of another, try X+1
   against X'+1 first (one memcmp) before any tree search (see :mod:`impl.ksm_scan`).
+  It never changes what merges with what, only how many comparisons it takes: when
+  X'+1 is in the unstable tree and equal, the stable tree is still searched first (the
+  content may have become a KSM page with room since X'+1 was inserted, and stock ksmd
+  would merge into that page instead of making a chained duplicate); when X'+1 is one
+  of a chain's duplicates, or full, the normal path runs (the stable search picks the
+  duplicate). So lookahead saves the unstable-tree search for an unstable partner, and
+  both tree searches for a stable one.
 - :func:`drop_duplicate_host_pages` — the exclusive host cache: at the end of a full
   scan, host page-cache pages whose content is in the stable or unstable tree are
   dropped (the paper's "for all unmapped pages in the host: if page in KSM stable or
@@ -43,7 +50,9 @@ def lookahead(self: KsmEngine, item: RmapItem, frame: int, page: bytes) -> bool:
     node = pf.stable if pf.ksm else None
     if node is None and nxt.unstable_gen != self.unstable_gen:
         return False
-    if node is not None and not self._is_candidate(node):
+    if node is not None and (node.chain is not None or not self._is_candidate(node)):
+        # A full KSM page, or one of a chain's duplicates: the stable search chooses
+        # the duplicate (as stock ksmd does), so the normal path decides.
         return False
     if self._memcmp(page, pframe) != 0:
         self.stats["lookahead_misses"] += 1
@@ -59,6 +68,13 @@ def lookahead(self: KsmEngine, item: RmapItem, frame: int, page: bytes) -> bool:
             self.stats["merges"] += 1
             self._remember(item, nxt)
     else:
+        # The partner is in the unstable tree, but its content may have become a KSM
+        # page with room since the partner was inserted: stock ksmd would merge into
+        # that page, not make a new (chained) duplicate, so search the stable tree first.
+        knode = self.stable_tree_search(frame, page)
+        if knode is not None:
+            self.merge_into_stable(item, frame, knode)
+            return True
         merged = self._merge_pair(item, frame, nxt, pframe)
     if merged:
         self.stats["lookahead_hits"] += 1

@@ -1,7 +1,8 @@
 """ksmd: the scanner, the two trees and the merge steps of ``mm/ksm.c``, on the emulated MMU.
 
 :class:`KsmEngine` is the kernel half of :class:`impl.ksm.Ksm` (which adds the
-process-facing calls). It follows Linux 6.12's ``mm/ksm.c`` function by function —
+process-facing calls); its state and its frame and page-table helpers are
+:class:`impl.ksm_base.KsmBase`. It follows Linux 6.12's ``mm/ksm.c`` function by function —
 ``scan_get_next_rmap_item``, ``get_next_rmap_item``, ``should_skip_rmap_item``,
 ``cmp_and_merge_page``, ``stable_tree_search``/``stable_tree_insert`` with stable-node
 chains (``chain_prune``/``stable_node_dup``), ``unstable_tree_search_insert``,
@@ -21,6 +22,12 @@ asks):
   ``migrate_nodes`` and the ``max_page_sharing_bypass`` of forked KSM pages never arise.
 - ``write_protect_page`` always checks pins (the kernel checks them when it has to clear
   a writable/dirty/exclusive PTE, which for an emulated pinned page is always).
+- The page lock: ``try_to_merge_one_page`` holds the page's lock (``Frame.locked``)
+  from write-protection to replacement, as the kernel's ``folio_trylock`` does, so a
+  user write fault on the page in that window copies it (``wp_page_copy``) instead of
+  reusing it (``wp_can_reuse_anon_folio`` needs the lock). Without that, a store racing
+  with the first half of a two-page merge would make the page writable again just
+  before it becomes a KSM page.
 - Race points: the merge path calls :attr:`KsmEngine.race_hook` (if set) with
   ``"after_write_protect"`` and ``"after_compare"`` and the (pid, address) being merged,
   so a test can run a user store "on another CPU" between the steps — where the kernel
@@ -36,33 +43,34 @@ asks):
   unstable tree is discarded) every host page-cache page whose content is found in the
   stable or unstable tree is dropped (its frame freed). Page-cache skipping is in the
   scan loop (such pages get no rmap item, as the spec says).
+- Speed (no change in behaviour): page-table frames are DRAM frames, so PT entries are
+  read in place from DRAM; each rmap item caches the address of its PT entry, valid
+  while its process's mapping layout is unchanged (``Process.layout_gen``; page tables
+  are never freed while a process lives); a stable node keeps its KSM page's content
+  (which never changes while the node is live — :func:`impl.ksm_check.check_invariants`
+  asserts it), so stable-tree walks compare with it without copying the frame; and
+  comparisons order pages by their first 8 bytes read in place as a big-endian number
+  (``memcmp``'s order) before copying a frame. The ``comparisons`` statistic counts
+  exactly the comparisons the kernel's walks make.
 - Virtual time: a batch takes no time; ksmd then sleeps ``sleep_millisecs`` (at least 1
   ms, so that ``sleep_millisecs = 0`` cannot spin forever in virtual time).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
-from impl.ksm_hash import Checksum, checksum_function, xxhash_page
+from impl.ksm_base import _HEAD_AT, _MERGEABLE, _U64_AT, KSM_ZERO_BIT, PAGE, PAGE_MASK, KsmBase, RaceHook
+from impl.ksm_hash import checksum_function, xxhash_page
 from impl.ksm_optim import drop_duplicate_host_pages, lookahead
 from impl.ksm_state import Frame, Process, RmapItem, StableNode
-from impl.ksm_tree import RbNode, RbTree
-from impl.mmu_emu import Machine, VmaFlags
-from spec.ksm_api import GuestKind, KsmKnobs, RunMode
-from spec.paging import ADDR_MASK, PS, RW, SW1, US, D, P
+from impl.ksm_tree import RbNode
+from spec.ksm_api import GuestKind, RunMode
+from spec.paging import ADDR_MASK, RW, US, D, P
 
-PAGE = 4096
-PAGE_MASK = ~(PAGE - 1)
 #: ``ksm_stable_node_chains_prune_millisecs`` (the kernel's default; not a knob here).
 CHAIN_PRUNE_MS = 2000
-#: Software PTE bit marking a zero page mapped by KSM (the kernel uses dirty+special).
-KSM_ZERO_BIT = SW1
 _AGE_MAX = 255
-_MERGEABLE = int(VmaFlags.MERGEABLE)
 
-#: ``race_hook(point, pid, addr)``: called between the merge steps.
-RaceHook = Callable[[str, int, int], None]
+__all__ = ["CHAIN_PRUNE_MS", "KSM_ZERO_BIT", "PAGE", "PAGE_MASK", "KsmEngine", "RaceHook"]
 
 
 def _skip_age(age: int) -> int:
@@ -76,7 +84,7 @@ def _skip_age(age: int) -> int:
     return 8
 
 
-class KsmEngine:
+class KsmEngine(KsmBase):
     """ksmd and its data structures over one emulated :class:`Machine`.
 
     Guarantees (checked by :meth:`impl.ksm.Ksm.check_invariants`): a page is merged only
@@ -84,128 +92,6 @@ class KsmEngine:
     compared in full and its PTE re-checked; every KSM page is read-only in every
     mapping; the counters are exactly those the kernel keeps (see ``spec.ksm_api``).
     """
-
-    def __init__(self, machine: Machine, knobs: KsmKnobs) -> None:
-        self.machine = machine
-        self.dram = machine.dram
-        self.knobs_state = knobs
-        #: The shared zero page (never freed, never written).
-        self.zero_frame = machine.alloc_frame()
-        self.zero_checksums = {"xxhash": xxhash_page(bytes(PAGE)),
-                               "jhash2": checksum_function("jhash2")(bytes(PAGE))}  # fmt: skip
-        self._checksum: Checksum = checksum_function(knobs.checksum)
-        self.procs: dict[int, Process] = {}
-        #: ksmd's mm list, in registration order.
-        self.mm_list: list[Process] = []
-        self.frames: dict[int, Frame] = {}
-        self.stable_tree: RbTree[StableNode] = RbTree()
-        self.unstable_tree: RbTree[RmapItem] = RbTree()
-        self.unstable_gen = 0
-        self.next_node_id = 1
-        # The kernel's counters.
-        self.seqnr = 0
-        self.pages_shared = 0
-        self.pages_sharing = 0
-        self.pages_unshared = 0
-        self.rmap_items = 0
-        self.stable_node_chains = 0
-        self.stable_node_dups = 0
-        self.ksm_zero_pages = 0
-        self.pages_skipped = 0
-        #: Extra statistics (not kernel counters): comparisons, lookahead, COW, ...
-        self.stats: dict[str, int] = dict.fromkeys(
-            ("comparisons", "lookahead_hits", "lookahead_misses", "pages_scanned",
-             "cow_ksm", "merges", "host_cache_dropped", "page_cache_skipped"), 0)  # fmt: skip
-        # The scan cursor (ksm_scan): -1 is the list head (between full scans).
-        self.scan_index = -1
-        self.scan_addr = 0
-        self.scan_prev: RmapItem | None = None
-        self.now_ms = 0
-        self.next_batch_ms = 0
-        #: Lookahead hint: (process, next address, partner rmap item).
-        self.hint: tuple[Process, int, RmapItem] | None = None
-        #: Host page cache: id -> frame.
-        self.host_pages: dict[int, int] = {}
-        self.race_hook: RaceHook | None = None
-
-    # == frames ======================================================================
-    def _hold(self, frame: int) -> None:
-        self.frames[frame].holds += 1
-
-    def _release(self, frame: int) -> None:
-        f = self.frames[frame]
-        f.holds -= 1
-        self._maybe_free(frame, f)
-
-    def _maybe_free(self, frame: int, f: Frame) -> None:
-        """Free ``frame`` when nothing maps or holds it (a KSM page's node goes stale)."""
-        if f.mapcount == 0 and f.holds == 0:
-            del self.frames[frame]
-            self.machine.free_frame(frame)
-
-    def page_bytes(self, frame: int) -> bytes:
-        """The content of ``frame`` (a copy)."""
-        return bytes(self.dram[frame : frame + PAGE])
-
-    def _memcmp(self, page: bytes, frame: int) -> int:
-        """``memcmp_pages``: compare ``page`` with the content of ``frame``; counted.
-        (The first 64 bytes are compared first: when they differ they decide the
-        order, which is the same as ``memcmp``'s; it only saves copying.)"""
-        self.stats["comparisons"] += 1
-        dram = self.dram
-        head = dram[frame : frame + 64]
-        if page[:64] != head:
-            return -1 if page[:64] < head else 1
-        other = dram[frame : frame + PAGE]
-        if page == other:
-            return 0
-        return -1 if page < other else 1
-
-    def is_live(self, node: StableNode) -> bool:
-        """The keyhole test of ``ksm_get_folio``: the node's frame is still its KSM page."""
-        f = self.frames.get(node.frame)
-        return f is not None and f.stable is node
-
-    # == page tables =================================================================
-    def pte(self, proc: Process, va: int) -> tuple[int, int]:
-        """``(entry address, entry)`` of the PT entry for ``va``; ``(0, 0)`` when no
-        page table covers it (or a large page does)."""
-        region = va >> 21
-        pt = proc.pt_cache.get(region)
-        read_u64 = self.machine.read_u64
-        if pt is None:
-            table = proc.space.cr3
-            for shift in (39, 30, 21):
-                upper = read_u64(table + ((va >> shift) & 511) * 8)
-                if not upper & P or upper & PS:
-                    return 0, 0
-                table = upper & ADDR_MASK
-            pt = table
-            proc.pt_cache[region] = pt
-        addr = pt + ((va >> 9) & 0xFF8)
-        return addr, read_u64(addr)
-
-    def anon_frame(self, proc: Process, va: int) -> int | None:
-        """The anonymous (private or KSM) frame mapped at ``va``, or None (unmapped,
-        the zero page)."""
-        entry = self.pte(proc, va)[1]
-        if not entry & P:
-            return None
-        frame = entry & ADDR_MASK
-        return frame if frame in self.frames else None
-
-    def find_mergeable_vma(self, proc: Process, va: int) -> bool:
-        """``find_mergeable_vma``: whether a MERGEABLE VMA covers ``va``."""
-        vma = proc.space.find_vma(va)
-        return vma is not None and bool(vma.flags._value_ & _MERGEABLE)
-
-    def _set_pte(self, proc: Process, va: int, value: int) -> None:
-        """``ptep_clear_flush`` then ``set_pte_at``: clear the PTE and flush its TLB
-        entry (``AddressSpace.unmap``), then write the new one (``AddressSpace.map``,
-        which flushes again: harmless)."""
-        space = proc.space
-        space.unmap(va)
-        space.map(va, value & ADDR_MASK, value & ~ADDR_MASK & ~P)
 
     # == rmap items and trees ========================================================
     def _free_item(self, item: RmapItem) -> None:
@@ -307,27 +193,35 @@ class KsmEngine:
     def stable_tree_search(self, frame: int, page: bytes) -> StableNode | None:
         """``stable_tree_search``: the stable node (dup) whose KSM page equals ``page``
         and can take one more sharer, or None."""
-        f = self.frames[frame]
+        frames = self.frames
+        f = frames[frame]
         if f.ksm and f.stable is not None:
             return f.stable  # a KSM page already
-        while True:
-            rb = self.stable_tree.root
-            restart = False
-            while rb is not None:
-                dup = self._chain(rb.value, prune=True)
-                if dup is None:
-                    restart = True
-                    break
-                self.stable_tree.comparisons += 1
-                ret = self._memcmp(page, dup.frame)
-                if ret < 0:
-                    rb = rb.left
-                elif ret > 0:
-                    rb = rb.right
-                else:
-                    return dup if self._is_candidate(dup) else None
-            if not restart:
-                return None
+        compared = 0
+        try:
+            while True:
+                rb = self.stable_tree.root
+                restart = False
+                while rb is not None:
+                    dup = rb.value
+                    if dup.is_chain:
+                        found = self._chain(dup, prune=True)
+                    else:  # __stable_node_chain of a plain node: the keyhole test
+                        kf = frames.get(dup.frame)
+                        found = dup if kf is not None and kf.stable is dup else self._chain(dup, prune=True)
+                    if found is None:
+                        restart = True
+                        break
+                    compared += 1
+                    content = found.content  # the KSM page's content (it never changes)
+                    if page == content:
+                        return found if self._is_candidate(found) else None
+                    rb = rb.left if page < content else rb.right
+                if not restart:
+                    return None
+        finally:
+            self.stable_tree.comparisons += compared
+            self.stats["comparisons"] += compared
 
     def stable_tree_insert(self, kframe: int) -> StableNode:
         """``stable_tree_insert``: a new stable node for the KSM page ``kframe``, in the
@@ -359,6 +253,7 @@ class KsmEngine:
         node = StableNode(self.next_node_id, kframe)
         self.next_node_id += 1
         node.content_checksum = xxhash_page(page)
+        node.content = page
         if equal is None:
             node.rb = self.stable_tree.link(node, parent, left)
         else:
@@ -397,38 +292,55 @@ class KsmEngine:
             return None
         return self.anon_frame(item.proc, item.addr)
 
+    def _mergeable_entry(self, item: RmapItem) -> int:
+        """The PT entry at the item's address if a mergeable VMA still covers it, else
+        0; caches the entry's address in the item (see ``RmapItem.pte_addr``)."""
+        proc = item.proc
+        if not self.find_mergeable_vma(proc, item.addr):
+            return 0
+        entry_addr, entry = self.pte(proc, item.addr)
+        if entry_addr:
+            item.pte_addr = entry_addr
+            item.layout_gen = proc.layout_gen
+        return entry
+
     def unstable_tree_search_insert(
         self, item: RmapItem, frame: int, page: bytes
     ) -> tuple[RmapItem, int] | None:
         """``unstable_tree_search_insert``: an unstable-tree item whose page equals
         ``page`` (with its frame), else insert ``item`` and return None."""
         tree = self.unstable_tree
-        read_u64 = self.machine.read_u64
         rb = tree.root
         parent: RbNode[RmapItem] | None = None
         left = False
         frames = self.frames
-        while rb is not None:
-            tree_item = rb.value
-            proc = tree_item.proc
-            va = tree_item.addr
-            vma = proc.space.find_vma(va)  # get_mergeable_page, inlined: the hot path
-            if vma is None or not vma.flags._value_ & _MERGEABLE:
-                return None
-            pt = proc.pt_cache.get(va >> 21)
-            entry = read_u64(pt + ((va >> 9) & 0xFF8)) if pt is not None else self.pte(proc, va)[1]
-            tree_frame = entry & ADDR_MASK
-            if not entry & P or tree_frame not in frames or tree_frame == frame:
-                return None
-            tree.comparisons += 1
-            ret = self._memcmp(page, tree_frame)
-            parent = rb
-            if ret < 0:
-                rb, left = rb.left, True
-            elif ret > 0:
-                rb, left = rb.right, False
-            else:
-                return tree_item, tree_frame
+        dram = self.dram
+        order = self._order
+        head: int = _HEAD_AT(page)[0]
+        compared = 0
+        try:
+            while rb is not None:
+                tree_item = rb.value
+                proc = tree_item.proc
+                if tree_item.layout_gen == proc.layout_gen:  # get_mergeable_page, cached
+                    entry: int = _U64_AT(dram, tree_item.pte_addr)[0]
+                else:
+                    entry = self._mergeable_entry(tree_item)
+                tree_frame = entry & ADDR_MASK
+                if not entry & P or tree_frame not in frames or tree_frame == frame:
+                    return None
+                compared += 1
+                ret = order(page, head, tree_frame)
+                parent = rb
+                if ret < 0:
+                    rb, left = rb.left, True
+                elif ret > 0:
+                    rb, left = rb.right, False
+                else:
+                    return tree_item, tree_frame
+        finally:
+            tree.comparisons += compared
+            self.stats["comparisons"] += compared
         item.unstable_gen = self.unstable_gen
         item.rb = tree.link(item, parent, left)
         self.pages_unshared += 1
@@ -492,21 +404,25 @@ class KsmEngine:
         page a KSM page, else compare in full and replace. True on success."""
         if frame == kframe:
             return True
-        if frame not in self.frames:
+        f = self.frames.get(frame)
+        if f is None or f.locked:
             return False
-        orig_pte = self.write_protect_page(proc, va, frame)
-        if orig_pte is None:
-            return False
-        self._race("after_write_protect", proc, va)
-        if kframe is None:
-            f = self.frames[frame]
-            f.ksm = True
-            f.stable = None
-            return True
-        if not self.pages_identical(frame, kframe):
-            return False
-        self._race("after_compare", proc, va)
-        return self.replace_page(proc, va, frame, kframe, orig_pte)
+        f.locked = True  # folio_trylock: a racing write fault copies, never reuses
+        try:
+            orig_pte = self.write_protect_page(proc, va, frame)
+            if orig_pte is None:
+                return False
+            self._race("after_write_protect", proc, va)
+            if kframe is None:
+                f.ksm = True
+                f.stable = None
+                return True
+            if not self.pages_identical(frame, kframe):
+                return False
+            self._race("after_compare", proc, va)
+            return self.replace_page(proc, va, frame, kframe, orig_pte)
+        finally:
+            f.locked = False
 
     def try_to_merge_with_ksm_page(self, item: RmapItem, frame: int, kframe: int | None) -> bool:
         """``try_to_merge_with_ksm_page``."""
@@ -554,16 +470,18 @@ class KsmEngine:
         self.copy_on_write(proc, va, frame, writable=False)
 
     def copy_on_write(self, proc: Process, va: int, frame: int, *, writable: bool) -> None:
-        """Give ``va`` a private copy of the KSM page ``frame`` (``wp_page_copy``):
-        copy, map the copy (writable and dirty for a write fault), drop the mapping."""
+        """Give ``va`` a private copy of ``frame`` (``wp_page_copy``) — a KSM page, or a
+        private page ksmd has locked while merging it: copy, map the copy (writable and
+        dirty for a write fault), drop the mapping."""
         new_frame = self.machine.alloc_frame(zero=False)
         self.dram[new_frame : new_frame + PAGE] = self.dram[frame : frame + PAGE]
         self.frames[new_frame] = Frame()
         entry = self.pte(proc, va)[1]
         value = new_frame | P | (entry & US) | ((RW | D) if writable else 0)
         self._set_pte(proc, va, value)
-        self.stats["cow_ksm"] += 1
         f = self.frames[frame]
+        if f.ksm:
+            self.stats["cow_ksm"] += 1
         f.mapcount -= 1
         self._maybe_free(frame, f)
 
@@ -604,20 +522,27 @@ class KsmEngine:
         knode = self.stable_tree_search(frame, page)
         self.remove_rmap_item_from_tree(item)
         if knode is not None:
-            kframe = knode.frame
-            self._hold(kframe)
-            try:
-                if self.try_to_merge_with_ksm_page(item, frame, kframe):
-                    self.stable_tree_append(item, knode)
-                    self.stats["merges"] += 1
-                    partner = next((i for i in knode.hlist if i.proc is not item.proc), None)
-                    self._remember(item, partner)
-            finally:
-                self._release(kframe)
+            self.merge_into_stable(item, frame, knode)
             return
         found = self.unstable_tree_search_insert(item, frame, page)
         if found is not None:
             self._merge_pair(item, frame, *found)
+
+    def merge_into_stable(self, item: RmapItem, frame: int, knode: StableNode) -> bool:
+        """Merge the scanned page into the KSM page of ``knode`` (the stable-tree branch
+        of ``cmp_and_merge_page``); True if it merged."""
+        kframe = knode.frame
+        self._hold(kframe)
+        try:
+            if not self.try_to_merge_with_ksm_page(item, frame, kframe):
+                return False
+            self.stable_tree_append(item, knode)
+            self.stats["merges"] += 1
+            partner = next((i for i in knode.hlist if i.proc is not item.proc), None)
+            self._remember(item, partner)
+            return True
+        finally:
+            self._release(kframe)
 
     def _merge_pair(self, item: RmapItem, frame: int, tree_item: RmapItem, tree_frame: int) -> bool:
         """Merge the scanned page with an unstable-tree page into a new KSM page."""
@@ -709,28 +634,32 @@ class KsmEngine:
         skip_cache = self.knobs_state.skip_page_cache
         kinds = proc.kinds
         frames = self.frames
-        read_u64 = self.machine.read_u64
+        dram = self.dram
+        pt_cache = proc.pt_cache
         va = self.scan_addr
         for vma in space.vmas():
-            if vma.end <= va or not vma.flags & VmaFlags.MERGEABLE:
+            if vma.end <= va or not vma.flags._value_ & _MERGEABLE:
                 continue
             va = max(va, vma.start)
             end = vma.end
             while va < end:
-                pt = proc.pt_cache.get(va >> 21)
+                pt = pt_cache.get(va >> 21)
                 if pt is None:
                     entry = self.pte(proc, va)[1]
-                    if not entry and (va >> 21) not in proc.pt_cache:
+                    if not entry and (va >> 21) not in pt_cache:
                         va = min(end, (va | 0x1F_FFFF) + 1)  # no page table here
                         continue
-                else:
-                    entry = read_u64(pt + ((va >> 9) & 0xFF8))
+                    pt = pt_cache[va >> 21]
+                entry_addr = pt + ((va >> 9) & 0xFF8)
+                entry = _U64_AT(dram, entry_addr)[0]
                 if entry & P:
                     frame = entry & ADDR_MASK
                     if frame in frames and not (
                         skip_cache and kinds.get(va) is GuestKind.PAGE_CACHE
                     ):
                         item = self._get_next_rmap_item(proc, va)
+                        item.pte_addr = entry_addr
+                        item.layout_gen = proc.layout_gen
                         self.scan_prev = item
                         if not self._should_skip(item, frame):
                             self.scan_addr = va + PAGE
@@ -749,6 +678,7 @@ class KsmEngine:
             # Start of a full scan: the unstable tree is discarded.
             self.unstable_tree.clear()
             self.unstable_gen += 1
+            self.stores_at_unstable_start = self.user_stores
             self.hint = None
             if not self.mm_list:
                 self._end_full_scan()

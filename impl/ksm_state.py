@@ -17,8 +17,9 @@ kernel's:
 - :class:`Frame` is the part of ``struct page`` KSM uses for a data frame: ``mapcount``
   (PTEs mapping it), ``holds`` (temporary references ksmd takes while it works on the
   page — ``get_page``), ``pins`` (extra references such as O_DIRECT/GUP pins that make
-  ``write_protect_page`` refuse), and whether it is a KSM page and of which node (the
-  kernel's ``page->mapping`` with ``PAGE_MAPPING_KSM``). A frame is freed to the machine
+  ``write_protect_page`` refuse), whether it is a KSM page and of which node (the
+  kernel's ``page->mapping`` with ``PAGE_MAPPING_KSM``), and the page lock ksmd holds
+  while it merges the page (a write fault then copies instead of reusing the page). A frame is freed to the machine
   when its mapcount and holds are both 0; a stable node whose frame was freed (or
   re-used) is *stale*, detected by the "keyhole" test ``frames[node.frame].stable is
   node`` exactly as ``ksm_get_folio`` does.
@@ -37,7 +38,7 @@ class RmapItem:
 
     __slots__ = (
         "proc", "addr", "next", "oldchecksum", "age", "remaining_skips",
-        "stable", "unstable_gen", "rb", "freed",
+        "stable", "unstable_gen", "rb", "freed", "pte_addr", "layout_gen",
     )  # fmt: skip
 
     def __init__(self, proc: Process, addr: int) -> None:
@@ -56,13 +57,20 @@ class RmapItem:
         self.rb: object | None = None
         #: Set when the item is freed (debug safety, like ``rmap_item->mm = NULL``).
         self.freed = False
+        #: A cache for the scanner's hot path: the physical address of the PT entry
+        #: for ``addr``, valid while ``layout_gen`` equals the process's (its mapping
+        #: layout has not changed since, so the address is still in a mergeable VMA
+        #: and, page tables never being freed while a process lives, the entry
+        #: address is still the one the MMU walks to). -1: nothing cached.
+        self.pte_addr = 0
+        self.layout_gen = -1
 
 
 class StableNode:
     """``struct ksm_stable_node``: a KSM page in the stable tree, a chain head or a dup."""
 
     __slots__ = ("node_id", "frame", "hlist", "is_chain", "dups", "chain", "rb",
-                 "chain_prune_time", "content_checksum")  # fmt: skip
+                 "chain_prune_time", "content_checksum", "content")  # fmt: skip
 
     def __init__(self, node_id: int, frame: int, *, is_chain: bool = False) -> None:
         self.node_id = node_id
@@ -81,6 +89,10 @@ class StableNode:
         self.chain_prune_time = 0
         #: xxhash of the content when the node was made: a KSM page never changes.
         self.content_checksum = 0
+        #: The KSM page's content, kept when the node is made (it never changes while
+        #: the node is live: every mapping is read-only and a write copies), so that
+        #: tree walks compare with it without copying the frame each time.
+        self.content = b""
 
 
 @dataclass
@@ -92,6 +104,8 @@ class Frame:
     pins: int = 0
     ksm: bool = False
     stable: StableNode | None = None
+    #: The page lock (``folio_trylock``), held by ksmd in ``try_to_merge_one_page``.
+    locked: bool = False
 
 
 @dataclass
@@ -113,3 +127,6 @@ class Process:
     merging_pages: int = 0
     rmap_items: int = 0
     zero_pages: int = 0
+    #: Bumped whenever the process's mappings change (mmap, munmap, mprotect, madvise,
+    #: process-wide merging): invalidates every ``RmapItem.pte_addr`` of the process.
+    layout_gen: int = 0

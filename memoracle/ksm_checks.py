@@ -1,8 +1,106 @@
-"""ksm's checks in the default campaign (``memoracle check --system ksm``)."""
+"""ksm's checks in the default campaign (``memoracle check --system ksm``).
+
+- ``conformance``: seeded random operation sequences (:func:`memoracle.ksm_conformance.random_ops`)
+  on the implementation (:class:`impl.ksm.Ksm`) against the spec, every step checked
+  (views, invariants, counters against the items, the first scan, completeness once
+  quiet, the exact prediction once settled, the host cache).
+- ``mutants``: every broken implementation of :mod:`memoracle.ksm_mutants` must be caught
+  by the same campaign on one of a few seeds (each is caught by roughly every other
+  seed; the campaign stops at the first seed that catches it).
+- ``real_data``: a small capture of real interpreters' anonymous pages
+  (:func:`memoracle.ksm_corpus.capture`, two processes, their first 150 present pages)
+  replayed through the implementation with and without lookahead and through the model
+  (:func:`memoracle.ksm_study.study_corpus`): contents intact, the same merges with
+  lookahead, the ideal sharing reached, the model's prediction met. The corpus is a
+  fresh capture, so the pages differ from run to run; what is checked holds for every
+  corpus. Capture needs Linux's ``/proc`` (``pagemap`` and ``mem`` of the children);
+  where it cannot run, the check fails with a report that says why (a check that
+  could not look has not checked anything).
+"""
 
 from __future__ import annotations
 
-from memoracle.check_types import Check
+from typing import Callable
+
+from memoracle.check_types import Check, Outcome
+from spec.ksm_api import KsmSystem
+
+#: Sequences per run and operations per sequence of the conformance check.
+CONFORMANCE_SEQUENCES = 12
+CONFORMANCE_STEPS = 80
+#: Seeds tried per mutant, and operations per sequence.
+MUTANT_SEEDS = 8
+MUTANT_STEPS = 60
+#: The real-data capture: processes and present pages kept per process.
+REAL_DATA_PROCESSES = 2
+REAL_DATA_PAGES = 150
+#: Seconds the capture waits for the children to be ready.
+REAL_DATA_TIMEOUT = 30.0
+
+
+def _implementation() -> Callable[[], KsmSystem] | str:
+    try:
+        from impl.ksm import Ksm
+    except ImportError as error:
+        return f"the implementation is not available: {error}"
+    return Ksm
+
+
+def _conformance(seed: int) -> Outcome:
+    from memoracle.ksm_conformance import ksm_campaign
+
+    factory = _implementation()
+    if isinstance(factory, str):
+        return Outcome(False, 0, factory)
+    for shard in range(CONFORMANCE_SEQUENCES):
+        report = ksm_campaign(seed * CONFORMANCE_SEQUENCES + shard, CONFORMANCE_STEPS, factory)
+        if report is not None:
+            return Outcome(False, CONFORMANCE_SEQUENCES * CONFORMANCE_STEPS, report + f"\n(check seed {seed}, shard {shard})")
+    return Outcome(True, CONFORMANCE_SEQUENCES * CONFORMANCE_STEPS)
+
+
+def mutant_survivors(seed: int, seeds: int = MUTANT_SEEDS, steps: int = MUTANT_STEPS) -> list[str]:
+    """The names of the mutants in :mod:`memoracle.ksm_mutants` that the campaign misses
+    on the sequences ``seed * seeds`` .. ``seed * seeds + seeds - 1``."""
+    from memoracle.ksm_conformance import ksm_campaign
+    from memoracle.ksm_mutants import KSM_MUTANTS
+
+    survivors = []
+    for name, factory in KSM_MUTANTS.items():
+        if all(ksm_campaign(seed * seeds + k, steps, factory) is None for k in range(seeds)):
+            survivors.append(name)
+    return survivors
+
+
+def _mutants(seed: int) -> Outcome:
+    try:
+        from memoracle.ksm_mutants import KSM_MUTANTS
+    except ImportError as error:
+        return Outcome(False, 0, f"the mutants are not available: {error}")
+    survivors = mutant_survivors(seed)
+    report = f"mutants not caught: {', '.join(survivors)}" if survivors else ""
+    return Outcome(not survivors, len(KSM_MUTANTS), report)
+
+
+def _real_data(seed: int) -> Outcome:
+    """Capture, then study (see the module docstring); ``seed`` is not used (the data
+    is whatever the interpreters hold)."""
+    from memoracle.ksm_corpus import CaptureError, capture
+    from memoracle.ksm_study import study_corpus
+
+    try:
+        corpus, _ = capture(REAL_DATA_PROCESSES, max_pages=REAL_DATA_PAGES, timeout=REAL_DATA_TIMEOUT)
+    except (CaptureError, OSError) as error:
+        return Outcome(False, 0, f"real data: cannot capture pages of live processes here: {error}")
+    report = study_corpus(corpus)
+    if report.ok:
+        return Outcome(True, corpus.pages)
+    return Outcome(False, corpus.pages, "real data: " + "; ".join(report.problems))
+
 
 #: The ksm checks, in the order ``memoracle check`` runs them.
-KSM_CHECKS: list[Check] = []
+KSM_CHECKS: list[Check] = [
+    Check("ksm", "conformance", "impl vs spec: views, counters, completeness", _conformance),
+    Check("ksm", "mutants", "every broken ksmd is caught", _mutants),
+    Check("ksm", "real_data", "real interpreters' pages merged as the spec says", _real_data),
+]

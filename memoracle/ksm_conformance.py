@@ -9,15 +9,37 @@ A :class:`KsmPair` applies one operation (:class:`Op`) to both sides of any two
 - **invariants**: the implementation's ``check_invariants()`` (if it has one);
 - **consistency**: the implementation's snapshot is well formed
   (:func:`~spec.ksm_rules.structure_violations`: merged pages read-only, shared frames
-  are KSM pages, items agree with nodes) and its counters equal
+  are KSM pages, items agree with nodes), no page is writable where its mapping is
+  not (a private page may be read-only in a writable mapping: unsharing leaves the copy
+  read-only and clean, as the kernel does), and its counters equal
   :func:`~spec.ksm_rules.counters_of` of its snapshot;
 - **completeness**: when the model says the system is quiet, the weak predicate
-  :func:`~spec.ksm_model.completeness_violations`; when it says settled, the counters,
-  the per-process counters and the exclusive host cache equal the model's prediction.
+  :func:`~spec.ksm_model.completeness_violations`; when it says settled, the counters
+  and the per-process counters equal the model's prediction, and the exclusive host
+  cache keeps no page whose content is in a tree;
+- **the first scan**: before any full scan from a clean point (the start or
+  ``run = 2``) nothing has an rmap item; after exactly one, nothing is merged and every
+  eligible page has a volatile rmap item
+  (:func:`~spec.ksm_model.predicted_after_first_scan`: pages first merge on the second
+  full scan, because the stored checksum starts at 0);
+- **full_scans**: equal to the full scans asked for since the last ``run = 2`` (the
+  kernel resets ``seqnr`` there), at least that many once ``run_ksmd`` has run;
+- **host cache**: at every step it holds only pages that were inserted, unchanged, and
+  every page that no scan can have dropped. Pages dropped while the system was not
+  settled stay dropped, and the model does not follow ksmd's progress, so the pair
+  records which pages were *exposed* (their content was some present page's content
+  just before, during or after a scanning call with the exclusive host cache on); only
+  those may be missing.
 
 ``max_page_sharing`` stores are judged with :func:`~spec.ksm_rules.validated_knob`
-against the implementation's own ``pages_shared`` counter (the model cannot know it
-while ksmd is mid-scan), and the model is then told the outcome.
+against the implementation's own ``pages_shared`` counter and whether its snapshot maps
+a KSM page (the model cannot know either while ksmd is mid-scan), and the model is then
+told the outcome.
+
+Scanning calls (``run_ksmd``, ``full_scans``) are applied to the model first: a store
+injected by :meth:`KsmPair.apply` of an ``arm_race`` operation lands inside the
+implementation's scan, and the model must see it after it counted the scans (it is
+told that ksmd was mid-scan, so the scan in progress never counts as quiet).
 
 :func:`random_ops` draws a deterministic operation sequence from a seed (writes of whole
 pages from a small pool of contents so duplicates are common, single bytes, reads,
@@ -102,6 +124,20 @@ class KsmPair:
         self.pids: list[int] = []
         self.regions: list[tuple[int, int, int]] = []  # (pid, addr, npages)
         self.checked = 0
+        #: Host cache pages as inserted (id -> content), and the ids whose content was
+        #: the content of some present page while ksmd scanned with the exclusive host
+        #: cache on (only those may have been dropped).
+        self.host_inserted: dict[int, bytes] = {}
+        self.host_exposed: set[int] = set()
+
+    def _expose(self) -> None:
+        """Mark the host cache pages that the scan about to run (or just run) may drop."""
+        if not self.model.knobs().exclusive_host_cache:
+            return
+        contents = set(self.model.views().values())
+        for page_id, content in self.host_inserted.items():
+            if content in contents:
+                self.host_exposed.add(page_id)
 
     def apply(self, op: Op) -> None:
         """Apply ``op`` to both sides and check everything; raises :class:`Mismatch`."""
@@ -112,12 +148,25 @@ class KsmPair:
             assert isinstance(data, bytes)
             self._arm_race(str(op.args[0]), data)
         else:
-            got, expected = _outcome(self.impl, op), _outcome(self.model, op)
+            if op.name in ("run_ksmd", "full_scans"):
+                self._expose()
+                # The model first: a race armed by arm_race fires inside the
+                # implementation's scan, and its store must reach the model after the
+                # model has counted the scans (so that it starts a new quiet period).
+                expected = _outcome(self.model, op)
+                got = _outcome(self.impl, op)
+            else:
+                got, expected = _outcome(self.impl, op), _outcome(self.model, op)
             if op.name in ("run_ksmd", "full_scans") and expected[0] == "ok":
                 expected = ("ok", None)
                 got = ("ok", None) if got[0] == "ok" else got
             if got != expected:
                 raise Mismatch(f"{op}: implementation gave {got}, the spec {expected}")
+            if op.name in ("run_ksmd", "full_scans"):
+                self._expose()
+            if op.name == "host_cache_insert" and got[0] == "ok":
+                assert isinstance(got[1], int) and isinstance(op.args[0], bytes)
+                self.host_inserted[got[1]] = op.args[0] + bytes(PAGE_SIZE - len(op.args[0]))
             if op.name == "add_process" and got[0] == "ok":
                 assert isinstance(got[1], int)
                 self.pids.append(got[1])
@@ -134,33 +183,57 @@ class KsmPair:
         target = next((o for o in owners if o is not None and hasattr(o, "race_hook")), None)
         if target is None:
             return
-        impl, model = self.impl, self.model
+        impl, model, expose = self.impl, self.model, self._expose
 
         def hook(at: str, pid: int, addr: int) -> None:
             if at != point:
                 return
             setattr(target, "race_hook", None)
+            # The store lands while ksmd is mid-scan: the model is told that ksmd ran
+            # (so the scan in progress does not count as quiet), then sees the store.
+            model.run_ksmd(1)
             for side in (impl, model):
                 try:
                     side.write(pid, addr, data)
                 except SegmentationFault:
                     pass
+            expose()
 
         setattr(target, "race_hook", hook)
 
     def _max_page_sharing(self, op: Op) -> None:
         value = op.args[1]
         pages_shared = self.impl.counters()["pages_shared"]
+        mapped = any(page.ksm for page in self.impl.snapshot().pages)
         try:
-            stored = validated_knob(self.impl.knobs(), "max_page_sharing", value, pages_shared)
+            stored = validated_knob(
+                self.impl.knobs(), "max_page_sharing", value, pages_shared, ksm_pages_mapped=mapped
+            )
             expected: tuple[str, object] = ("ok", None)
         except KnobError as error:
             stored, expected = None, ("error", ("KnobError", error.errno))
         got = _outcome(self.impl, op)
         if got != expected:
-            raise Mismatch(f"{op} with pages_shared = {pages_shared}: implementation gave {got}, the spec {expected}")
+            raise Mismatch(
+                f"{op} with pages_shared = {pages_shared}, KSM pages mapped: {mapped}: "
+                f"implementation gave {got}, the spec {expected}"
+            )
         if stored is not None:
             self.model.set_knob_judged("max_page_sharing", stored, pages_shared=0)
+
+    def _host_cache_violations(self, host: dict[int, bytes]) -> list[str]:
+        """The host cache holds only pages inserted, unchanged, and keeps every page that
+        no scan can have dropped (its content was never a present page's while ksmd
+        scanned with the exclusive host cache on)."""
+        problems = [
+            f"host cache page {page_id} was never inserted with that content"
+            for page_id, content in sorted(host.items())
+            if self.host_inserted.get(page_id) != content
+        ]
+        lost = sorted(set(self.host_inserted) - self.host_exposed - set(host))
+        if lost:
+            problems.append(f"host cache pages {lost} dropped though no scanned page had their content")
+        return problems
 
     def check(self) -> None:
         """Every check of the module docstring, for the current state."""
@@ -185,6 +258,9 @@ class KsmPair:
                 raise Mismatch(f"check_invariants: {error}") from error
         snapshot = self.impl.snapshot()
         problems = structure_violations(snapshot)
+        for mapped in snapshot.pages:
+            if mapped.writable and not self.model.may_write(mapped.pid, mapped.addr):
+                problems.append(f"pid {mapped.pid} {mapped.addr:#x} is writable in a mapping without write permission")
         counters = self.impl.counters()
         if counters != snapshot.counters:
             problems.append(f"counters() {counters} differ from the snapshot's {snapshot.counters}")
@@ -192,8 +268,25 @@ class KsmPair:
         for name in COUNTERS:
             if name not in HISTORY_COUNTERS and counters.get(name) != derived[name]:
                 problems.append(f"{name} = {counters.get(name)}, the items say {derived[name]}")
+        asked = self.model.counters()["full_scans"]
+        if self.model.full_scans_exact() and counters["full_scans"] != asked:
+            problems.append(f"full_scans = {counters['full_scans']}, {asked} asked for since run = 2")
+        elif counters["full_scans"] < asked:
+            problems.append(f"full_scans = {counters['full_scans']}, fewer than the {asked} asked for")
+        host = self.impl.host_cache()
+        problems += self._host_cache_violations(host)
         if self.model.quiet():
             problems += completeness_violations(snapshot, self.model.candidates(), self.model.knobs())
+        if self.model.after_first_scan():
+            first = self.model.first_scan_prediction()
+            when = "after the first scan" if first.snapshot.counters["full_scans"] else "before the first scan"
+            for name, value in first.counters.items():
+                if counters.get(name) != value:
+                    problems.append(f"{when}: {name} = {counters.get(name)}, predicted {value}")
+            for pid in self.pids:
+                got_process = self.impl.process_counters(pid)
+                if got_process != first.process_counters[pid]:
+                    problems.append(f"{when}: pid {pid} counters {got_process}, predicted {first.process_counters[pid]}")
         if self.model.settled():
             prediction = self.model.prediction()
             for name, value in prediction.counters.items():
@@ -204,11 +297,9 @@ class KsmPair:
                 if got_process != prediction.process_counters[pid]:
                     problems.append(f"settled: pid {pid} counters {got_process}, predicted {prediction.process_counters[pid]}")
             if self.model.knobs().exclusive_host_cache:
-                if self.impl.host_cache() != self.model.predicted_host_cache():
-                    problems.append(
-                        f"settled: host cache ids {sorted(self.impl.host_cache())}, "
-                        f"predicted {sorted(self.model.predicted_host_cache())}"
-                    )
+                kept = sorted(set(host) - set(self.model.predicted_host_cache()))
+                if kept:
+                    problems.append(f"settled: host cache pages {kept} kept though their content is in a tree")
         if problems:
             raise Mismatch("; ".join(problems[:6]))
 
@@ -222,7 +313,9 @@ def _shown(outcome: tuple[str, object]) -> str:
 
 def random_ops(seed: int, steps: int, *, processes: int = 3) -> list[Op]:
     """A deterministic operation sequence: set-up (processes, regions, registration),
-    then ``steps`` random operations, each followed now and then by a quiet period."""
+    then ``steps`` random operations: mostly writes and scans, now and then a race
+    armed at a merge step, a clean restart followed by exactly one full scan, or a quiet
+    period (three full scans)."""
     rng = random.Random(seed)
     ops: list[Op] = [Op("add_process") for _ in range(processes)]
     ops.append(Op("set_knob", ("smart_scan", rng.random() < 0.2)))
@@ -264,12 +357,15 @@ def random_ops(seed: int, steps: int, *, processes: int = 3) -> list[Op]:
         elif roll < 0.88:
             name = rng.choice(["use_zero_pages", "lookahead", "skip_page_cache", "exclusive_host_cache"])
             ops.append(Op("set_knob", (name, rng.random() < 0.5)))
-        elif roll < 0.90:
+        elif roll < 0.89:
             ops.append(Op("set_knob", ("run", 3)))
-        elif roll < 0.91:
+        elif roll < 0.92:
             ops.append(Op("arm_race", (rng.choice(["after_write_protect", "after_compare"]), bytes([rng.randrange(1, 256)]))))
-        elif roll < 0.93:
+        elif roll < 0.94:
             ops.append(Op("mprotect", (pid, addr, 1), (("readable", rng.random() < 0.7), ("writable", rng.random() < 0.7))))
+        elif roll < 0.96:
+            # A clean restart and exactly one full scan: nothing may merge yet.
+            ops += [Op("set_knob", ("run", 2)), Op("set_knob", ("run", 1)), Op("full_scans", (1,))]
         else:
             ops.append(Op("set_knob", ("run", 1)))
             ops.append(Op("full_scans", (3,)))

@@ -10,8 +10,8 @@ the merge or fault path. The checks (views before/after a merge with a racing st
 - :class:`CompareBeforeProtectKsm` — compares the pages *before* write-protecting, so a
   store between the compare and the write-protect is merged away.
 - :class:`NoPteRecheckKsm` — ``replace_page`` does not re-check that the PTE is the one
-  it write-protected, so a store that faulted in (and made the page writable again)
-  after the compare is lost.
+  it write-protected, so a store that faulted in after the compare (and got a private
+  copy, since ksmd holds the page lock) is lost when the KSM page replaces the copy.
 - :class:`CowWritesSharedKsm` — the COW fault makes the shared KSM PTE writable instead
   of copying: a store by one process changes every sharer's view.
 - :class:`NoChecksumKsm` — the volatility checksum is stored but never compared, so

@@ -24,11 +24,16 @@ Conventions every side follows (the kernel's, where the kernel has one):
   pages whose guest kind is :attr:`GuestKind.PAGE_CACHE` are not merged.
 - **Faults.** ``write`` to an unmapped or non-writable page and ``read`` of an unmapped
   or non-readable page raise :class:`SegmentationFault`; nothing changes.
+- ``set_process_merge(pid, True)`` while process-wide merging is already on changes
+  nothing (``ksm_enable_merge_any`` returns early when ``MMF_VM_MERGE_ANY`` is set), so a
+  range unregistered by ``madvise(UNMERGEABLE)`` since stays unregistered.
 - ``set_process_merge(pid, False)`` does what the kernel's ``prctl(PR_SET_MEMORY_MERGE,
   0)`` does: it unmerges *and unregisters every* page of the process, including ranges
   that were registered with ``madvise`` (``ksm_disable_merge_any`` → ``ksm_del_vmas``).
 - ``run = UNMERGE`` (2) breaks every KSM page and frees every rmap item and stable node
-  at once (``unmerge_and_remove_all_rmap_items``); registrations stay.
+  at once (``unmerge_and_remove_all_rmap_items``) and resets ``full_scans`` to 0 (the
+  kernel's ``ksm_scan.seqnr = 0``); registrations stay. ``full_scans(n)`` adds exactly
+  ``n`` to ``full_scans``; ``run_ksmd`` adds the scans it completes.
 - **When counters change.** As in the kernel, a COW break, an ``munmap`` or a write does
   not change the tree counters; they change when ksmd next visits the address (or at
   ``run = 2``, ``madvise(UNMERGEABLE)`` and ``set_process_merge(False)``, which remove
@@ -61,7 +66,10 @@ Knob stores (``set_knob``), checked in this order, as the kernel's sysfs stores:
   ``exclusive_host_cache``: a bool or the int 0/1, else ``EINVAL``;
 - ``checksum``: ``"xxhash"`` or ``"jhash2"``, else ``EINVAL``;
 - ``max_page_sharing``: an int >= 2 else ``EINVAL``; storing the current value always
-  succeeds; a different value is ``EBUSY`` while the ``pages_shared`` counter is not 0;
+  succeeds; a different value is ``EBUSY`` while the ``pages_shared`` counter is not 0,
+  or while some KSM page is still mapped (``remove_all_stable_nodes`` fails: a page
+  merged before ``skip_page_cache`` was turned on keeps its KSM page but loses its rmap
+  item, so ``pages_shared`` can be 0 while a KSM page is mapped);
 - a bool is not accepted where an int is expected (``run``, ``pages_to_scan``,
   ``sleep_millisecs``, ``max_page_sharing``): ``EINVAL``.
 
@@ -238,7 +246,14 @@ class MappedPage:
     """One present page of a registered range, as its PTE says.
 
     ``ksm``: the frame is a KSM page; ``zero``: the PTE maps the shared zero page (a
-    KSM zero-page merge). Merged pages (``ksm`` or ``zero``) are never ``writable``.
+    KSM zero-page merge). ``writable`` is the PTE's write permission: merged pages
+    (``ksm`` or ``zero``) are never writable, and no page of a mapping without write
+    permission is. A private page of a writable mapping may still be read-only: an
+    unsharing fault (``MADV_UNMERGEABLE``, ``run = 2``, ``prctl``) maps the private copy
+    read-only and clean, as the kernel's ``FAULT_FLAG_UNSHARE`` does, and the next store
+    makes it writable without copying. So a snapshot's ``writable`` of a private page is
+    judged only by those two rules (the model's prediction reports private pages as
+    writable).
     """
 
     pid: int
@@ -258,7 +273,10 @@ class KsmSnapshot:
     of :data:`COUNTERS` and ``process_counters`` every name of :data:`PROCESS_COUNTERS`
     for every live process. ``comparisons`` counts full-page comparisons (memcmp) made
     since the system was created and ``lookahead_hits`` the merges found by lookahead;
-    ``host_cache`` maps host page-cache page ids to their contents.
+    ``host_cache`` maps host page-cache page ids to their contents. ``empty_chains``
+    counts stable-node chains whose duplicates have all gone: as in the kernel, such a
+    chain head stays in the stable tree (and in ``stable_node_chains``) until ksmd next
+    walks it, and no :class:`StableNodeView` can show it.
     """
 
     items: tuple[RmapItemView, ...]
@@ -269,6 +287,7 @@ class KsmSnapshot:
     comparisons: int = 0
     lookahead_hits: int = 0
     host_cache: dict[int, bytes] = field(default_factory=dict)
+    empty_chains: int = 0
 
 
 #: The global counters of ``/sys/kernel/mm/ksm``.

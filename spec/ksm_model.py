@@ -29,9 +29,15 @@ Choices where the paper and the issue are silent (a kernel engineer's):
 - With ``smart_scan`` on, a page not merged after three visits is skipped in later scans
   (``should_skip_rmap_item``; its age never resets), so completeness can fail forever;
   the model then claims a settled state only within the first four full scans after a
-  clean point (no item is old enough to be skipped).
+  clean point (no item is old enough to be skipped), and only while every full scan
+  since that point was asked for by ``full_scans``: ``run_ksmd`` may complete any number
+  of scans (a one-page system scans fully in every batch), so after it nothing counts as
+  young until the next clean point.
 - Zero-page merges free their rmap item at the next pass (see :mod:`spec.ksm_api`): the
   prediction counts those items after exactly two quiet scans and not from the third.
+  When that number is uncertain — the change came mid-scan, or ``run_ksmd`` has run
+  since it (it may have completed scans of its own) — and the count says two, the model
+  does not claim a settled state while any all-zero page is eligible.
 
 The research optimisations, what each may change, and the predicate a harness checks:
 
@@ -43,8 +49,11 @@ The research optimisations, what each may change, and the predicate a harness ch
   partner may stay unmerged too when it has no other partner).
 - ``exclusive_host_cache``: at the end of every full scan, host page-cache pages whose
   content is in either tree are dropped. After two quiet scans the trees hold exactly
-  the contents of the eligible pages that are not zero-page merges, so the cache is
-  :func:`predicted_host_cache` of the cache at the start of the quiet period.
+  the contents of the eligible pages that are not zero-page merges, so the cache is at
+  most :func:`predicted_host_cache` of the cache at the start of the quiet period: a
+  page dropped earlier (while its content was in a tree) stays dropped, and which pages
+  those are depends on ksmd's progress, which the model does not follow (the harness
+  bounds them from below by the pages whose content was ever scanned).
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ from spec.ksm_rules import (
     counters_of,
     general_profit,
     group_sizes,
+    process_counters_of,
     process_profit,
     validated_knob,
 )
@@ -187,6 +197,26 @@ def predicted_after_quiet_scans(
     return Prediction(counters, process, merged, frozenset(tree), snapshot)
 
 
+def predicted_after_first_scan(candidates: Sequence[Candidate], pids: Iterable[int], *, scans: int = 1) -> Prediction:
+    """The state after exactly ``scans`` (0 or 1) full scans that began at a clean point
+    (the start, or ``run = 2``): before the first, no rmap item exists; after it, every
+    eligible page has a fresh rmap item whose checksum was just stored (it started at
+    0), so nothing is merged and every item is volatile — the kernel's "a page first
+    merges on the second full scan"."""
+    if scans not in (0, 1):
+        raise ValueError(f"a first-scan prediction is for 0 or 1 scans, not {scans}")
+    items = tuple(sorted((RmapItemView(c.pid, c.addr, ItemState.VOLATILE, None, 0) for c in candidates if scans),
+                         key=lambda item: (item.pid, item.addr)))  # fmt: skip
+    pages = tuple(sorted((MappedPage(c.pid, c.addr, 1 + i, True, False, False) for i, c in enumerate(candidates)),
+                         key=lambda page: (page.pid, page.addr)))  # fmt: skip
+    bare = KsmSnapshot(items, (), pages, {}, {})
+    counters = counters_of(bare)
+    del counters["full_scans"], counters["pages_skipped"]
+    process = process_counters_of(bare, dict.fromkeys(pids))
+    snapshot = dataclasses.replace(bare, counters=dict(counters, full_scans=scans, pages_skipped=0), process_counters=process)
+    return Prediction(counters, process, {}, frozenset(), snapshot)
+
+
 def merged_count_by_content(snapshot: KsmSnapshot, views: Mapping[tuple[int, int], bytes]) -> dict[bytes, int]:
     """How many pages of each content are merged (KSM or zero page) in ``snapshot``;
     ``views`` gives the content of each (pid, page address)."""
@@ -224,7 +254,9 @@ def completeness_violations(
             where = ", ".join(f"pid {c.pid} {c.addr:#x}" for c in unmerged[:4])
             problems.append(f"{len(unmerged)} pages of content {label} not merged: {where}")
         elif unmerged and len(group) > 1:
-            frames = {page_at[(c.pid, c.addr)].frame for c in group if _merged(page_at.get((c.pid, c.addr)))}
+            # KSM pages only: zero pages merged while use_zero_pages was on are merged
+            # but are no KSM page a lone page could join.
+            frames = {page_at[(c.pid, c.addr)].frame for c in group if _is_ksm(page_at.get((c.pid, c.addr)))}
             roomy = [f for f in frames if mappings_of_frame.get(f, 0) < knobs.max_page_sharing]
             if roomy:
                 c = unmerged[0]
@@ -234,6 +266,10 @@ def completeness_violations(
 
 def _merged(page: MappedPage | None) -> bool:
     return page is not None and (page.ksm or page.zero)
+
+
+def _is_ksm(page: MappedPage | None) -> bool:
+    return page is not None and page.ksm
 
 
 def _label(content: bytes) -> str:
@@ -272,17 +308,20 @@ class KsmModel:
     def __init__(self) -> None:
         self._processes: dict[int, _Process] = {}
         self._knobs = KsmKnobs()
-        self._host_cache: dict[int, bytes] = {}
+        self._host_cache: dict[int, bytes] = {}  # every page ever inserted
+        self._host_dropped: set[int] = set()
         self._next_host_id = 0
         self._registrations = 0
         self._scans = 0
         # Quiet-period bookkeeping (see quiet() and settled()).
         self._mid_scan = False
         self._partial_at_change = False
+        self._ran_since_change = False  # run_ksmd ran since the change: more scans, maybe
         self._scans_since_change = 0
         self._may_have_merged = False
         self._clean_at_quiet_start = True
         self._scans_since_clean = 0
+        self._scans_since_clean_known = True
         self._cache_at_quiet_start: dict[int, bytes] = {}
 
     # -- bookkeeping
@@ -290,6 +329,7 @@ class KsmModel:
     def _changed(self) -> None:
         """Something that may change what merging must achieve happened."""
         self._partial_at_change = self._mid_scan
+        self._ran_since_change = False
         self._scans_since_change = 0
         self._clean_at_quiet_start = not self._may_have_merged
         self._cache_at_quiet_start = dict(self._host_cache)
@@ -305,7 +345,11 @@ class KsmModel:
         return not self._knobs.smart_scan or self._young()
 
     def _young(self) -> bool:
-        return self._clean_at_quiet_start and self._scans_since_clean <= 4
+        """No rmap item can be old enough for smart scan to skip it: the quiet period
+        began at a clean point and at most four full scans are known to have run since.
+        ``run_ksmd`` completes an unknown number of full scans, so after it (until the
+        next clean point) nothing is young."""
+        return self._clean_at_quiet_start and self._scans_since_clean_known and self._scans_since_clean <= 4
 
     def settled(self) -> bool:
         """Whether :meth:`prediction` is exact now: quiet, the quiet period began without
@@ -313,7 +357,8 @@ class KsmModel:
         if not (self.quiet() and self._clean_at_quiet_start):
             return False
         zero_pending = self._knobs.use_zero_pages and any(c.content == ZERO_PAGE for c in self.candidates())
-        return not (zero_pending and self._partial_at_change and self.quiet_scans() == 2)
+        unsure = self._partial_at_change or self._ran_since_change
+        return not (zero_pending and unsure and self.quiet_scans() == 2)
 
     def candidates(self) -> list[Candidate]:
         """The eligible pages in scan order."""
@@ -333,6 +378,26 @@ class KsmModel:
             return False
         return not (self._knobs.skip_page_cache and page.kind is GuestKind.PAGE_CACHE)
 
+    def after_first_scan(self) -> bool:
+        """Whether no full scan has begun since a clean point (the start or ``run = 2``,
+        where ksmd starts a fresh scan), or exactly one has completed, asked for by
+        ``full_scans``, with no change since it began: then
+        :meth:`first_scan_prediction` is exact."""
+        if not self._scans_since_clean_known:
+            return False
+        return self._scans_since_clean == 0 or (self._scans_since_clean == 1 and self.quiet_scans() == 1)
+
+    def first_scan_prediction(self) -> Prediction:
+        """:func:`predicted_after_first_scan` of the current eligible pages (for the 0
+        or 1 full scans since the clean point)."""
+        return predicted_after_first_scan(self.candidates(), self._processes, scans=min(1, self._scans_since_clean))
+
+    def current_prediction(self) -> Prediction:
+        """What the model shows as its state: :meth:`first_scan_prediction` until the
+        first full scan from a clean point has completed and right after it, else
+        :meth:`prediction`."""
+        return self.first_scan_prediction() if self.after_first_scan() else self.prediction()
+
     def prediction(self) -> Prediction:
         """What the system must show once settled (exact when :meth:`settled`)."""
         return predicted_after_quiet_scans(
@@ -340,11 +405,19 @@ class KsmModel:
         )
 
     def predicted_host_cache(self) -> dict[int, bytes]:
-        """The host cache a settled system keeps (exclusive_host_cache on), or the cache
-        as it is (off)."""
+        """The most a settled system keeps of the host cache (exclusive_host_cache on: the
+        pages whose content is in no tree; pages dropped earlier stay dropped), or every
+        page inserted (off)."""
         if not self._knobs.exclusive_host_cache:
             return dict(self._host_cache)
         return predicted_host_cache(self._cache_at_quiet_start, self.prediction().tree_contents)
+
+    def may_write(self, pid: int, addr: int) -> bool:
+        """Whether process ``pid`` may store to the page at ``addr`` (it is mapped with
+        write permission); a PTE there may still be read-only (see
+        :class:`~spec.ksm_api.MappedPage`)."""
+        page = self._processes[pid].pages.get(addr - addr % PAGE_SIZE) if pid in self._processes else None
+        return page is not None and page.writable
 
     def views(self) -> dict[tuple[int, int], bytes]:
         """Every present page's content: (pid, page address) -> PAGE_SIZE bytes."""
@@ -430,6 +503,8 @@ class KsmModel:
     def set_process_merge(self, pid: int, enabled: bool) -> None:
         """PR_SET_MEMORY_MERGE: register everything, or unregister everything."""
         proc = self._process(pid)
+        if enabled and proc.merge_any:
+            return  # ksm_enable_merge_any: already on, nothing changes (see spec.ksm_api)
         proc.merge_any = enabled
         for page in proc.pages.values():
             page.registered = enabled
@@ -491,7 +566,7 @@ class KsmModel:
         the other side's counter)."""
         pages_shared = 0
         if name == "max_page_sharing" and self._may_have_merged:
-            pages_shared = self.prediction().counters["pages_shared"]
+            pages_shared = self.current_prediction().counters["pages_shared"]
         self.set_knob_judged(name, value, pages_shared=pages_shared)
 
     def set_knob_judged(self, name: str, value: object, *, pages_shared: int) -> None:
@@ -503,6 +578,8 @@ class KsmModel:
             self._may_have_merged = False
             self._mid_scan = False
             self._scans_since_clean = 0
+            self._scans_since_clean_known = True
+            self._scans = 0  # unmerge_and_remove_all_rmap_items: ksm_scan.seqnr = 0
             self._changed()
         elif name in ("use_zero_pages", "max_page_sharing", "smart_scan", "checksum", "skip_page_cache"):
             if getattr(before, name) != stored:
@@ -521,6 +598,8 @@ class KsmModel:
         if self._knobs.run is RunMode.MERGE and milliseconds > 0:
             self._mid_scan = True
             self._may_have_merged = True
+            self._scans_since_clean_known = False
+            self._ran_since_change = True
 
     def full_scans(self, count: int) -> None:
         """Count ``count`` more full scans (ksmd stops at the start of the next)."""
@@ -535,6 +614,9 @@ class KsmModel:
         self._scans_since_clean += count
         self._may_have_merged = True
         self._mid_scan = False
+        if self._knobs.exclusive_host_cache:
+            trees = self.prediction().tree_contents
+            self._host_dropped |= {page_id for page_id, content in self._host_cache.items() if content in trees}
 
     def host_cache_insert(self, data: bytes) -> int:
         """Add a host page-cache page."""
@@ -547,23 +629,39 @@ class KsmModel:
         return page_id
 
     def host_cache(self) -> dict[int, bytes]:
-        """The host cache as a settled system keeps it."""
-        return self.predicted_host_cache()
+        """The host cache: every page inserted, minus those the model's own full scans
+        dropped (with ``exclusive_host_cache`` on, each ``full_scans`` call drops the
+        pages whose content the settled trees hold)."""
+        return {page_id: content for page_id, content in self._host_cache.items() if page_id not in self._host_dropped}
 
     def counters(self) -> dict[str, int]:
-        """The settled prediction; ``full_scans`` counts the scans asked of the model."""
-        return dict(self.prediction().counters, full_scans=self._scans, pages_skipped=0)
+        """The current prediction (:meth:`current_prediction`); ``full_scans`` counts the
+        scans asked of the model since the last ``run = 2`` (see :meth:`full_scans_exact`)."""
+        return dict(self.current_prediction().counters, full_scans=self._scans, pages_skipped=0)
+
+    def full_scans_exact(self) -> bool:
+        """Whether ``counters()["full_scans"]`` is exact: the scans asked of the model by
+        ``full_scans`` since the start or the last ``run = 2`` (which resets the kernel's
+        ``seqnr``). Once ``run_ksmd`` has run since then it is only a lower bound (ksmd
+        may have completed any number of scans of its own)."""
+        return self._scans_since_clean_known
 
     def process_counters(self, pid: int) -> dict[str, int]:
-        """The settled prediction for one process."""
+        """The current prediction for one process."""
         self._process(pid)
-        return dict(self.prediction().process_counters[pid])
+        return dict(self.current_prediction().process_counters[pid])
 
     def snapshot(self) -> KsmSnapshot:
-        """The settled state, with the model's own frame numbers (0 = the zero page)."""
-        predicted = self.prediction()
+        """The current prediction's state, with the model's own frame numbers (0 = the
+        zero page); a private page is writable iff its mapping is."""
+        predicted = self.current_prediction()
+        pages = tuple(
+            dataclasses.replace(page, writable=False) if page.writable and not self.may_write(page.pid, page.addr) else page
+            for page in predicted.snapshot.pages
+        )
         return dataclasses.replace(
             predicted.snapshot,
+            pages=pages,
             counters=self.counters(),
             host_cache=self.host_cache(),
         )
@@ -579,6 +677,7 @@ __all__ = [
     "completeness_violations",
     "general_profit",
     "merged_count_by_content",
+    "predicted_after_first_scan",
     "predicted_after_quiet_scans",
     "predicted_host_cache",
 ]

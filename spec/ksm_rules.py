@@ -10,7 +10,9 @@ the model and the predictions on top of it. Counters follow the kernel's definit
 - ``pages_unshared``: rmap items in the unstable tree;
 - ``pages_volatile``: rmap items minus the three above, clamped at 0 (so items of
   zero-page merges count as volatile, as in the kernel);
-- ``stable_node_chains``: distinct chains; ``stable_node_dups``: nodes in a chain;
+- ``stable_node_chains``: distinct chains, plus the snapshot's ``empty_chains`` (chain
+  heads left without duplicates, freed at ksmd's next walk); ``stable_node_dups``:
+  nodes in a chain;
 - ``ksm_zero_pages``: PTEs mapping the zero page by KSM (follows the page tables);
 - ``general_profit`` = (pages_sharing + ksm_zero_pages) * 4096 - rmap_items * 64;
 - per process: ``ksm_merging_pages`` (its items on stable nodes), ``ksm_rmap_items``,
@@ -133,11 +135,17 @@ def _as_int(name: str, value: object, low: int, high: int) -> int:
     return int(value)
 
 
-def validated_knob(knobs: KsmKnobs, name: str, value: object, pages_shared: int) -> object:
+def validated_knob(
+    knobs: KsmKnobs, name: str, value: object, pages_shared: int, *, ksm_pages_mapped: bool = False
+) -> object:
     """The value ``set_knob(name, value)`` stores, or the :class:`KnobError` it raises.
 
-    ``pages_shared`` is the current ``pages_shared`` counter (the ``EBUSY`` rule of
-    ``max_page_sharing``). Rules and their order are those listed in :mod:`spec.ksm_api`.
+    ``pages_shared`` is the current ``pages_shared`` counter and ``ksm_pages_mapped``
+    whether some KSM page is still mapped (the ``EBUSY`` rule of ``max_page_sharing``:
+    the kernel refuses while ``pages_shared`` is not 0, and also when
+    ``remove_all_stable_nodes`` finds a stable node whose page is still mapped, which
+    happens with ``pages_shared`` 0 when a merged page lost its rmap item but not its
+    mapping). Rules and their order are those listed in :mod:`spec.ksm_api`.
     """
     if name not in KNOB_NAMES:
         raise KnobError("ENOENT", f"no knob named {name!r}")
@@ -161,6 +169,8 @@ def validated_knob(knobs: KsmKnobs, name: str, value: object, pages_shared: int)
     sharing = _as_int(name, value, 2, 2**31 - 1)
     if sharing != knobs.max_page_sharing and pages_shared != 0:
         raise KnobError("EBUSY", f"max_page_sharing cannot change while pages_shared = {pages_shared}")
+    if sharing != knobs.max_page_sharing and ksm_pages_mapped:
+        raise KnobError("EBUSY", "max_page_sharing cannot change while a KSM page is mapped")
     return sharing
 
 
@@ -185,7 +195,7 @@ def counters_of(snapshot: KsmSnapshot) -> dict[str, int]:
         "pages_volatile": volatile(rmap_items, shared, sharing, unshared),
         "full_scans": snapshot.counters.get("full_scans", 0),
         "pages_skipped": snapshot.counters.get("pages_skipped", 0),
-        "stable_node_chains": len(chains),
+        "stable_node_chains": len(chains) + snapshot.empty_chains,
         "stable_node_dups": sum(1 for node in snapshot.stable_nodes if node.chain is not None),
         "ksm_zero_pages": zero,
         "general_profit": general_profit(sharing, zero, rmap_items),

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from memoracle.ksm_conformance import CONTENT_POOL, KsmPair, Op, ksm_campaign, random_ops, run_ops
-from spec.ksm_api import MMAP_BASE, PAGE_SIZE, KsmSnapshot, MappedPage
+from impl.ksm import Ksm
+from spec.ksm_api import MMAP_BASE, PAGE_SIZE, GuestKind, KsmSnapshot, KsmSystem, MappedPage
 from spec.ksm_model import KsmModel
 from spec.ksm_rules import counters_of, process_counters_of, validated_knob
 
@@ -72,6 +75,74 @@ class AcceptsRun3(KsmModel):
         super().set_knob(name, value)
 
 
+class LyingFullScans(KsmModel):
+    """Counts one full scan more than were asked for (as if run = 2 did not reset it)."""
+
+    def counters(self) -> dict[str, int]:
+        counters = super().counters()
+        counters["full_scans"] += 1
+        return counters
+
+    def snapshot(self) -> KsmSnapshot:
+        return dataclasses.replace(super().snapshot(), counters=self.counters())
+
+
+class WritableEverywhere(KsmModel):
+    """Reports every private page writable, also in read-only mappings."""
+
+    def snapshot(self) -> KsmSnapshot:
+        snap = super().snapshot()
+        pages = tuple(p if p.ksm or p.zero else dataclasses.replace(p, writable=True) for p in snap.pages)
+        return dataclasses.replace(snap, pages=pages)
+
+
+class DropsTheCache(KsmModel):
+    """Drops every host cache page at once, scanned or not."""
+
+    def host_cache(self) -> dict[int, bytes]:
+        return {}
+
+
+def _protect_and_cache() -> list[Op]:
+    return [
+        Op("add_process"),
+        Op("mmap", (1, 2)),
+        Op("madvise", (1, MMAP_BASE, 2, "MERGEABLE")),
+        Op("host_cache_insert", (b"host-only",)),
+        Op("write", (1, MMAP_BASE, CONTENT_POOL[1])),
+        Op("write", (1, MMAP_BASE + PAGE_SIZE, CONTENT_POOL[2])),
+        Op("mprotect", (1, MMAP_BASE + PAGE_SIZE, 1), (("readable", True), ("writable", False))),
+        Op("set_knob", ("run", 1)),
+        Op("full_scans", (1,)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        (LyingFullScans, "full_scans = 1, 0 asked for since run = 2"),
+        (WritableEverywhere, "is writable in a mapping without write permission"),
+        (DropsTheCache, "host cache pages [0] dropped though no scanned page had their content"),
+    ],
+)
+def test_broken_histories_protections_and_caches_are_caught(broken: type[KsmModel], expected: str) -> None:
+    assert run_ops(KsmModel(), _protect_and_cache()) is None
+    assert run_ops(Ksm(), _protect_and_cache()) is None
+    report = run_ops(broken(), _protect_and_cache())
+    assert report is not None and expected in report, report
+
+
+def test_the_first_scan_merges_nothing() -> None:
+    pair = KsmPair(Ksm())
+    for op in _duplicates_then_write()[:-3] + [Op("set_knob", ("run", 1)), Op("full_scans", (1,))]:
+        pair.apply(op)
+    assert pair.model.after_first_scan()
+    counters = pair.impl.counters()
+    assert (counters["pages_shared"], counters["pages_volatile"]) == (0, 2)
+    pair.apply(Op("full_scans", (1,)))
+    assert not pair.model.after_first_scan() and pair.impl.counters()["pages_shared"] == 1
+
+
 def _duplicates_then_write() -> list[Op]:
     return [
         Op("add_process"),
@@ -132,7 +203,7 @@ def test_ebusy_judged_with_the_implementation_counter() -> None:
 class KsmMachine(RuleBasedStateMachine):
     """Processes, writes from a small content pool, ksmd, madvise, knobs — impl vs spec."""
 
-    factory = KsmModel
+    factory: Callable[[], KsmSystem] = Ksm
 
     @initialize()
     def start(self) -> None:
@@ -198,4 +269,191 @@ class KsmMachine(RuleBasedStateMachine):
             self.pair.check()
 
 
+class KsmModelMachine(KsmMachine):
+    """The same machine with the model on both sides: the harness's own sanity."""
+
+    factory = KsmModel
+
+
 TestKsmMachine = KsmMachine.TestCase
+TestKsmMachine.settings = settings(max_examples=50, stateful_step_count=40)
+TestKsmModelMachine = KsmModelMachine.TestCase
+TestKsmModelMachine.settings = settings(max_examples=10, stateful_step_count=20)
+
+
+# ---------------------------------------------------------------- regressions
+# Each sequence below once made the implementation and the spec disagree; the comment
+# says which side was wrong (judged by mm/ksm.c) and what was fixed.
+
+B = MMAP_BASE
+P = PAGE_SIZE
+
+
+def _passes(ops: list[Op]) -> None:
+    report = run_ops(Ksm(), ops)
+    assert report is None, report
+
+
+def test_smart_scan_after_run_ksmd_is_not_young() -> None:
+    # Model: run_ksmd completed five full scans it did not count, so smart scan had
+    # already skipped the lone page; the model claimed it still had to be unshared.
+    _passes([
+        Op("add_process"), Op("mmap", (1, 3)), Op("madvise", (1, B, 3, "MERGEABLE")),
+        Op("set_knob", ("run", 1)), Op("write", (1, B + 569, b"0")),
+        Op("run_ksmd", (100,)), Op("full_scans", (3,)),
+    ])  # fmt: skip
+
+
+def test_race_store_starts_a_new_quiet_period() -> None:
+    # Harness: the racing store landed inside the implementation's full_scans(3) but
+    # the model counted all three scans as quiet after it.
+    _passes([
+        Op("add_process"), Op("mmap", (1, 6)), Op("madvise", (1, B, 6, "MERGEABLE")),
+        Op("set_knob", ("smart_scan", False)),
+        Op("arm_race", ("after_write_protect", b"\x86")),
+        Op("write", (1, B, CONTENT_POOL[3])), Op("write", (1, B + P, CONTENT_POOL[3])),
+        Op("set_knob", ("run", 1)), Op("full_scans", (3,)),
+    ])  # fmt: skip
+
+
+def test_race_with_the_first_half_of_a_merge_copies_the_page() -> None:
+    # Implementation: a store racing with try_to_merge_one_page(page, NULL) reused the
+    # page (made it writable again) just before it became a KSM page; the kernel holds
+    # the page lock there, so the fault copies instead.
+    _passes([
+        Op("add_process"), Op("add_process"), Op("add_process"),
+        Op("mmap", (2, 5)), Op("madvise", (2, B, 5, "MERGEABLE")),
+        Op("mmap", (3, 4)), Op("set_process_merge", (3, True)),
+        Op("arm_race", ("after_write_protect", b"A")),
+        Op("write", (2, B + 4 * P, CONTENT_POOL[1])), Op("write", (3, B, CONTENT_POOL[1])),
+        Op("set_knob", ("run", 1)), Op("full_scans", (3,)),
+    ])  # fmt: skip
+
+
+def test_max_page_sharing_is_busy_while_a_ksm_page_is_mapped() -> None:
+    # Spec: with pages_shared 0 but a KSM page still mapped (its rmap item went when
+    # skip_page_cache started skipping it) the kernel's remove_all_stable_nodes fails.
+    _passes([
+        Op("add_process"), Op("mmap", (1, 5), (("kinds", (GuestKind.PAGE_CACHE,) * 5),)),
+        Op("madvise", (1, B, 5, "MERGEABLE")),
+        Op("write", (1, B + 3 * P, CONTENT_POOL[1])), Op("write", (1, B + 2 * P, CONTENT_POOL[1])),
+        Op("set_knob", ("run", 1)), Op("full_scans", (3,)),
+        Op("set_knob", ("skip_page_cache", True)), Op("full_scans", (3,)),
+        Op("set_knob", ("max_page_sharing", 2)),
+    ])  # fmt: skip
+
+
+def test_process_merge_twice_keeps_unmergeable_ranges() -> None:
+    # Model: prctl(PR_SET_MEMORY_MERGE, 1) when already on re-registered a range that
+    # madvise(UNMERGEABLE) had removed; ksm_enable_merge_any returns early.
+    _passes([
+        Op("add_process"), Op("mmap", (1, 5)), Op("set_process_merge", (1, True)),
+        Op("set_knob", ("smart_scan", False)),
+        Op("write", (1, B + P, CONTENT_POOL[0])), Op("madvise", (1, B + 3 * P, 1, "UNMERGEABLE")),
+        Op("set_process_merge", (1, True)), Op("write", (1, B + 3 * P, CONTENT_POOL[0])),
+        Op("set_knob", ("run", 1)), Op("full_scans", (3,)),
+    ])  # fmt: skip
+
+
+def test_host_cache_pages_dropped_earlier_stay_dropped() -> None:
+    # Model: it predicted the settled cache from every page ever inserted, though the
+    # page was dropped by an earlier scan while its content was in a tree.
+    _passes([
+        Op("add_process"), Op("mmap", (1, 4)), Op("madvise", (1, B, 4, "MERGEABLE")),
+        Op("host_cache_insert", (CONTENT_POOL[1],)), Op("write", (1, B + 2 * P, CONTENT_POOL[1])),
+        Op("set_knob", ("run", 1)), Op("set_knob", ("exclusive_host_cache", True)),
+        Op("full_scans", (2,)), Op("set_knob", ("run", 2)),
+        Op("write", (1, B + 2 * P, CONTENT_POOL[2])), Op("set_knob", ("run", 1)), Op("full_scans", (3,)),
+    ])  # fmt: skip
+
+
+def test_zero_page_items_after_run_ksmd_are_not_predicted() -> None:
+    # Model: run_ksmd had begun a scan, so full_scans(2) completed a third and the
+    # zero-merged page's rmap item was already freed; the model predicted it.
+    _passes([
+        Op("add_process"), Op("mmap", (1, 2)), Op("madvise", (1, B, 2, "MERGEABLE")),
+        Op("set_knob", ("use_zero_pages", True)), Op("set_knob", ("run", 1)),
+        Op("write", (1, B + P, CONTENT_POOL[0])), Op("run_ksmd", (40,)), Op("full_scans", (2,)),
+    ])  # fmt: skip
+
+
+def test_zero_page_is_no_ksm_page_with_room() -> None:
+    # Spec: completeness counted the shared zero page (merged while use_zero_pages was
+    # on) as a KSM page a lone all-zero page could still join.
+    _passes([
+        Op("add_process"), Op("mmap", (1, 3)), Op("madvise", (1, B, 3, "MERGEABLE")),
+        Op("set_knob", ("smart_scan", False)), Op("set_knob", ("use_zero_pages", True)),
+        Op("write", (1, B, CONTENT_POOL[0])), Op("write", (1, B + P, CONTENT_POOL[0])),
+        Op("set_knob", ("run", 1)), Op("full_scans", (3,)), Op("set_knob", ("use_zero_pages", False)),
+        Op("write", (1, B + 2 * P, CONTENT_POOL[0])), Op("full_scans", (3,)),
+    ])  # fmt: skip
+
+
+def test_empty_chain_counts_until_ksmd_walks_it() -> None:
+    # Spec: a stable-node chain whose duplicates were all removed stays in the tree and
+    # in stable_node_chains (as in the kernel) but no node view showed it.
+    _passes([
+        Op("add_process"), Op("mmap", (1, 5)), Op("madvise", (1, B, 5, "MERGEABLE")),
+        Op("write", (1, B + P, CONTENT_POOL[1])), Op("set_knob", ("max_page_sharing", 2)),
+        Op("set_knob", ("run", 1)),
+        Op("write", (1, B, CONTENT_POOL[1])), Op("write", (1, B + 3 * P, CONTENT_POOL[1])),
+        Op("write", (1, B + 2 * P, CONTENT_POOL[1])), Op("full_scans", (2,)),
+        Op("set_process_merge", (1, False)),
+    ])  # fmt: skip
+
+
+def test_full_scans_reset_at_run_2() -> None:
+    # Model: it counted every scan; the kernel resets seqnr in run = 2.
+    pair = KsmPair(Ksm())
+    for op in _duplicates_then_write()[:-1] + [Op("set_knob", ("run", 2)), Op("set_knob", ("run", 1)), Op("full_scans", (1,))]:
+        pair.apply(op)
+    assert pair.impl.counters()["full_scans"] == pair.model.counters()["full_scans"] == 1
+
+
+def test_lookahead_merges_into_an_existing_ksm_page_with_room() -> None:
+    # Implementation: a lookahead hit on an unstable-tree partner made a new chained
+    # KSM page where stock ksmd merges into the existing page with room.
+    def run(lookahead: bool) -> dict[str, int]:
+        ksm = Ksm()
+        c, a, b = ksm.add_process(), ksm.add_process(), ksm.add_process()
+        for pid in (c, a, b):
+            ksm.madvise(pid, ksm.mmap(pid, 2), 2, "MERGEABLE")
+        ksm.write(c, B, CONTENT_POOL[2])
+        ksm.write(c, B + P, CONTENT_POOL[2])
+        for pid in (a, b):
+            ksm.write(pid, B, CONTENT_POOL[1])
+            ksm.write(pid, B + P, CONTENT_POOL[2])
+        for name, value in (("smart_scan", False), ("lookahead", lookahead), ("max_page_sharing", 2), ("pages_to_scan", 4), ("run", 1)):
+            ksm.set_knob(name, value)
+        ksm.full_scans(1)
+        ksm.run_ksmd(21)  # one batch: c's pair merges (full), a's pages go unstable
+        ksm.madvise(c, B + P, 1, "UNMERGEABLE")  # the B page has room again
+        ksm.run_ksmd(20)  # b's first page merges with a's; its second follows a's
+        ksm.check_invariants()
+        return ksm.counters()
+
+    stock, ahead = run(False), run(True)
+    assert ahead == stock
+    assert (stock["pages_shared"], stock["pages_sharing"], stock["stable_node_chains"]) == (2, 2, 0)
+
+
+def test_unstable_tree_order_is_judged_only_without_stores() -> None:
+    # Invariant checker: a page of the unstable tree changed by a racing store and then
+    # written back looked unchanged (same checksum), and the tree "out of order".
+    _passes([
+        Op("add_process"), Op("mmap", (1, 4)), Op("madvise", (1, B, 4, "MERGEABLE")),
+        Op("arm_race", ("after_compare", b"m")),
+        Op("write", (1, B + 2 * P, CONTENT_POOL[1])), Op("write", (1, B + P, CONTENT_POOL[1])),
+        Op("write", (1, B + 3 * P, CONTENT_POOL[1])), Op("set_knob", ("run", 1)),
+        Op("run_ksmd", (40,)), Op("write", (1, B + P, CONTENT_POOL[1])),
+    ])  # fmt: skip
+
+
+def test_max_page_sharing_is_busy_while_ksm_pages_are_mapped() -> None:
+    from spec.ksm_api import KnobError, KsmKnobs
+
+    with pytest.raises(KnobError) as busy:
+        validated_knob(KsmKnobs(), "max_page_sharing", 3, 0, ksm_pages_mapped=True)
+    assert busy.value.errno == "EBUSY"
+    assert validated_knob(KsmKnobs(), "max_page_sharing", 3, 0) == 3
+    assert validated_knob(KsmKnobs(), "max_page_sharing", 256, 0, ksm_pages_mapped=True) == 256

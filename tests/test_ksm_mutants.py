@@ -1,0 +1,94 @@
+"""The KSM checks of ``memoracle check``: every mutant is caught, the real ksmd is not.
+
+The mutants (:mod:`memoracle.ksm_mutants`) each skip one step of the kernel's merge or
+fault path; the conformance campaign must catch each of them on the check's own seeds,
+also with the implementation's ``check_invariants`` switched off (so that the spec's
+checks, not only the implementation's self-checks, see the breakage), while the real
+implementation passes the same sequences.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from impl.ksm import Ksm
+from memoracle import ksm_checks
+from memoracle.ksm_checks import MUTANT_SEEDS, MUTANT_STEPS, KSM_CHECKS, mutant_survivors
+from memoracle.ksm_conformance import ksm_campaign
+from memoracle.ksm_corpus import CaptureError
+from memoracle.ksm_mutants import KSM_MUTANTS
+
+#: For each mutant: the first check seed that catches it, and what the report says.
+FIRST_CATCH = {
+    "no_write_protect": (0, "is writable"),
+    "compare_before_protect": (0, "view of pid 1"),
+    "no_pte_recheck": (0, "view of pid 1"),
+    "cow_writes_shared": (0, "is writable"),
+    "no_checksum": (2, "after the first scan: pages_unshared = 1, predicted 0"),
+}
+
+
+def test_every_mutant_is_listed() -> None:
+    assert set(FIRST_CATCH) == set(KSM_MUTANTS)
+
+
+def test_no_mutant_survives_the_check_seeds() -> None:
+    assert mutant_survivors(0) == []
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_CATCH))
+def test_mutant_is_caught_by_the_spec_checks_alone(name: str) -> None:
+    seed, expected = FIRST_CATCH[name]
+    blind = type(f"Blind{name}", (KSM_MUTANTS[name],), {"check_invariants": lambda self: None})
+    for earlier in range(seed):
+        assert ksm_campaign(earlier, MUTANT_STEPS, blind) is None
+    report = ksm_campaign(seed, MUTANT_STEPS, blind)
+    assert report is not None and expected in report.splitlines()[0], report
+    assert f"--seed {seed}" in report
+
+
+def test_real_implementation_survives_the_mutant_seeds() -> None:
+    for seed in range(MUTANT_SEEDS):
+        report = ksm_campaign(seed, MUTANT_STEPS, Ksm)
+        assert report is None, report
+
+
+def test_checks_are_registered_in_order() -> None:
+    assert [(c.system, c.name) for c in KSM_CHECKS] == [
+        ("ksm", "conformance"),
+        ("ksm", "mutants"),
+        ("ksm", "real_data"),
+    ]
+
+
+def test_conformance_check_fails_on_a_broken_implementation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ksm_checks, "_implementation", lambda: KSM_MUTANTS["no_pte_recheck"])
+    outcome = KSM_CHECKS[0].run(0)
+    assert not outcome.ok
+    assert "view of pid" in outcome.report and "check seed 0, shard 0" in outcome.report
+
+
+def test_mutants_check_reports_a_survivor(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Caught(Ksm):
+        pass
+
+    def campaign(seed: int, steps: int, factory: object) -> str | None:
+        return "step 1: caught" if factory is Caught else None  # a stand-in, for speed
+
+    monkeypatch.setattr("memoracle.ksm_mutants.KSM_MUTANTS", {"faithful": Ksm, "caught": Caught})
+    monkeypatch.setattr("memoracle.ksm_conformance.ksm_campaign", campaign)
+    outcome = KSM_CHECKS[1].run(0)
+    assert not outcome.ok and outcome.count == 2
+    assert outcome.report == "mutants not caught: faithful"
+
+
+def test_real_data_check_says_why_it_cannot_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_proc(*args: object, **kwargs: object) -> None:
+        raise CaptureError("capture needs Linux's /proc (no /proc/self/maps here)")
+
+    monkeypatch.setattr("memoracle.ksm_corpus.capture", no_proc)
+    outcome = KSM_CHECKS[2].run(0)
+    assert not outcome.ok and outcome.count == 0
+    assert outcome.report == (
+        "real data: cannot capture pages of live processes here: capture needs Linux's /proc (no /proc/self/maps here)"
+    )
