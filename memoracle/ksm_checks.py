@@ -26,7 +26,7 @@ from memoracle.check_types import Check, Outcome
 from spec.ksm_api import KsmSystem
 
 #: Sequences per run and operations per sequence of the conformance check.
-CONFORMANCE_SEQUENCES = 12
+CONFORMANCE_SEQUENCES = 40
 CONFORMANCE_STEPS = 80
 #: Seeds tried per mutant, and operations per sequence.
 MUTANT_SEEDS = 8

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from memoracle.check_types import Check, Outcome
 
-CONFORMANCE_RUNS = 4
+CONFORMANCE_RUNS = 12
 CONFORMANCE_STEPS = 400
-HISTORY_RUNS = 4
+HISTORY_RUNS = 8
 HISTORY_OPERATIONS = 300
 MUTANT_STEPS = 600
 
