@@ -10,24 +10,12 @@ import pytest
 
 from impl.sphinx import Sphinx
 from spec.kv_model import ModelServer
+from sphinx_helpers import conn_on, roundtrip
 
 MB = 1024 * 1024
 K251 = b"k" * 251
 
 
-def roundtrip(s: Sphinx, conn: int, data: bytes) -> bytes:
-    s.send(conn, data)
-    s.settle()
-    s.check_invariants()
-    return s.receive(conn)
-
-
-def conn_on(s: Sphinx, thread: int) -> int:
-    """A new connection bound to ``thread``."""
-    while True:
-        c = s.connect()
-        if s.connections[c].thread == thread:
-            return c
 
 
 def key_owned_by(s: Sphinx, thread: int, prefix: bytes = b"key") -> bytes:

@@ -11,23 +11,11 @@ from hypothesis import strategies as st
 
 from impl.sphinx import VIRTUAL_EPOCH, Connection, ReplySlot, Sphinx
 from spec.kv_api import KvServer, entry_size
+from sphinx_helpers import conn_on, roundtrip
 
 MB = 1024 * 1024
 
 
-def roundtrip(s: Sphinx, conn: int, data: bytes) -> bytes:
-    s.send(conn, data)
-    s.settle()
-    s.check_invariants()
-    return s.receive(conn)
-
-
-def conn_on(s: Sphinx, thread: int) -> int:
-    """A new connection bound to ``thread``."""
-    while True:
-        c = s.connect()
-        if s.connections[c].thread == thread:
-            return c
 
 
 def key_owned_by(s: Sphinx, thread: int, prefix: bytes = b"key", skip: int = 0) -> bytes:
