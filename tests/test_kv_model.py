@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from peers import peer_missing
 from spec.kv_api import KvServer, entry_size, item_fits
 from spec.kv_model import (
     KvModel,
@@ -411,7 +412,7 @@ def _normalise(reply: bytes) -> bytes:
 @pytest.fixture
 def memcached_port() -> Iterator[int]:
     if not os.path.exists(MEMCACHED):
-        pytest.skip("memcached is not installed")
+        peer_missing("memcached is not installed")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])

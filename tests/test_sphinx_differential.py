@@ -25,9 +25,12 @@ from memoracle.memcached_peer import (
     start_memcached,
     start_sphinx_server,
 )
+from peers import REQUIRE_PEERS, peer_missing
 from sphinx_corpus import CASES, Case
 
-pytestmark = pytest.mark.skipif(memcached_binary() is None, reason="memcached is not installed")
+pytestmark = pytest.mark.skipif(
+    memcached_binary() is None and not REQUIRE_PEERS, reason="memcached is not installed"
+)
 
 #: Threads of the Sphinx server under test (the original's default; forwarding happens).
 SPHINX_THREADS = 4
@@ -145,7 +148,7 @@ def replies() -> Iterator[dict[str, tuple[bytes, bytes]]]:
     try:
         memcached = start_memcached()
     except PeerUnavailable as error:
-        pytest.skip(str(error))
+        peer_missing(str(error))
     sphinx: ServerProcess | None = None
     try:
         sphinx = start_sphinx_server(threads=SPHINX_THREADS)
@@ -200,7 +203,7 @@ def test_differential_catches_a_store_that_reorders_replies() -> None:
     try:
         memcached = start_memcached()
     except PeerUnavailable as error:
-        pytest.skip(str(error))
+        peer_missing(str(error))
     try:
         with BackgroundServer(mutant) as served:
             reference = SocketKvServer(memcached.host, memcached.port, quiet=0.05)
@@ -220,7 +223,7 @@ def test_differential_catches_a_differently_configured_memcached() -> None:
     try:
         stock, larger = start_memcached(), start_memcached(extra_args=["-I", "2m"])
     except PeerUnavailable as error:
-        pytest.skip(str(error))
+        peer_missing(str(error))
     try:
         reference = SocketKvServer(stock.host, stock.port, quiet=0.05)
         subject = SocketKvServer(larger.host, larger.port, quiet=0.05)

@@ -25,6 +25,7 @@ from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from memoracle.cli import main
 from memoracle.memcached_peer import ServerProcess, SocketKvServer, start_sphinx_server
 from memoracle.sphinx_server import BackgroundServer
+from peers import peer_missing
 
 # --- the server layer, against a stand-in core ---------------------------------------
 
@@ -247,7 +248,7 @@ def test_pymemcache_round_trips_every_command(sphinx: ServerProcess) -> None:
 def test_memccapable_passes_all_27_ascii_tests(sphinx: ServerProcess) -> None:
     binary = shutil.which("memccapable")
     if binary is None:
-        pytest.skip("memccapable is not installed (Debian: libmemcached-tools)")
+        peer_missing("memccapable is not installed (Debian: libmemcached-tools)")
     result = subprocess.run(
         [binary, "-a", "-h", sphinx.host, "-p", str(sphinx.port)],
         capture_output=True, text=True, timeout=60,
