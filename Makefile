@@ -32,7 +32,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest -n auto
 
 bench: $(STAMP)
-	$(BIN)/memoracle bench
+	$(BIN)/python -m benchmarks
 
 proofs: $(STAMP)
 	$(BIN)/memoracle proofs

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from benchmarks.common import Figure
-from memoracle.crash_campaign import CampaignConfig, run_campaign
+from memoracle.umfs.crash_campaign import CampaignConfig, run_campaign
 
 
 def campaign_figures(quick: bool) -> list[Figure]:
@@ -41,7 +41,7 @@ def campaign_figures(quick: bool) -> list[Figure]:
 
 def mutant_figures() -> list[Figure]:
     """How many UMFS mutants the explorer catches."""
-    from memoracle.umfs_mutants import mutation_table
+    from memoracle.umfs.crash_mutants import mutation_table
 
     rows = mutation_table()
     caught = sum(1 for row in rows if row["caught_by"] != "not caught")

@@ -10,9 +10,9 @@ is the best of a few repetitions. The baseline is the kernel's default rate,
 times that.
 
 The study. A corpus is captured at bench time from real interpreters
-(:func:`memoracle.ksm_corpus.capture`: 4 processes, all their resident anonymous pages;
+(:func:`memoracle.ksm.corpus.capture`: 4 processes, all their resident anonymous pages;
 ``quick``: 3 processes, 400 pages each) and merged with and without lookahead
-(:func:`memoracle.ksm_study.study_corpus`). Its figures are deterministic for a given
+(:func:`memoracle.ksm.study.study_corpus`). Its figures are deterministic for a given
 corpus; the corpus itself is a fresh capture, so they vary slightly from run to run.
 
 - ``ksm.pages_scanned_per_second`` (baseline 5,000; ratio = value ÷ baseline)
@@ -29,8 +29,8 @@ import random
 import time
 
 from benchmarks.common import Figure
-from memoracle.ksm_corpus import capture
-from memoracle.ksm_study import CLAIMED_SAVING, implementation_for, study_corpus
+from memoracle.ksm.corpus import capture
+from memoracle.ksm.study import CLAIMED_SAVING, implementation_for, study_corpus
 from spec.ksm_api import PAGE_SIZE, RunMode
 
 #: Pages per process in the scanning-speed figure (two processes).

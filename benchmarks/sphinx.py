@@ -3,7 +3,7 @@
 - ``sphinx.server_*`` and ``sphinx.memcached_*``: ``memoracle sphinx serve --threads 4``
   and Debian's memcached, each started as a child process on a loopback port and
   loaded, one after the other in the same run, by the same open-loop generator
-  (:func:`memoracle.memcached_peer.run_fixed_rate`): a fixed arrival rate of 5,000
+  (:func:`memoracle.sphinx.peers.run_fixed_rate`): a fixed arrival rate of 5,000
   requests/s over 8 connections, 30-byte keys (1,000 of them, preloaded), 200-byte
   values, 90% gets, for 3 s (1 s with ``quick``). Latency runs from each request's
   *scheduled* send time to the end of its reply. The server's figures carry memcached's
@@ -30,7 +30,7 @@ import time
 from typing import TYPE_CHECKING
 
 from benchmarks.common import Figure
-from memoracle.memcached_peer import (
+from memoracle.sphinx.peers import (
     LoadResult,
     PeerUnavailable,
     run_fixed_rate,

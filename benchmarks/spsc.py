@@ -28,8 +28,8 @@ from typing import Callable
 from benchmarks.common import Figure
 from impl.cpu_emu import Model
 from impl.spsc import Fences
-from memoracle.interleave import Scenario, explore
-from memoracle.spsc_histories import simulated_history
+from memoracle.spsc.interleave import Scenario, explore
+from memoracle.spsc.histories import simulated_history
 from spec.history import History, header_line, read_history
 from spec.linearizability import check_linearizable
 from spec.spsc_fast import check_spsc, split_threads

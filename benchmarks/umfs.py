@@ -25,6 +25,7 @@ import random
 import time
 
 from benchmarks.common import Figure, best_seconds
+from memoracle.umfs.open_cost import KIB, MIB, OPEN_SIZES, OPEN_SIZES_QUICK, open_cost, size_label
 from impl.mmu_emu import AddressSpace, Machine
 from impl.scm_emu import ScmEmu
 from impl.umfs import Umfs
@@ -32,74 +33,14 @@ from spec.paging import PAGE_SIZE, US
 from spec.persistency import PersistMode
 from spec.umfs_api import O_CREAT, O_RDONLY, O_RDWR
 
-KIB, MIB = 1024, 1024 * 1024
-OPEN_SIZES = (4 * KIB, 64 * KIB, MIB, 16 * MIB, 256 * MIB)
-OPEN_SIZES_QUICK = (4 * KIB, MIB, 16 * MIB)
 REQUEST_SIZES = (4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB)
-
-
-def _label(size: int) -> str:
-    return f"{size // MIB}m" if size >= MIB else f"{size // KIB}k"
-
-
-def open_cost(sizes: tuple[int, ...], repeat: int) -> list[dict[str, float]]:
-    """Per size: UMFS open time and PTE writes, baseline time and PTE writes."""
-    largest = max(sizes)
-    scm = ScmEmu(largest + 64 * MIB, PersistMode.EADR)
-    machine = Machine(dram_size=256 * MIB, scm=scm)
-    fs = Umfs.mkfs(machine)
-    builder = fs.spawn()
-    rows = []
-    for size in sizes:
-        path = f"/file{_label(size)}"
-        fd = fs.open(builder, path, O_CREAT | O_RDWR)
-        step = 16 * MIB
-        for length in range(min(step, size), size + 1, step):
-            fs.ftruncate(builder, fd, length)
-        fs.ftruncate(builder, fd, size)
-        fs.close(builder, fd)
-        pid = fs.spawn()
-        space = fs.processes[pid].space
-        umfs_times, umfs_writes = [], 0
-        for _ in range(repeat):
-            before = space.counters.pte_writes
-            started = time.perf_counter()
-            fd = fs.open(pid, path, O_RDONLY)
-            umfs_times.append(time.perf_counter() - started)
-            umfs_writes = max(umfs_writes, space.counters.pte_writes - before)
-            fs.close(pid, fd)
-        fs.exit(pid)
-        ino = fs._resolve(fs._parse(path), path)
-        base_times, base_writes = [], 0
-        for _ in range(max(1, repeat // 4) if size >= 16 * MIB else repeat):
-            baseline = AddressSpace(machine, "mmap-baseline")
-            vma = baseline.reserve(max(size, PAGE_SIZE), 1 << 21)
-            before = baseline.counters.pte_writes
-            started = time.perf_counter()
-            _, pages = fs.tables.walk(fs._inode(ino).fpt)
-            for index, page in pages:
-                baseline.map(vma.start + index * PAGE_SIZE, page, US)
-            base_times.append(time.perf_counter() - started)
-            base_writes = baseline.counters.pte_writes - before
-            baseline.destroy()
-        rows.append(
-            {
-                "size": size,
-                "umfs_seconds": min(umfs_times),
-                "umfs_pte_writes": umfs_writes,
-                "baseline_seconds": min(base_times),
-                "baseline_pte_writes": base_writes,
-            }
-        )
-    return rows
-
 
 def open_figures(quick: bool) -> list[Figure]:
     """The open-cost figures (per size, and the two summary figures)."""
     rows = open_cost(OPEN_SIZES_QUICK if quick else OPEN_SIZES, 5 if quick else 20)
     figures: list[Figure] = []
     for row in rows:
-        label = _label(int(row["size"]))
+        label = size_label(int(row["size"]))
         figures.append(
             {
                 "name": f"umfs.open_us_{label}",
@@ -123,7 +64,7 @@ def open_figures(quick: bool) -> list[Figure]:
     largest = rows[-1]
     figures.append(
         {
-            "name": f"umfs.open_ratio_{_label(int(largest['size']))}",
+            "name": f"umfs.open_ratio_{size_label(int(largest['size']))}",
             "value": largest["baseline_seconds"] / largest["umfs_seconds"],
             "unit": "x faster than page-by-page",
         }
@@ -172,7 +113,7 @@ def throughput_figures(quick: bool) -> list[Figure]:
                 raw_s = best_seconds(raw_op, reps, number)
                 figures.append(
                     {
-                        "name": f"umfs.{pattern}_{kind}_{_label(size)}_ratio",
+                        "name": f"umfs.{pattern}_{kind}_{size_label(size)}_ratio",
                         "value": raw_s / umfs_s,
                         "unit": "x raw speed",
                         "baseline": size / raw_s / MIB,
@@ -180,7 +121,7 @@ def throughput_figures(quick: bool) -> list[Figure]:
                     }
                 )
                 figures.append(
-                    {"name": f"umfs.{pattern}_{kind}_{_label(size)}_mib_s", "value": size / umfs_s / MIB, "unit": "MiB/s"}
+                    {"name": f"umfs.{pattern}_{kind}_{size_label(size)}_mib_s", "value": size / umfs_s / MIB, "unit": "MiB/s"}
                 )
     return figures
 

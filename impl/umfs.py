@@ -24,7 +24,7 @@
   allocators by walking the inodes.
 
 Semantics are those of ``spec/umfs_model.py`` (checked side by side by
-``memoracle.fs_conformance``). Choices where the paper is silent: a process maps a
+``memoracle.umfs.conformance``). Choices where the paper is silent: a process maps a
 file once however many descriptors it has open on it (the windows are shared), and
 since every distinct open file takes two of the 224 windows between
 ``RESERVE_BASE`` and the top of the user half, a process can have at most 112 distinct

@@ -15,7 +15,7 @@ from typing import NoReturn, Sequence
 from rich.console import Console
 from rich.table import Table
 
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+from memoracle.exitcodes import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,36 +113,9 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_VIOLATION
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run the benchmarks, print the table and write ``bench-results.json``."""
-    from benchmarks import SYSTEMS, run_benchmarks
-
-    only = set(args.only) if args.only else None
-    if only is not None and not only <= set(SYSTEMS):
-        sys.stderr.write(f"memoracle: unknown system {', '.join(sorted(only - set(SYSTEMS)))}\n")
-        return EXIT_USAGE
-    figures = run_benchmarks(quick=args.quick, only=only)
-    table = Table(title="memoracle bench")
-    for column in ("figure", "value", "unit", "baseline", "ratio"):
-        table.add_column(column, justify="left" if column in ("figure", "unit") else "right")
-    for f in figures:
-        table.add_row(
-            f["name"],
-            f"{f['value']:.4g}",
-            str(f["unit"]),
-            f"{f['baseline']:.4g}" if "baseline" in f else "",
-            f"{f['ratio']:.4g}" if "ratio" in f else "",
-        )
-    Console().print(table)
-    out = Path(args.output)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {out}")
-    return EXIT_OK
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the report's pictures."""
-    from memoracle.report import umfs_open_plot
+    from memoracle.umfs.report import umfs_open_plot
 
     results = Path(args.results)
     if args.results != "bench-results.json" and not results.exists():
@@ -186,13 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     contracts.set_defaults(func=cmd_contracts)
 
-    bench = sub.add_parser("bench", help="measure speed against baselines in the same run")
-    bench.add_argument("--output", default="bench-results.json", help="where to write figures")
-    bench.add_argument("--quick", action="store_true", help="fewer repetitions")
-    bench.add_argument("--only", action="append", help="only this system's figures (repeatable)")
-    bench.set_defaults(func=cmd_bench)
-
-    from memoracle.crash_cli import add_commands as add_crash_commands
+    from memoracle.umfs.cli import add_commands as add_crash_commands
 
     add_crash_commands(sub)  # crash umfs
 
@@ -201,15 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results", default="bench-results.json", help="figures to plot")
     report.set_defaults(func=cmd_report)
 
-    from memoracle.history_cli import add_commands as add_spsc_commands
+    from memoracle.spsc.cli import add_commands as add_spsc_commands
 
     add_spsc_commands(sub)  # history check|record, interleave (SPSC)
 
-    from memoracle.sphinx_cli import add_commands as add_sphinx_commands
+    from memoracle.sphinx.cli import add_commands as add_sphinx_commands
 
     add_sphinx_commands(sub)  # sphinx serve|...
 
-    from memoracle.ksm_cli import add_commands as add_ksm_commands
+    from memoracle.ksm.cli import add_commands as add_ksm_commands
 
     add_ksm_commands(sub)  # ksm capture|...
     return parser

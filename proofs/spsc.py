@@ -7,7 +7,7 @@ copy ``ct`` of ``tail``. Every theorem below quantifies over *all* 64-bit values
 every wrap-around of the counters) and over every power-of-two ``C`` with
 ``1 <= C <= 2**62``; comparisons are unsigned (``ULE``/``ULT``) as in the ring. The steps
 are the atomic protocol steps (sequential consistency); which fences make the steps
-atomic enough on weaker machines is the explorer's business (``memoracle.fences_table``).
+atomic enough on weaker machines is the explorer's business (``memoracle.spsc.fences_table``).
 
 Theorems:
 

@@ -79,9 +79,9 @@ Semantics (POSIX as Linux implements it, for this subset)
 
 Deviations from Linux
 ---------------------
-Checked by ``tests/test_umfs_model.py`` (model against :class:`memoracle.os_fs.OsDirFs`
+Checked by ``tests/test_umfs_model.py`` (model against :class:`memoracle.umfs.os_fs.OsDirFs`
 on a real directory); the harness skips or normalises exactly these, by id, in
-:data:`memoracle.os_fs.LINUX_DEVIATIONS`, and a test shows that each one is real.
+:data:`memoracle.umfs.os_fs.LINUX_DEVIATIONS`, and a test shows that each one is real.
 
 - **L1 open with access mode 3** is ``EINVAL``. Linux opens the file with neither read
   nor write access (and ``O_CREAT`` creates it); the interface calls it a bad flag.

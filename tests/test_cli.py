@@ -63,17 +63,3 @@ def test_bad_usage_exits_2_with_one_line() -> None:
 def test_contracts_rejects_a_missing_target() -> None:
     done = run("contracts", "no/such/spec.py")
     assert done.returncode == 2 and "no such file" in done.stderr
-
-
-def test_bench_writes_the_machine_figures(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--only", "machine", "--output", str(out)]) == 0
-    figures = {f["name"]: f for f in json.loads(out.read_text())}
-    for name in ("machine.read_64k_ratio", "machine.scm_store_4k_ratio", "machine.crash_images_per_second"):
-        assert figures[name]["value"] > 0 and figures[name]["unit"]
-    assert "baseline" in figures["machine.read_64k_us"] and "ratio" in figures["machine.read_64k_us"]
-
-
-def test_bench_rejects_an_unknown_system() -> None:
-    done = run("bench", "--only", "nonesuch")
-    assert done.returncode == 2 and "unknown system" in done.stderr

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from memoracle.crash_campaign import ALPHABET, SETUP, CampaignConfig, count_workloads, run_campaign, workloads
-from memoracle.crash_explorer import CrashExplorer, Variant
+from memoracle.umfs.crash_campaign import ALPHABET, SETUP, CampaignConfig, count_workloads, run_campaign, workloads
+from memoracle.umfs.crash_explorer import CrashExplorer, Variant
 from spec.crash_recovery import allowed_after_crash, model_trees, payload
 from spec.persistency import PersistMode
 
@@ -101,7 +101,7 @@ def test_crash_cli_json_and_usage_errors() -> None:
 
 
 def test_fuzzing_shrinks_a_failing_workload_of_a_mutant() -> None:
-    from memoracle.crash_campaign import fuzz
+    from memoracle.umfs.crash_campaign import fuzz
 
     broken = CampaignConfig(image_limit=4, recovery_crashes=False, mutant="invalidate_before_data")
     stats, smallest, report = fuzz(broken, examples=40, max_ops=4)
@@ -110,7 +110,7 @@ def test_fuzzing_shrinks_a_failing_workload_of_a_mutant() -> None:
 
 
 def test_fuzzing_passes_umfs() -> None:
-    from memoracle.crash_campaign import fuzz
+    from memoracle.umfs.crash_campaign import fuzz
 
     stats, smallest, _ = fuzz(CampaignConfig(image_limit=4, recovery_crashes=False), examples=8, max_ops=3)
     assert smallest is None and stats.workloads >= 8

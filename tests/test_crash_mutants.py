@@ -12,8 +12,8 @@ import pytest
 from impl.mmu_emu import Machine
 from impl.scm_emu import PersistEvent, ScmEmu
 from impl.umfs import Umfs
-from memoracle.crash_explorer import DRAM_BYTES, SCM_BYTES, CrashExplorer, Variant
-from memoracle.umfs_mutants import (
+from memoracle.umfs.crash_explorer import DRAM_BYTES, SCM_BYTES, CrashExplorer, Variant
+from memoracle.umfs.crash_mutants import (
     SETUP,
     UMFS_MUTANTS,
     MutantSpec,

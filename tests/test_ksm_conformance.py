@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from memoracle.ksm_conformance import CONTENT_POOL, KsmPair, Op, ksm_campaign, random_ops, run_ops
+from memoracle.ksm.conformance import CONTENT_POOL, KsmPair, Op, ksm_campaign, random_ops, run_ops
 from impl.ksm import Ksm
 from spec.ksm_api import MMAP_BASE, PAGE_SIZE, GuestKind, KsmSnapshot, KsmSystem, MappedPage
 from spec.ksm_model import KsmModel

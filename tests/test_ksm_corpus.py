@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memoracle.cli import main
-from memoracle.ksm_corpus import (
+from memoracle.ksm.corpus import (
     MAGIC,
     CapturedProcess,
     CaptureStats,
@@ -89,7 +89,7 @@ def test_unreadable_pages_are_left_out_and_counted() -> None:
     import mmap
     import os
 
-    from memoracle.ksm_corpus import _read_pages
+    from memoracle.ksm.corpus import _read_pages
 
     area = mmap.mmap(-1, 3 * PAGE)
     area[:] = b"a" * PAGE + b"b" * PAGE + b"c" * PAGE
@@ -124,7 +124,7 @@ def test_capture_rejects_bad_arguments(kwargs: dict[str, object], message: str) 
 
 
 def test_capture_reports_a_workload_that_dies() -> None:
-    from memoracle.ksm_corpus import CaptureError
+    from memoracle.ksm.corpus import CaptureError
 
     with pytest.raises(CaptureError, match="exited before it was ready: ModuleNotFoundError"):
         capture(2, modules=("json", "no_such_module_here"))
@@ -314,7 +314,7 @@ def test_cli_capture_writes_a_corpus(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 # --------------------------------------------------------------------------- study
 
-from memoracle.ksm_study import (  # noqa: E402
+from memoracle.ksm.study import (  # noqa: E402
     StudyReport,
     claim_verdict,
     ideal_for_copies,
@@ -472,7 +472,7 @@ def test_the_study_catches_broken_systems(
 def test_cli_study_exits_1_on_a_violation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import memoracle.ksm_study as ksm_study
+    import memoracle.ksm.study as ksm_study
 
     path = tmp_path / "small.ksm"
     page = bytes(range(256)) * (PAGE // 256)

@@ -1,7 +1,7 @@
 """Tests of the KSM implementation on the emulated MMU (:mod:`impl.ksm`): COW, write
 protection, counter timing, trees, checksums, the research optimisations, invariants
 (and that corrupting the state breaks them), and the mutants of
-:mod:`memoracle.ksm_mutants`, each caught by a view or invariant check."""
+:mod:`memoracle.ksm.mutants`, each caught by a view or invariant check."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from impl.ksm import Ksm
 from impl.ksm_hash import jhash2, jhash2_page, xxhash_page
 from impl.ksm_tree import RbTree
-from memoracle.ksm_mutants import (
+from memoracle.ksm.mutants import (
     KSM_MUTANTS,
     CompareBeforeProtectKsm,
     CowWritesSharedKsm,

@@ -1,6 +1,6 @@
 """The KSM checks of ``memoracle check``: every mutant is caught, the real ksmd is not.
 
-The mutants (:mod:`memoracle.ksm_mutants`) each skip one step of the kernel's merge or
+The mutants (:mod:`memoracle.ksm.mutants`) each skip one step of the kernel's merge or
 fault path; the conformance campaign must catch each of them on the check's own seeds,
 also with the implementation's ``check_invariants`` switched off (so that the spec's
 checks, not only the implementation's self-checks, see the breakage), while the real
@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 
 from impl.ksm import Ksm
-from memoracle import ksm_checks
-from memoracle.ksm_checks import MUTANT_SEEDS, MUTANT_STEPS, KSM_CHECKS, mutant_survivors
-from memoracle.ksm_conformance import ksm_campaign
-from memoracle.ksm_corpus import CaptureError
-from memoracle.ksm_mutants import KSM_MUTANTS
+from memoracle.ksm import checks as ksm_checks
+from memoracle.ksm.checks import MUTANT_SEEDS, MUTANT_STEPS, KSM_CHECKS, mutant_survivors
+from memoracle.ksm.conformance import ksm_campaign
+from memoracle.ksm.corpus import CaptureError
+from memoracle.ksm.mutants import KSM_MUTANTS
 
 #: For each mutant: the first check seed that catches it, and what the report says.
 FIRST_CATCH = {
@@ -75,8 +75,8 @@ def test_mutants_check_reports_a_survivor(monkeypatch: pytest.MonkeyPatch) -> No
     def campaign(seed: int, steps: int, factory: object) -> str | None:
         return "step 1: caught" if factory is Caught else None  # a stand-in, for speed
 
-    monkeypatch.setattr("memoracle.ksm_mutants.KSM_MUTANTS", {"faithful": Ksm, "caught": Caught})
-    monkeypatch.setattr("memoracle.ksm_conformance.ksm_campaign", campaign)
+    monkeypatch.setattr("memoracle.ksm.mutants.KSM_MUTANTS", {"faithful": Ksm, "caught": Caught})
+    monkeypatch.setattr("memoracle.ksm.conformance.ksm_campaign", campaign)
     outcome = KSM_CHECKS[1].run(0)
     assert not outcome.ok and outcome.count == 2
     assert outcome.report == "mutants not caught: faithful"
@@ -86,7 +86,7 @@ def test_real_data_check_says_why_it_cannot_capture(monkeypatch: pytest.MonkeyPa
     def no_proc(*args: object, **kwargs: object) -> None:
         raise CaptureError("capture needs Linux's /proc (no /proc/self/maps here)")
 
-    monkeypatch.setattr("memoracle.ksm_corpus.capture", no_proc)
+    monkeypatch.setattr("memoracle.ksm.corpus.capture", no_proc)
     outcome = KSM_CHECKS[2].run(0)
     assert not outcome.ok and outcome.count == 0
     assert outcome.report == (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from impl import mmu_emu
-from memoracle.mmu_check import mmu_campaign
+from memoracle.machine.mmu_check import mmu_campaign
 
 
 def test_the_mmu_passes() -> None:

@@ -15,8 +15,8 @@ from hypothesis.stateful import (
 )
 
 from impl.scm_emu import CrashImage, PersistEvent, ScmEmu, ScmError
-from memoracle.persistency_check import campaign, compare, execute
-from memoracle.scm_mutants import SCM_MUTANTS
+from memoracle.machine.persistency_check import campaign, compare, execute
+from memoracle.machine.scm_mutants import SCM_MUTANTS
 from spec.persistency import (
     Clflush,
     Clflushopt,

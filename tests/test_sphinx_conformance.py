@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from impl.sphinx import Sphinx
-from memoracle.sphinx_checks import SPHINX_CHECKS
-from memoracle.sphinx_conformance import (
+from memoracle.sphinx.checks import SPHINX_CHECKS
+from memoracle.sphinx.conformance import (
     KvOperation,
     check_history,
     conformance_run,
@@ -20,7 +20,7 @@ from memoracle.sphinx_conformance import (
     random_request,
     record_history,
 )
-from memoracle.sphinx_mutants import SPHINX_MUTANTS
+from memoracle.sphinx.mutants import SPHINX_MUTANTS
 from spec.kv_api import KvServer
 from spec.kv_model import ModelServer
 from spec.murmur3 import owner_of

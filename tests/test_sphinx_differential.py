@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from memoracle.memcached_peer import (
+from memoracle.sphinx.peers import (
     PeerUnavailable,
     ServerProcess,
     SocketKvServer,
@@ -196,8 +196,8 @@ def test_differential_catches_a_store_that_reorders_replies() -> None:
     they return, ahead of earlier ones) served in process: some pipelined case differs."""
     import time
 
-    from memoracle.sphinx_mutants import SPHINX_MUTANTS
-    from memoracle.sphinx_server import BackgroundServer
+    from memoracle.sphinx.mutants import SPHINX_MUTANTS
+    from memoracle.sphinx.server import BackgroundServer
 
     mutant = SPHINX_MUTANTS["replies-reordered"](SPHINX_THREADS, clock=lambda: int(time.time()))
     try:

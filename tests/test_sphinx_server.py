@@ -23,8 +23,8 @@ import pytest
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 
 from memoracle.cli import main
-from memoracle.memcached_peer import ServerProcess, SocketKvServer, start_sphinx_server
-from memoracle.sphinx_server import BackgroundServer
+from memoracle.sphinx.peers import ServerProcess, SocketKvServer, start_sphinx_server
+from memoracle.sphinx.server import BackgroundServer
 from peers import peer_missing
 
 # --- the server layer, against a stand-in core ---------------------------------------

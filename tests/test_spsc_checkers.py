@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memoracle.spsc_histories import MUTATIONS, mutate, simulated_history
+from memoracle.spsc.histories import MUTATIONS, mutate, simulated_history
 from spec.history import (
     History,
     HistoryFormatError,

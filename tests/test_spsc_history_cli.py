@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from memoracle.cli import main
-from memoracle.recorder import record_history
-from memoracle.spsc_histories import mutate, simulated_history
+from memoracle.spsc.recorder import record_history
+from memoracle.spsc.histories import mutate, simulated_history
 from spec.history import read_history, write_history
 from spec.spsc_fast import check_spsc
 from spec.spsc_model import Criterion

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import spec.history as history_module
-from memoracle.spsc_histories import simulated_history
+from memoracle.spsc.histories import simulated_history
 from spec.history import (
     History,
     HistoryFormatError,

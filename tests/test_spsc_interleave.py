@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from impl.cpu_emu import TIME, CpuEmu, Fence, Load, Model, Program, Request, Stamp, Store
 from impl.phys_mem import Machine
 from impl.spsc import ALL_FENCES, Fences, SpscRing
-from memoracle.fences_table import Cell, fences_table, render_markdown
-from memoracle.interleave import Scenario, explore, pct, replay
-from memoracle.spsc_mutants import RING_MUTANTS
+from memoracle.spsc.fences_table import Cell, fences_table, render_markdown
+from memoracle.spsc.interleave import Scenario, explore, pct, replay
+from memoracle.spsc.mutants import RING_MUTANTS
 from spec.spsc_model import BoundedQueue, Criterion
 
 STRICT, TOLERANT = Criterion.STRICT, Criterion.TOLERANT

@@ -311,7 +311,7 @@ def test_fsck_catches_a_leaked_page() -> None:
 
 
 def test_the_check_campaign_catches_a_umfs_that_drops_a_byte(monkeypatch: pytest.MonkeyPatch) -> None:
-    from memoracle import fs_campaign
+    from memoracle.umfs import campaign as fs_campaign
 
     class DropsLastByte(Umfs):
         def _write_at(self, ino: int, position: int, data: bytes) -> None:

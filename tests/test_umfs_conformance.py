@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from memoracle.fs_campaign import make_umfs
-from memoracle.fs_conformance import make_fs_machine
+from memoracle.umfs.campaign import make_umfs
+from memoracle.umfs.conformance import make_fs_machine
 from spec.umfs_model import ModelFs
 
 UmfsConformance = make_fs_machine(ModelFs, make_umfs)

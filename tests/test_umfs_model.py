@@ -20,7 +20,7 @@ from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 import spec.umfs_model as umfs_model
-from memoracle.fs_conformance import (
+from memoracle.umfs.conformance import (
     ConformanceError,
     Deviations,
     data,
@@ -28,8 +28,8 @@ from memoracle.fs_conformance import (
     protocol_snapshot,
     replay,
 )
-from memoracle.fs_mutants import FS_MUTANTS
-from memoracle.os_fs import LINUX_DEVIATIONS, LinuxDeviations, OsDirFs, OutsideInterface
+from memoracle.umfs.model_mutants import FS_MUTANTS
+from memoracle.umfs.os_fs import LINUX_DEVIATIONS, LinuxDeviations, OsDirFs, OutsideInterface
 from spec.umfs_api import (
     MAX_FDS,
     O_ACCMODE,
@@ -651,7 +651,7 @@ def test_harness_catches_mutant(name: str) -> None:
     message = str(caught.value)
     assert "--- reproduce" in message and "steps = [" in message
     script = message.split("--- reproduce", 1)[1].split("\n", 1)[1]
-    assert f"from memoracle.fs_mutants import {name}" in script
+    assert f"from memoracle.umfs.model_mutants import {name}" in script
     with pytest.raises(ConformanceError):
         exec(script, {})  # the printed script reproduces the failure
 

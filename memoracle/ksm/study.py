@@ -1,6 +1,6 @@
 """The lookahead study: merge a real corpus, compare with the ideal, count comparisons.
 
-:func:`study_corpus` loads a corpus (:mod:`memoracle.ksm_corpus`) twice into fresh
+:func:`study_corpus` loads a corpus (:mod:`memoracle.ksm.corpus`) twice into fresh
 systems — once with the stock scanner, once with the paper's lookahead optimisation
 (after X of one process merges with X' of another, try X+1 against X'+1 with one memcmp
 before any tree search) — lets ksmd run, and reports:
@@ -50,7 +50,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from memoracle.ksm_corpus import Corpus, LoadedCorpus, load_corpus
+from memoracle.ksm.corpus import Corpus, LoadedCorpus, load_corpus
 from spec.ksm_api import PAGE_SIZE, KsmSystem, RunMode
 
 #: The paper's claim: lookahead eliminates up to this fraction of comparisons.

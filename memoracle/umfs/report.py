@@ -25,11 +25,19 @@ def _open_rows(results: Path | None) -> list[tuple[int, float, float, float, flo
     if results is not None and results.exists():
         figures = {f["name"]: f for f in json.loads(results.read_text())}
     if not any(name.startswith("umfs.open_us_") for name in figures):
-        from benchmarks.umfs import open_figures
+        from memoracle.umfs.open_cost import OPEN_SIZES_QUICK, open_cost, size_label
 
         figures = {}
-        for figure in open_figures(quick=True):
-            figures[figure["name"]] = {"value": figure["value"], "baseline": figure.get("baseline", 0.0)}
+        for row in open_cost(OPEN_SIZES_QUICK, repeat=5):
+            label = size_label(int(row["size"]))
+            figures[f"umfs.open_us_{label}"] = {
+                "value": row["umfs_seconds"] * 1e6,
+                "baseline": row["baseline_seconds"] * 1e6,
+            }
+            figures[f"umfs.open_pte_writes_{label}"] = {
+                "value": row["umfs_pte_writes"],
+                "baseline": row["baseline_pte_writes"],
+            }
     rows = []
     for label, size in SIZE_LABELS.items():
         time_figure = figures.get(f"umfs.open_us_{label}")

@@ -2,7 +2,7 @@
 
 ``memoracle sphinx serve --port 11211 --threads 4 [--memory BYTES] [--host 127.0.0.1]
 [--seed N] [--steering reuseport|incoming_cpu]`` serves the emulated Sphinx store (:class:`impl.sphinx.Sphinx`) over real
-TCP with :mod:`memoracle.sphinx_server`, prints ``sphinx: listening on HOST:PORT,
+TCP with :mod:`memoracle.sphinx.server`, prints ``sphinx: listening on HOST:PORT,
 T threads`` once it accepts connections, and exits 0 on SIGINT/SIGTERM. ``--port 0``
 picks a free port (the line printed names it). Bad arguments, an address in use or an
 unknown host print one line on stderr and exit 2.
@@ -17,7 +17,7 @@ import time
 
 from spec.kv_api import DEFAULT_MEMORY, DEFAULT_THREADS, SEGMENT_SIZE
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from memoracle.exitcodes import EXIT_OK, EXIT_USAGE
 _SUFFIXES = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -90,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from impl.sphinx import Sphinx
     except ImportError as error:
         return _usage(f"the Sphinx store is not available: {error}")
-    from memoracle.sphinx_server import serve
+    from memoracle.sphinx.server import serve
 
     try:
         core = Sphinx(threads, memory, seed=seed, clock=lambda: int(time.time()), steering=args.steering)

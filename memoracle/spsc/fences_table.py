@@ -15,7 +15,7 @@ from itertools import combinations
 
 from impl.cpu_emu import Model
 from impl.spsc import VARIANTS, Fences, Variant
-from memoracle.interleave import Scenario, explore
+from memoracle.spsc.interleave import Scenario, explore
 from spec.spsc_model import Criterion
 
 #: The table's workload: a ring of capacity 1, two push attempts, two pop attempts

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from memoracle.crash_campaign import (
+from memoracle.umfs.crash_campaign import (
     ALPHABET,
     SETUP,
     CampaignConfig,
@@ -74,7 +74,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 def cmd_crash(args: argparse.Namespace) -> int:
     """Run the campaign the arguments describe."""
     if args.list_mutants or args.mutant is not None:
-        from memoracle.umfs_mutants import UMFS_MUTANTS
+        from memoracle.umfs.crash_mutants import UMFS_MUTANTS
 
         if args.list_mutants:
             for name, spec in UMFS_MUTANTS.items():

@@ -3,7 +3,7 @@
 Runs a program of stores, flushes and fences on an emulator, asks it for every crash
 image, and compares the set with ``spec.persistency.allowed_images`` (brute force).
 Used by the stateful test, by ``memoracle check``, and to show that every mutant in
-``memoracle.scm_mutants`` is caught.
+``memoracle.machine.scm_mutants`` is caught.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class Violation:
         lines += [f"  {op.describe()}" for op in sorted(self.history, key=lambda o: o.call)]
         lines.append(f"why: {self.reason}")
         schedule = " ".join(f"{k[0]}{c}" + (f"@{a:#x}" if k == "drain" else "") for k, c, a in self.schedule)
-        lines.append(f"replay: memoracle.interleave.replay(scenario, schedule) with schedule = {schedule}")
+        lines.append(f"replay: memoracle.spsc.interleave.replay(scenario, schedule) with schedule = {schedule}")
         return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ The pieces:
 - :func:`make_fs_machine` builds a Hypothesis ``RuleBasedStateMachine`` whose rules
   generate those steps over a small alphabet of paths, page-crossing sizes and offsets.
 - :class:`Deviations` lets a pairing skip or tolerate exactly the differences it has
-  documented (``memoracle.os_fs.LINUX_DEVIATIONS`` for the model against Linux); the
+  documented (``memoracle.umfs.os_fs.LINUX_DEVIATIONS`` for the model against Linux); the
   default tolerates nothing.
 """
 
@@ -472,7 +472,7 @@ class Session:
         body = "".join(f"    {step!r},\n" for step in self.steps)
         return (
             "from spec.umfs_api import *\n"
-            "from memoracle.fs_conformance import data, replay\n"
+            "from memoracle.umfs.conformance import data, replay\n"
             f"{imports}\nsteps = [\n{body}]\n{calls}"
         )
 

@@ -3,7 +3,7 @@
 A *corpus* is what several real processes doing the same work hold in their private
 anonymous memory at one instant: per process, the list of (virtual address, content id)
 of its resident pages, and the distinct page contents once each. It is what a page
-merger would see, and :mod:`memoracle.ksm_study` replays it through any
+merger would see, and :mod:`memoracle.ksm.study` replays it through any
 :class:`spec.ksm_api.KsmSystem`.
 
 Capture (:func:`capture`) starts ``processes`` copies of a workload (the default,

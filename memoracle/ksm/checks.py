@@ -1,16 +1,16 @@
 """ksm's checks in the default campaign (``memoracle check --system ksm``).
 
-- ``conformance``: seeded random operation sequences (:func:`memoracle.ksm_conformance.random_ops`)
+- ``conformance``: seeded random operation sequences (:func:`memoracle.ksm.conformance.random_ops`)
   on the implementation (:class:`impl.ksm.Ksm`) against the spec, every step checked
   (views, invariants, counters against the items, the first scan, completeness once
   quiet, the exact prediction once settled, the host cache).
-- ``mutants``: every broken implementation of :mod:`memoracle.ksm_mutants` must be caught
+- ``mutants``: every broken implementation of :mod:`memoracle.ksm.mutants` must be caught
   by the same campaign on one of a few seeds (each is caught by roughly every other
   seed; the campaign stops at the first seed that catches it).
 - ``real_data``: a small capture of real interpreters' anonymous pages
-  (:func:`memoracle.ksm_corpus.capture`, two processes, their first 150 present pages)
+  (:func:`memoracle.ksm.corpus.capture`, two processes, their first 150 present pages)
   replayed through the implementation with and without lookahead and through the model
-  (:func:`memoracle.ksm_study.study_corpus`): contents intact, the same merges with
+  (:func:`memoracle.ksm.study.study_corpus`): contents intact, the same merges with
   lookahead, the ideal sharing reached, the model's prediction met. The corpus is a
   fresh capture, so the pages differ from run to run; what is checked holds for every
   corpus. Capture needs Linux's ``/proc`` (``pagemap`` and ``mem`` of the children);
@@ -47,7 +47,7 @@ def _implementation() -> Callable[[], KsmSystem] | str:
 
 
 def _conformance(seed: int) -> Outcome:
-    from memoracle.ksm_conformance import ksm_campaign
+    from memoracle.ksm.conformance import ksm_campaign
 
     factory = _implementation()
     if isinstance(factory, str):
@@ -60,10 +60,10 @@ def _conformance(seed: int) -> Outcome:
 
 
 def mutant_survivors(seed: int, seeds: int = MUTANT_SEEDS, steps: int = MUTANT_STEPS) -> list[str]:
-    """The names of the mutants in :mod:`memoracle.ksm_mutants` that the campaign misses
+    """The names of the mutants in :mod:`memoracle.ksm.mutants` that the campaign misses
     on the sequences ``seed * seeds`` .. ``seed * seeds + seeds - 1``."""
-    from memoracle.ksm_conformance import ksm_campaign
-    from memoracle.ksm_mutants import KSM_MUTANTS
+    from memoracle.ksm.conformance import ksm_campaign
+    from memoracle.ksm.mutants import KSM_MUTANTS
 
     survivors = []
     for name, factory in KSM_MUTANTS.items():
@@ -74,7 +74,7 @@ def mutant_survivors(seed: int, seeds: int = MUTANT_SEEDS, steps: int = MUTANT_S
 
 def _mutants(seed: int) -> Outcome:
     try:
-        from memoracle.ksm_mutants import KSM_MUTANTS
+        from memoracle.ksm.mutants import KSM_MUTANTS
     except ImportError as error:
         return Outcome(False, 0, f"the mutants are not available: {error}")
     survivors = mutant_survivors(seed)
@@ -85,8 +85,8 @@ def _mutants(seed: int) -> Outcome:
 def _real_data(seed: int) -> Outcome:
     """Capture, then study (see the module docstring); ``seed`` is not used (the data
     is whatever the interpreters hold)."""
-    from memoracle.ksm_corpus import CaptureError, capture
-    from memoracle.ksm_study import study_corpus
+    from memoracle.ksm.corpus import CaptureError, capture
+    from memoracle.ksm.study import study_corpus
 
     try:
         corpus, _ = capture(REAL_DATA_PROCESSES, max_pages=REAL_DATA_PAGES, timeout=REAL_DATA_TIMEOUT)

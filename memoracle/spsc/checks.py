@@ -14,10 +14,11 @@ from __future__ import annotations
 import random
 
 from impl.cpu_emu import Model
+from memoracle.check_types import Check, Outcome
 from impl.spsc import ALL_FENCES, Fences
-from memoracle.interleave import Scenario, explore
-from memoracle.spsc_histories import MUTATIONS, mutate, simulated_history
-from memoracle.spsc_mutants import RING_MUTANTS
+from memoracle.spsc.interleave import Scenario, explore
+from memoracle.spsc.histories import MUTATIONS, mutate, simulated_history
+from memoracle.spsc.mutants import RING_MUTANTS
 from spec.linearizability import check_linearizable
 from spec.spsc_fast import check_spsc
 from spec.spsc_model import Criterion, QueueSpec
@@ -66,3 +67,23 @@ def explorer_cells() -> tuple[int, str | None]:
             detail = result.violation.render() if result.violation else "no violation found"
             return runs, f"{scenario.describe()} {criterion.value}: expected ok={expected}\n{detail}"
     return runs, None
+
+
+SPSC_HISTORIES = 300
+
+
+def _spsc_checkers(seed: int) -> Outcome:
+    report = checkers_agree(seed, SPSC_HISTORIES)
+    suffix = f"\nreproduce: memoracle check --system spsc --seed {seed}"
+    return Outcome(report is None, SPSC_HISTORIES, (report + suffix) if report else "")
+
+
+def _spsc_explorer(seed: int) -> Outcome:
+    executions, report = explorer_cells()
+    return Outcome(report is None, executions, report or "")
+
+
+SPSC_CHECKS: list[Check] = [
+    Check("spsc", "fast-vs-generic", "fast SPSC checker equals Wing-Gong-Lowe on mutated histories", _spsc_checkers),
+    Check("spsc", "interleavings", "fences-table cells and ring mutants, explored exhaustively", _spsc_explorer),
+]

@@ -52,7 +52,7 @@ from impl.umfs_layout import (
 )
 from impl.umfs_tables import ZERO_PAGE
 from impl.umfs_ulog import OP_NAMES, OPS, PHASES, Txn, ULog
-from memoracle.crash_explorer import CrashExplorer, Variant
+from memoracle.umfs.crash_explorer import CrashExplorer, Variant
 from spec.crash_recovery import Op
 from spec.persistency import PersistMode
 

@@ -1,7 +1,7 @@
 """A seeded, Hypothesis-free conformance campaign: UMFS against the model.
 
 ``memoracle check`` runs it: random steps in the harness's step language
-(:mod:`memoracle.fs_conformance`), drawn from a ``random.Random(seed)``, applied to a
+(:mod:`memoracle.umfs.conformance`), drawn from a ``random.Random(seed)``, applied to a
 fresh :class:`~spec.umfs_model.ModelFs` and a fresh UMFS side by side, with both trees,
 descriptors and invariants compared after every step. A disagreement is reported with
 the script that replays it.
@@ -13,7 +13,7 @@ import random
 
 from impl.mmu_emu import Machine
 from impl.umfs import Umfs
-from memoracle.fs_conformance import (
+from memoracle.umfs.conformance import (
     DEFAULT_PATHS,
     OFFSETS,
     SIZES,

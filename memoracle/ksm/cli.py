@@ -2,11 +2,11 @@
 
 - ``ksm capture --processes N --output FILE [--workload W] [--modules a,b] [--max-pages N]
   [--aslr]``: start N real processes doing the same work, read their resident anonymous
-  pages, write a corpus file (:mod:`memoracle.ksm_corpus`).
+  pages, write a corpus file (:mod:`memoracle.ksm.corpus`).
 - ``ksm info FILE [--json]``: what a corpus holds.
 - ``ksm study FILE [--json] [--max-page-sharing M] [--use-zero-pages] [--max-scans S]``:
   merge the corpus with the implementation, with and without lookahead, and report
-  sharing against the ideal and comparisons (:mod:`memoracle.ksm_study`).
+  sharing against the ideal and comparisons (:mod:`memoracle.ksm.study`).
 
 Exit codes: 0 = done and every check held, 1 = the study found a violation (contents
 changed, lookahead merged different pages, the ideal not reached, the model disagrees),
@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from memoracle.ksm_corpus import (
+from memoracle.ksm.corpus import (
     DEFAULT_MODULES,
     WORKLOADS,
     CaptureError,
@@ -34,7 +34,7 @@ from memoracle.ksm_corpus import (
     write_corpus,
 )
 
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+from memoracle.exitcodes import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -157,7 +157,7 @@ def _by_scan(counts: tuple[int, ...]) -> str:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Run the lookahead study on a corpus."""
-    from memoracle.ksm_study import MIN_SCANS, study_corpus
+    from memoracle.ksm.study import MIN_SCANS, study_corpus
 
     if args.max_page_sharing < 2:
         return _fail("--max-page-sharing must be at least 2")

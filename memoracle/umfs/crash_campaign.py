@@ -3,7 +3,7 @@
 Bounded-exhaustive: after a fixed :data:`SETUP` (a 5000-byte file ``/a`` and a directory
 ``/d``, not crashed), every workload of 1 … N operations drawn from :data:`ALPHABET` —
 two files, one directory, offsets and sizes that cross page boundaries, every kind of
-operation — is run through :class:`~memoracle.crash_explorer.CrashExplorer`.
+operation — is run through :class:`~memoracle.umfs.crash_explorer.CrashExplorer`.
 
 Fuzzing: Hypothesis draws workloads (up to ``max_ops`` operations) from the same
 alphabet and shrinks a failing one to the smallest that still fails.
@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from memoracle.crash_explorer import CrashExplorer, Stats, Variant
+from memoracle.umfs.crash_explorer import CrashExplorer, Stats, Variant
 from spec.crash_recovery import Op
 from spec.persistency import PersistMode
 
@@ -76,7 +76,7 @@ class CampaignConfig:
     def variant(self) -> Variant:
         """The UMFS (or mutant) the campaign runs on."""
         if self.mutant is not None:
-            from memoracle.umfs_mutants import UMFS_MUTANTS
+            from memoracle.umfs.crash_mutants import UMFS_MUTANTS
 
             return UMFS_MUTANTS[self.mutant].variant
         if self.skip_flush or self.skip_fence:

@@ -33,7 +33,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-from memoracle.fs_conformance import Call, Deviations, Outcome
+from memoracle.umfs.conformance import Call, Deviations, Outcome
 from spec.umfs_api import (
     ERRORS,
     O_ACCMODE,
@@ -359,7 +359,7 @@ class LinuxDeviations(Deviations):
     """Exactly the deviations L1–L8 of :mod:`spec.umfs_model`: the model on the left,
     Linux (an :class:`OsDirFs`) on the right."""
 
-    reference = "memoracle.os_fs.LINUX_DEVIATIONS"
+    reference = "memoracle.umfs.os_fs.LINUX_DEVIATIONS"
     #: id → one line; the same ids appear in the model's docstring (a test checks).
     IDS = {
         "L1": "open with access mode 3: model EINVAL, Linux opens (skipped)",

@@ -23,7 +23,7 @@ from spec.linearizability import check_linearizable, queue_unit
 from spec.spsc_fast import NotSpscError, check_spsc
 from spec.spsc_model import Criterion, QueueSpec
 
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+from memoracle.exitcodes import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def cmd_history_check(args: argparse.Namespace) -> int:
 
 def cmd_history_record(args: argparse.Namespace) -> int:
     """``memoracle history record OUT``: two processes, one shared ring, one history."""
-    from memoracle.recorder import record_history
+    from memoracle.spsc.recorder import record_history
 
     if args.operations < 1 or args.capacity < 1 or args.capacity & (args.capacity - 1):
         sys.stderr.write("memoracle: --operations must be positive and --capacity a power of two\n")
@@ -170,8 +170,8 @@ def cmd_interleave(args: argparse.Namespace) -> int:
     """``memoracle interleave``: explore one scenario, or print the fences table."""
     from impl.cpu_emu import Model
     from impl.spsc import Fences
-    from memoracle.fences_table import fences_table, render_markdown
-    from memoracle.interleave import Scenario, explore, pct
+    from memoracle.spsc.fences_table import fences_table, render_markdown
+    from memoracle.spsc.interleave import Scenario, explore, pct
 
     if args.table:
         print(render_markdown(fences_table()))

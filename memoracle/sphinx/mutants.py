@@ -1,4 +1,4 @@
-"""Deliberately broken Sphinx stores that the checks of :mod:`memoracle.sphinx_conformance`
+"""Deliberately broken Sphinx stores that the checks of :mod:`memoracle.sphinx.conformance`
 must catch: each overrides one of the hooks :class:`impl.sphinx.Sphinx` documents."""
 
 from __future__ import annotations

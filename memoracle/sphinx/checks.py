@@ -3,7 +3,7 @@
 - ``conformance``: seeded workloads (3 threads, 2 segments of 4 KiB per thread, so
   segments expire) against the precise model, byte for byte, ``stats`` included;
 - ``linearizability``: concurrent histories (4 connections, 3 keys) checked per key;
-- ``mutants``: every mutant of :mod:`memoracle.sphinx_mutants` must be caught by the
+- ``mutants``: every mutant of :mod:`memoracle.sphinx.mutants` must be caught by the
   conformance harness (run without ``stats`` so that a counter difference of the real
   store cannot hide which mutant was caught).
 """
@@ -28,7 +28,7 @@ def _make(cls: type) -> object:
 
 def _conformance(seed: int) -> Outcome:
     from impl.sphinx import Sphinx
-    from memoracle.sphinx_conformance import conformance_run
+    from memoracle.sphinx.conformance import conformance_run
 
     for run in range(CONFORMANCE_RUNS):
         mismatch = conformance_run(_make(Sphinx), seed * 1000 + run, CONFORMANCE_STEPS)  # type: ignore[arg-type]
@@ -43,7 +43,7 @@ def _conformance(seed: int) -> Outcome:
 
 def _linearizability(seed: int) -> Outcome:
     from impl.sphinx import Sphinx
-    from memoracle.sphinx_conformance import history_run
+    from memoracle.sphinx.conformance import history_run
 
     for run in range(HISTORY_RUNS):
         report = history_run(_make(Sphinx), seed * 1000 + run, HISTORY_OPERATIONS)  # type: ignore[arg-type]
@@ -57,8 +57,8 @@ def _linearizability(seed: int) -> Outcome:
 
 
 def _mutants(seed: int) -> Outcome:
-    from memoracle.sphinx_conformance import conformance_run
-    from memoracle.sphinx_mutants import SPHINX_MUTANTS
+    from memoracle.sphinx.conformance import conformance_run
+    from memoracle.sphinx.mutants import SPHINX_MUTANTS
 
     survivors = [
         name

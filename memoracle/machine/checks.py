@@ -1,0 +1,83 @@
+"""The machine's checks in the default campaign (``memoracle check --system machine``).
+
+- ``mmu-translation``: seeded maps, unmaps, protections and splices on the emulated MMU,
+  every translation compared with :func:`spec.paging.walk`, invariants after each step;
+- ``persistency-adr`` / ``persistency-eadr``: random store/flush/fence programs whose
+  crash images (from :mod:`impl.scm_emu`) must equal :func:`spec.persistency.allowed_images`;
+- ``persistency-mutants``: every broken emulator of :mod:`memoracle.machine.scm_mutants`
+  must be caught by that comparison.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from memoracle.check_types import Check, Outcome
+from memoracle.machine.mmu_check import mmu_campaign
+from memoracle.machine.persistency_check import campaign
+from memoracle.machine.scm_mutants import SCM_MUTANTS
+from spec.persistency import PersistMode
+
+PERSISTENCY_PROGRAMS = 150
+
+
+def _persistency(mode: PersistMode) -> Callable[[int], Outcome]:
+    def run(seed: int) -> Outcome:
+        mismatch = campaign(seed, PERSISTENCY_PROGRAMS, mode)
+        if mismatch is None:
+            return Outcome(True, PERSISTENCY_PROGRAMS)
+        return Outcome(
+            False,
+            PERSISTENCY_PROGRAMS,
+            mismatch.render() + f"\nreproduce: memoracle check --seed {seed}",
+        )
+
+    return run
+
+
+def _persistency_mutants(seed: int) -> Outcome:
+    survivors = [
+        name
+        for name, mutant in SCM_MUTANTS.items()
+        if campaign(seed, 300, PersistMode.ADR, mutant) is None
+    ]
+    report = f"mutants not caught: {', '.join(survivors)}" if survivors else ""
+    return Outcome(not survivors, len(SCM_MUTANTS), report)
+
+
+MMU_STEPS = 400
+
+
+def _mmu(seed: int) -> Outcome:
+    report = mmu_campaign(seed, MMU_STEPS)
+    if report is None:
+        return Outcome(True, MMU_STEPS)
+    return Outcome(False, MMU_STEPS, report + f"\nreproduce: memoracle check --seed {seed}")
+
+
+MACHINE_CHECKS: list[Check] = [
+    Check(
+        "machine",
+        "mmu-translation",
+        "MMU translations equal spec.paging.walk; invariants after every step",
+        _mmu,
+    ),
+    Check(
+        "machine",
+        "persistency-adr",
+        "SCM crash images equal the spec's (ADR), random programs",
+        _persistency(PersistMode.ADR),
+    ),
+    Check(
+        "machine",
+        "persistency-eadr",
+        "SCM crash images equal the spec's (eADR), random programs",
+        _persistency(PersistMode.EADR),
+    ),
+    Check(
+        "machine",
+        "persistency-mutants",
+        "every broken SCM emulator is caught by the comparison",
+        _persistency_mutants,
+    ),
+]

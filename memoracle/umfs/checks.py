@@ -1,0 +1,47 @@
+"""UMFS's checks in the default campaign (``memoracle check --system umfs``).
+
+- ``conformance``: a seeded step sequence on UMFS and on the model side by side
+  (:mod:`memoracle.umfs.campaign`), fsck after every step;
+- ``crash``: a few workloads crashed everywhere the persistency model allows, and again
+  inside their recovery (:class:`memoracle.umfs.crash_explorer.CrashExplorer`).
+"""
+
+from __future__ import annotations
+
+from memoracle.check_types import Check, Outcome
+
+UMFS_STEPS = 300
+
+
+def _umfs(seed: int) -> Outcome:
+    from memoracle.umfs.campaign import umfs_campaign
+
+    report = umfs_campaign(seed, UMFS_STEPS)
+    return Outcome(report is None, UMFS_STEPS, report or "")
+
+
+CRASH_WORKLOADS: tuple[tuple[tuple[str | int, ...], ...], ...] = (
+    (("write", "/a", 4000, 200, 3),),
+    (("write", "/a", 8000, 300, 4),),
+    (("creat", "/b"), ("rename", "/a", "/b")),
+    (("link", "/a", "/d/c"), ("unlink", "/a")),
+    (("truncate", "/a", 3000), ("rmdir", "/d")),
+)
+
+
+def _crash(seed: int) -> Outcome:
+    from memoracle.umfs.crash_campaign import SETUP
+    from memoracle.umfs.crash_explorer import CrashExplorer
+
+    explorer = CrashExplorer(image_limit=8, seed=seed, strict=True, recovery_image_limit=4)
+    for ops in CRASH_WORKLOADS:
+        found = explorer.explore(SETUP, ops)
+        if found:
+            return Outcome(False, explorer.stats.images, found[0].render())
+    return Outcome(True, explorer.stats.images)
+
+
+UMFS_CHECKS: list[Check] = [
+    Check("umfs", "conformance", "UMFS agrees with the model step by step; fsck after each", _umfs),
+    Check("umfs", "crash", "crash images of 5 workloads (and of their recovery) recover to allowed trees", _crash),
+]
