@@ -469,7 +469,7 @@ class Ksm(KsmEngine):
         self.scan_index = -1
         self.scan_prev = None
         self.unstable_tree.clear()
-        self.hint = None
+        self.optimisations.forget()
         self.seqnr = 0
 
     def _remove_all_stable_nodes(self) -> bool:

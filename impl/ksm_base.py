@@ -80,8 +80,6 @@ class KsmBase:
         self.scan_prev: RmapItem | None = None
         self.now_ms = 0
         self.next_batch_ms = 0
-        #: Lookahead hint: (process, next address, partner rmap item).
-        self.hint: tuple[Process, int, RmapItem] | None = None
         #: Host page cache: id -> frame.
         self.host_pages: dict[int, int] = {}
         self.race_hook: RaceHook | None = None
@@ -91,10 +89,13 @@ class KsmBase:
         self.stores_at_unstable_start = 0
 
     # == frames ======================================================================
-    def _hold(self, frame: int) -> None:
+    def get_page(self, frame: int) -> None:
+        """Take a temporary reference on ``frame`` (the kernel's ``get_page``)."""
         self.frames[frame].holds += 1
 
-    def _release(self, frame: int) -> None:
+    def put_page(self, frame: int) -> None:
+        """Drop a reference taken by :meth:`get_page`; frees the frame when nothing maps
+        or holds it."""
         f = self.frames[frame]
         f.holds -= 1
         self._maybe_free(frame, f)
@@ -109,7 +110,7 @@ class KsmBase:
         """The content of ``frame`` (a copy)."""
         return bytes(self.dram[frame : frame + PAGE])
 
-    def _memcmp(self, page: bytes, frame: int) -> int:
+    def memcmp_pages(self, page: bytes, frame: int) -> int:
         """``memcmp_pages``: compare ``page`` with the content of ``frame``; counted.
         (The first 8 bytes are compared first, read in place as a big-endian number:
         when they differ they decide the order, which is the same as ``memcmp``'s; it

@@ -60,10 +60,11 @@ from __future__ import annotations
 
 from impl.ksm_base import _HEAD_AT, _MERGEABLE, _U64_AT, KSM_ZERO_BIT, PAGE, PAGE_MASK, KsmBase, RaceHook
 from impl.ksm_hash import checksum_function, xxhash_page
-from impl.ksm_optim import drop_duplicate_host_pages, lookahead
+from impl.ksm_optim import Optimisations
 from impl.ksm_state import Frame, Process, RmapItem, StableNode
 from impl.ksm_tree import RbNode
-from spec.ksm_api import GuestKind, RunMode
+from impl.mmu_emu import Machine
+from spec.ksm_api import GuestKind, KsmKnobs, RunMode
 from spec.paging import ADDR_MASK, RW, US, D, P
 
 #: ``ksm_stable_node_chains_prune_millisecs`` (the kernel's default; not a knob here).
@@ -92,6 +93,11 @@ class KsmEngine(KsmBase):
     compared in full and its PTE re-checked; every KSM page is read-only in every
     mapping; the counters are exactly those the kernel keeps (see ``spec.ksm_api``).
     """
+
+    def __init__(self, machine: Machine, knobs: KsmKnobs) -> None:
+        super().__init__(machine, knobs)
+        #: Lookahead and the exclusive host cache (:mod:`impl.ksm_optim`).
+        self.optimisations = Optimisations(self)
 
     # == rmap items and trees ========================================================
     def _free_item(self, item: RmapItem) -> None:
@@ -139,12 +145,12 @@ class KsmEngine(KsmBase):
             self.stable_tree.erase(node.rb)
             node.rb = None
 
-    def _is_candidate(self, node: StableNode, offset: int = 0) -> bool:
+    def is_page_sharing_candidate(self, node: StableNode, offset: int = 0) -> bool:
         """``__is_page_sharing_candidate``."""
         n = len(node.hlist)
         return n > 0 and n + offset < self.knobs_state.max_page_sharing
 
-    def _chain(self, snode: StableNode, prune: bool) -> StableNode | None:
+    def stable_node_chain(self, snode: StableNode, prune: bool) -> StableNode | None:
         """``__stable_node_chain``: the node to compare with for tree node ``snode`` —
         itself if plain and live, the best dup of a chain — or None if it was stale
         (then it has been removed and the caller restarts its walk)."""
@@ -164,11 +170,11 @@ class KsmEngine(KsmBase):
                 self.remove_node_from_stable_tree(dup)
                 continue
             if found is None or (
-                self._is_candidate(dup)
-                and (not self._is_candidate(found) or len(dup.hlist) > found_len)
+                self.is_page_sharing_candidate(dup)
+                and (not self.is_page_sharing_candidate(found) or len(dup.hlist) > found_len)
             ):
                 found, found_len = dup, len(dup.hlist)
-                if not prune and self._is_candidate(found):
+                if not prune and self.is_page_sharing_candidate(found):
                     break
         if found is None:
             assert isinstance(snode.rb, RbNode)
@@ -185,7 +191,7 @@ class KsmEngine(KsmBase):
             snode.dups.clear()
             self.stable_node_chains -= 1
             self.stable_node_dups -= 1
-        elif snode.dups[0] is not found and self._is_candidate(found, 1):
+        elif snode.dups[0] is not found and self.is_page_sharing_candidate(found, 1):
             snode.dups.remove(found)
             snode.dups.insert(0, found)
         return found
@@ -205,17 +211,17 @@ class KsmEngine(KsmBase):
                 while rb is not None:
                     dup = rb.value
                     if dup.is_chain:
-                        found = self._chain(dup, prune=True)
+                        found = self.stable_node_chain(dup, prune=True)
                     else:  # __stable_node_chain of a plain node: the keyhole test
                         kf = frames.get(dup.frame)
-                        found = dup if kf is not None and kf.stable is dup else self._chain(dup, prune=True)
+                        found = dup if kf is not None and kf.stable is dup else self.stable_node_chain(dup, prune=True)
                     if found is None:
                         restart = True
                         break
                     compared += 1
                     content = found.content  # the KSM page's content (it never changes)
                     if page == content:
-                        return found if self._is_candidate(found) else None
+                        return found if self.is_page_sharing_candidate(found) else None
                     rb = rb.left if page < content else rb.right
                 if not restart:
                     return None
@@ -234,12 +240,12 @@ class KsmEngine(KsmBase):
             equal: RbNode[StableNode] | None = None
             restart = False
             while rb is not None:
-                dup = self._chain(rb.value, prune=False)
+                dup = self.stable_node_chain(rb.value, prune=False)
                 if dup is None:
                     restart = True
                     break
                 self.stable_tree.comparisons += 1
-                ret = self._memcmp(page, dup.frame)
+                ret = self.memcmp_pages(page, dup.frame)
                 parent = rb
                 if ret < 0:
                     rb, left = rb.left, True
@@ -374,7 +380,7 @@ class KsmEngine(KsmBase):
 
     def pages_identical(self, frame: int, kframe: int) -> bool:
         """``pages_identical``: full-page comparison (counted)."""
-        return self._memcmp(self.page_bytes(frame), kframe) == 0
+        return self.memcmp_pages(self.page_bytes(frame), kframe) == 0
 
     def pte_unchanged(self, proc: Process, va: int, orig_pte: int) -> bool:
         """``pte_same(*ptep, orig_pte)`` in ``replace_page``: nothing touched the PTE."""
@@ -517,7 +523,7 @@ class KsmEngine(KsmBase):
                 return
             if self.try_to_merge_with_zero_page(item, frame):
                 return
-            if self.knobs_state.lookahead and self._lookahead(item, frame, page):
+            if self.knobs_state.lookahead and self.optimisations.lookahead(item, frame, page):
                 return
         knode = self.stable_tree_search(frame, page)
         self.remove_rmap_item_from_tree(item)
@@ -526,13 +532,13 @@ class KsmEngine(KsmBase):
             return
         found = self.unstable_tree_search_insert(item, frame, page)
         if found is not None:
-            self._merge_pair(item, frame, *found)
+            self.merge_pair(item, frame, *found)
 
     def merge_into_stable(self, item: RmapItem, frame: int, knode: StableNode) -> bool:
         """Merge the scanned page into the KSM page of ``knode`` (the stable-tree branch
         of ``cmp_and_merge_page``); True if it merged."""
         kframe = knode.frame
-        self._hold(kframe)
+        self.get_page(kframe)
         try:
             if not self.try_to_merge_with_ksm_page(item, frame, kframe):
                 return False
@@ -542,15 +548,15 @@ class KsmEngine(KsmBase):
             self._remember(item, partner)
             return True
         finally:
-            self._release(kframe)
+            self.put_page(kframe)
 
-    def _merge_pair(self, item: RmapItem, frame: int, tree_item: RmapItem, tree_frame: int) -> bool:
+    def merge_pair(self, item: RmapItem, frame: int, tree_item: RmapItem, tree_frame: int) -> bool:
         """Merge the scanned page with an unstable-tree page into a new KSM page."""
-        self._hold(tree_frame)
+        self.get_page(tree_frame)
         try:
             kframe = self.try_to_merge_two_pages(item, frame, tree_item, tree_frame)
         finally:
-            self._release(tree_frame)
+            self.put_page(tree_frame)
         if kframe is None:
             return False
         node = self.stable_tree_insert(kframe)
@@ -562,12 +568,8 @@ class KsmEngine(KsmBase):
 
     def _remember(self, item: RmapItem, partner: RmapItem | None) -> None:
         """Record the lookahead hint after a merge of ``item`` with ``partner``."""
-        if self.knobs_state.lookahead and partner is not None:
-            self.hint = (item.proc, item.addr + PAGE, partner)
-
-    def _lookahead(self, item: RmapItem, frame: int, page: bytes) -> bool:
-        """The lookahead optimisation (:func:`impl.ksm_optim.lookahead`)."""
-        return lookahead(self, item, frame, page)
+        if self.knobs_state.lookahead:
+            self.optimisations.remember(item, partner)
 
     # == the scan loop ===============================================================
     def _get_next_rmap_item(self, proc: Process, va: int) -> RmapItem:
@@ -679,7 +681,7 @@ class KsmEngine(KsmBase):
             self.unstable_tree.clear()
             self.unstable_gen += 1
             self.stores_at_unstable_start = self.user_stores
-            self.hint = None
+            self.optimisations.forget()
             if not self.mm_list:
                 self._end_full_scan()
                 return None
@@ -705,7 +707,7 @@ class KsmEngine(KsmBase):
 
     def _end_full_scan(self) -> None:
         if self.knobs_state.exclusive_host_cache:
-            self._drop_duplicate_host_pages()
+            self.optimisations.drop_duplicate_host_pages()
         self.seqnr += 1
 
     def do_scan(self, npages: int) -> None:
@@ -715,19 +717,16 @@ class KsmEngine(KsmBase):
             if found is None:
                 return
             item, frame = found
-            self._hold(frame)
+            self.get_page(frame)
             try:
                 self.cmp_and_merge_page(item, frame)
             finally:
-                self._release(frame)
+                self.put_page(frame)
             self.stats["pages_scanned"] += 1
 
     def set_checksum(self, name: str) -> None:
         """Switch the checksum function (stored checksums then look changed once)."""
         self._checksum = checksum_function(name)
-
-    def _drop_duplicate_host_pages(self) -> None:
-        drop_duplicate_host_pages(self)
 
     def is_running(self) -> bool:
         """Whether ksmd merges (``run`` is MERGE)."""
