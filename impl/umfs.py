@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 
 from impl.mmu_emu import AddressSpace, Machine, Vma, VmaFlags
 from impl.umfs_layout import (
-    DIRENT_SIZE,
-    DIRENTS_PER_PAGE,
     INODE_KIND,
     INODE_SIZE,
     INODE_SIZE_FIELD,
@@ -57,18 +55,15 @@ from impl.umfs_layout import (
     CorruptImage,
     Inode,
     Superblock,
-    pack_dirent,
     u64,
-    unpack_dirent,
     word,
 )
-from impl import umfs_names
+from impl.umfs_names import NamespaceOps
 from impl.umfs_tables import ZERO_PAGE, FileTables, PageAllocator, PmAccess, entry
 from impl.umfs_ulog import Txn, ULog, recover_log
 from spec.paging import PML4, RW, US, P, make_entry
 from spec.umfs_api import (
     MAX_FDS,
-    NAME_MAX,
     O_ACCMODE,
     O_APPEND,
     O_CREAT,
@@ -78,7 +73,6 @@ from spec.umfs_api import (
     O_SUPPORTED,
     O_TRUNC,
     O_WRONLY,
-    PATH_MAX,
     SEEK_CUR,
     SEEK_END,
     SEEK_SET,
@@ -87,9 +81,7 @@ from spec.umfs_api import (
     FileMapping,
     Invalid,
     IsDirectory,
-    NameTooLong,
     NoEntry,
-    NotDirectory,
     Stat,
     TooManyOpen,
 )
@@ -156,8 +148,11 @@ class UmfsMapping:
         return self._fs._read_through_mmu(process, self._description.ino, offset, length)
 
 
-class Umfs:
+class Umfs(NamespaceOps):
     """A mounted UMFS instance. Satisfies :class:`spec.umfs_api.FileSystem`.
+
+    Paths, directories and the namespace operations come from
+    :class:`~impl.umfs_names.NamespaceOps`.
 
     Create with :meth:`mkfs` or :meth:`mount`; never construct directly.
     """
@@ -323,6 +318,10 @@ class Umfs:
             return header + LOG_ATTR_SIZE
         return self._inode_addr(ino) + INODE_SIZE_FIELD
 
+    def _kind(self, ino: int) -> int:
+        kind = self._open_kinds.get(ino)
+        return kind if kind is not None else self._inode(ino).kind
+
     def _size(self, ino: int) -> int:
         return self.pm.read_u64(self._size_addr(ino))
 
@@ -352,90 +351,6 @@ class Umfs:
     def _commit(self, txn: Txn, log_ino: int) -> None:
         self._log(log_ino).commit(txn, self._seq)
         self._seq += 1
-
-    # ================================================================ directories
-
-    def _dir_slots(self, dino: int) -> list[tuple[int, int, bytes]]:
-        """Every slot of the directory: ``(slot address, ino or 0, name)``."""
-        top = self._inode(dino).fpt
-        slots = []
-        for index in range(_pages(self._size(dino))):
-            page = self.tables.lookup(top, index)
-            if page is None:
-                raise CorruptImage(f"directory {dino} is missing page {index}")
-            raw = self.pm.read(page, PAGE)
-            for slot in range(DIRENTS_PER_PAGE):
-                ino, name = unpack_dirent(raw[slot * DIRENT_SIZE : (slot + 1) * DIRENT_SIZE])
-                slots.append((page + slot * DIRENT_SIZE, ino, name))
-        return slots
-
-    def _entries(self, dino: int) -> dict[str, tuple[int, int]]:
-        """name → (ino, slot address) of the directory's entries."""
-        return {
-            name.decode("utf-8"): (ino, slot) for slot, ino, name in self._dir_slots(dino) if ino
-        }
-
-    def _plan_add_entry(self, txn: Txn, dino: int, name: str, ino: int) -> None:
-        record = pack_dirent(ino, name.encode("utf-8"))
-        for slot, used, _ in self._dir_slots(dino):
-            if not used:
-                txn.write(slot, record, "attrs")
-                return
-        size = self._size(dino)
-        old = _pages(size)
-        (page,) = txn.grow(self.tables, self._inode(dino).fpt, old, old + 1)
-        txn.writes["data"].append((page, record.ljust(PAGE, b"\0")))
-        txn.write(self._size_addr(dino), u64((old + 1) * PAGE), "attrs")
-
-    # ================================================================ paths (the model's order)
-
-    def _parse(self, path: str) -> tuple[str, ...]:
-        try:
-            size = len(path.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise Invalid(repr(path)[:80]) from None
-        if size > PATH_MAX:
-            raise NameTooLong(path[:80])
-        if path == "/":
-            return ()
-        if not path.startswith("/") or "\0" in path:
-            raise Invalid(repr(path)[:80])
-        names = tuple(path[1:].split("/"))
-        if any(name in ("", ".", "..") for name in names):
-            raise Invalid(repr(path)[:80])
-        return names
-
-    def _kind(self, ino: int) -> int:
-        kind = self._open_kinds.get(ino)
-        return kind if kind is not None else self._inode(ino).kind
-
-    def _find(self, dino: int, name: str, path: str) -> int | None:
-        if self._kind(dino) != KIND_DIR:
-            raise NotDirectory(path[:80])
-        if len(name.encode("utf-8")) > NAME_MAX:
-            raise NameTooLong(path[:80])
-        found = self._entries(dino).get(name)
-        return found[0] if found else None
-
-    def _lookup(self, dino: int, name: str, path: str) -> int:
-        ino = self._find(dino, name, path)
-        if ino is None:
-            raise NoEntry(path[:80])
-        return ino
-
-    def _resolve(self, names: tuple[str, ...], path: str) -> int:
-        ino = ROOT_INO
-        for name in names:
-            ino = self._lookup(ino, name, path)
-        return ino
-
-    def _parent(self, names: tuple[str, ...], path: str) -> tuple[int, str | None]:
-        if not names:
-            return ROOT_INO, None
-        parent = self._resolve(names[:-1], path)
-        if self._kind(parent) != KIND_DIR:
-            raise NotDirectory(path[:80])
-        return parent, names[-1]
 
     # ================================================================ processes
 
@@ -779,20 +694,6 @@ class Umfs:
         if inode.kind == KIND_FILE:
             return Stat(self._size(ino), inode.nlink, "file")
         return Stat(0, inode.nlink, "dir")
-
-    # ---------------------------------------------------------------- names (impl/umfs_names.py)
-    stat = umfs_names.stat
-    listdir = umfs_names.listdir
-    _take_inode = umfs_names._take_inode
-    _create = umfs_names._create
-    mkdir = umfs_names.mkdir
-    _plan_drop = umfs_names._plan_drop
-    _plan_links = umfs_names._plan_links
-    _finish = umfs_names._finish
-    unlink = umfs_names.unlink
-    rmdir = umfs_names.rmdir
-    link = umfs_names.link
-    rename = umfs_names.rename
 
     # ================================================================ checking
 

@@ -324,3 +324,14 @@ def test_the_check_campaign_catches_a_umfs_that_drops_a_byte(monkeypatch: pytest
     monkeypatch.setattr(fs_campaign, "make_umfs", make_broken)
     report = fs_campaign.umfs_campaign(0, 300)
     assert report is not None and "--seed 0" in report
+
+
+def test_the_namespace_mixin_gets_everything_it_declares() -> None:
+    """``NamespaceOps`` declares what it uses of the core; a mounted UMFS has all of it
+    (a declaration the core does not fulfil would be an AttributeError at run time)."""
+    from impl.umfs_names import NamespaceOps
+
+    fs = fresh()
+    declared = set(NamespaceOps.__annotations__)
+    assert {"_inode", "_commit", "pm"} <= declared
+    assert [name for name in sorted(declared) if not hasattr(fs, name)] == []
