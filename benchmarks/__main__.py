@@ -27,8 +27,6 @@ class _Parser(argparse.ArgumentParser):
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmarks, print the table and write ``bench-results.json``."""
-    from benchmarks import SYSTEMS, run_benchmarks
-
     only = set(args.only) if args.only else None
     if only is not None and not only <= set(SYSTEMS):
         sys.stderr.write(f"benchmarks: unknown system {', '.join(sorted(only - set(SYSTEMS)))}\n")

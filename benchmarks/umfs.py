@@ -22,16 +22,12 @@ flushes and fences), printed beside a raw ``bytes`` copy of the same size.
 from __future__ import annotations
 
 import random
-import time
 
 from benchmarks.common import Figure, best_seconds
 from memoracle.umfs.open_cost import KIB, MIB, OPEN_SIZES, OPEN_SIZES_QUICK, open_cost, size_label
-from impl.mmu_emu import AddressSpace, Machine
-from impl.scm_emu import ScmEmu
+from impl.mmu_emu import Machine
 from impl.umfs import Umfs
-from spec.paging import PAGE_SIZE, US
-from spec.persistency import PersistMode
-from spec.umfs_api import O_CREAT, O_RDONLY, O_RDWR
+from spec.umfs_api import O_CREAT, O_RDWR
 
 REQUEST_SIZES = (4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB)
 

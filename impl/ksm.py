@@ -174,7 +174,7 @@ class Ksm(KsmEngine):
                 return
         raise MappingError("ENOMEM", f"[{start:#x}, {end:#x}) is not entirely mapped")
 
-    def _present(self, proc: Process, start: int, end: int) -> list[tuple[int, int]]:
+    def present_ptes(self, proc: Process, start: int, end: int) -> list[tuple[int, int]]:
         """``(va, entry)`` of every present PTE in ``[start, end)``."""
         out: list[tuple[int, int]] = []
         va = start
@@ -206,7 +206,7 @@ class Ksm(KsmEngine):
         proc.layout_gen += 1
         start, end = self._range(addr, npages)
         for vma in self._split(proc, start, end):
-            for va, entry in self._present(proc, vma.start, vma.end):
+            for va, entry in self.present_ptes(proc, vma.start, vma.end):
                 self._unmap_page(proc, va, entry)
             proc.space.release(vma)
         for va in [a for a in proc.kinds if start <= a < end]:
@@ -226,7 +226,7 @@ class Ksm(KsmEngine):
             if writable:
                 flags |= VmaFlags.WRITE
             vma.flags = flags
-            for va, entry in self._present(proc, vma.start, vma.end):
+            for va, entry in self.present_ptes(proc, vma.start, vma.end):
                 frame = entry & ADDR_MASK
                 new = entry & ~(RW | US | D)
                 if readable or writable:
@@ -243,7 +243,7 @@ class Ksm(KsmEngine):
             self.mm_list.append(proc)
 
     def _unmerge_range(self, proc: Process, start: int, end: int) -> None:
-        for va, _ in self._present(proc, start, end):
+        for va, _ in self.present_ptes(proc, start, end):
             self.break_ksm(proc, va)
 
     def _free_items(self, proc: Process, start: int, end: int) -> None:

@@ -8,7 +8,7 @@ time and the statistics; and the small helpers every step uses — references on
 stable node, and PT-entry reads and writes through the emulated page tables.
 
 Page-table frames are DRAM frames (``Machine.alloc_frame`` allocates DRAM), so a PT
-entry is read in place from DRAM (``_U64_AT``); writes go through
+entry is read in place from DRAM (``U64_AT``); writes go through
 :class:`~impl.mmu_emu.AddressSpace` (``unmap``/``map``/``protect``), which flush the
 TLB entry as the kernel's ``ptep_clear_flush`` does.
 """
@@ -29,11 +29,12 @@ PAGE = 4096
 PAGE_MASK = ~(PAGE - 1)
 #: Software PTE bit marking a zero page mapped by KSM (the kernel uses dirty+special).
 KSM_ZERO_BIT = SW1
-_MERGEABLE = int(VmaFlags.MERGEABLE)
+#: ``VmaFlags.MERGEABLE`` as a plain int, for the scan's hot loop.
+MERGEABLE_FLAG = int(VmaFlags.MERGEABLE)
 #: A little-endian 8-byte word (a PT entry) read in place from DRAM.
-_U64_AT = struct.Struct("<Q").unpack_from
+U64_AT = struct.Struct("<Q").unpack_from
 #: The first 8 bytes of a page as a big-endian number: their order is ``memcmp``'s.
-_HEAD_AT = struct.Struct(">Q").unpack_from
+HEAD_AT = struct.Struct(">Q").unpack_from
 
 #: ``race_hook(point, pid, addr)``: called between the merge steps.
 RaceHook = Callable[[str, int, int], None]
@@ -116,13 +117,13 @@ class KsmBase:
         when they differ they decide the order, which is the same as ``memcmp``'s; it
         only saves copying the frame.)"""
         self.stats["comparisons"] += 1
-        return self._order(page, _HEAD_AT(page)[0], frame)
+        return self._order(page, HEAD_AT(page)[0], frame)
 
     def _order(self, page: bytes, head: int, frame: int) -> int:
         """``memcmp`` of ``page`` (whose first 8 bytes are ``head``, big-endian) with the
         content of ``frame``, uncounted: -1, 0 or 1."""
         dram = self.dram
-        other_head: int = _HEAD_AT(dram, frame)[0]
+        other_head: int = HEAD_AT(dram, frame)[0]
         if head != other_head:
             return -1 if head < other_head else 1
         other = dram[frame : frame + PAGE]
@@ -166,7 +167,7 @@ class KsmBase:
     def find_mergeable_vma(self, proc: Process, va: int) -> bool:
         """``find_mergeable_vma``: whether a MERGEABLE VMA covers ``va``."""
         vma = proc.space.find_vma(va)
-        return vma is not None and bool(vma.flags._value_ & _MERGEABLE)
+        return vma is not None and bool(vma.flags._value_ & MERGEABLE_FLAG)
 
     def _set_pte(self, proc: Process, va: int, value: int) -> None:
         """``ptep_clear_flush`` then ``set_pte_at``: clear the PTE and flush its TLB

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from impl.ksm_hash import xxhash_page
+from impl.ksm_hash import checksum_function, xxhash_page
 from impl.ksm_scan import KSM_ZERO_BIT
 from impl.ksm_state import RmapItem, StableNode
 from impl.ksm_tree import RbNode
@@ -91,7 +91,7 @@ def snapshot(ksm: Ksm) -> KsmSnapshot:
         for vma in proc.space.vmas():
             if not vma.flags & VmaFlags.MERGEABLE:
                 continue
-            for va, entry in ksm._present(proc, vma.start, vma.end):
+            for va, entry in ksm.present_ptes(proc, vma.start, vma.end):
                 frame = entry & ADDR_MASK
                 zero = frame == ksm.zero_frame
                 if zero and not entry & KSM_ZERO_BIT:
@@ -120,7 +120,7 @@ def _check_ptes(ksm: Ksm) -> None:
         proc.space.check_invariants()
         zero = 0
         for vma in proc.space.vmas():
-            for va, entry in ksm._present(proc, vma.start, vma.end):
+            for va, entry in ksm.present_ptes(proc, vma.start, vma.end):
                 frame = entry & ADDR_MASK
                 if frame == ksm.zero_frame:
                     assert not entry & RW, f"pid {proc.pid} {va:#x}: the zero page is writable"
@@ -199,7 +199,7 @@ def _check_unstable(ksm: Ksm) -> None:
         if frame is None:
             return
         page = ksm.page_bytes(frame)
-        if ksm._checksum(page) != item.oldchecksum:
+        if checksum_function(ksm.knobs_state.checksum)(page) != item.oldchecksum:
             return  # the checksum function was switched since
         contents.append(page)
     for a, b in zip(contents, contents[1:]):

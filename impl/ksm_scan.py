@@ -58,7 +58,7 @@ asks):
 
 from __future__ import annotations
 
-from impl.ksm_base import _HEAD_AT, _MERGEABLE, _U64_AT, KSM_ZERO_BIT, PAGE, PAGE_MASK, KsmBase, RaceHook
+from impl.ksm_base import HEAD_AT, KSM_ZERO_BIT, MERGEABLE_FLAG, PAGE, PAGE_MASK, U64_AT, KsmBase, RaceHook
 from impl.ksm_hash import checksum_function, xxhash_page
 from impl.ksm_optim import Optimisations
 from impl.ksm_state import Frame, Process, RmapItem, StableNode
@@ -322,14 +322,14 @@ class KsmEngine(KsmBase):
         frames = self.frames
         dram = self.dram
         order = self._order
-        head: int = _HEAD_AT(page)[0]
+        head: int = HEAD_AT(page)[0]
         compared = 0
         try:
             while rb is not None:
                 tree_item = rb.value
                 proc = tree_item.proc
                 if tree_item.layout_gen == proc.layout_gen:  # get_mergeable_page, cached
-                    entry: int = _U64_AT(dram, tree_item.pte_addr)[0]
+                    entry: int = U64_AT(dram, tree_item.pte_addr)[0]
                 else:
                     entry = self._mergeable_entry(tree_item)
                 tree_frame = entry & ADDR_MASK
@@ -640,7 +640,7 @@ class KsmEngine(KsmBase):
         pt_cache = proc.pt_cache
         va = self.scan_addr
         for vma in space.vmas():
-            if vma.end <= va or not vma.flags._value_ & _MERGEABLE:
+            if vma.end <= va or not vma.flags._value_ & MERGEABLE_FLAG:
                 continue
             va = max(va, vma.start)
             end = vma.end
@@ -653,7 +653,7 @@ class KsmEngine(KsmBase):
                         continue
                     pt = pt_cache[va >> 21]
                 entry_addr = pt + ((va >> 9) & 0xFF8)
-                entry = _U64_AT(dram, entry_addr)[0]
+                entry = U64_AT(dram, entry_addr)[0]
                 if entry & P:
                     frame = entry & ADDR_MASK
                     if frame in frames and not (

@@ -91,13 +91,13 @@ from spec.paging import (
     P,
     Translation,
     WalkFault,
-    is_canonical,
 )
 
 __all__ = [
     "SCM_BASE", "BusError", "FrameAllocator", "Machine", "AddressSpace", "Vma",
     "VmaFlags", "PageFault", "MmuCounters", "FaultHandler", "demand_zero_handler",
-    "TLB_CAPACITY", "MAX_FAULT_RETRIES", "RESERVE_BASE", "USER_TOP",
+    "TLB_CAPACITY", "MAX_FAULT_RETRIES", "RESERVE_BASE", "USER_TOP", "is_canonical",
+    "make_entry",
 ]  # fmt: skip
 
 #: Number of TLB entries (all page sizes together).
@@ -115,6 +115,32 @@ _R_USER, _R_WRITE, _R_DIRTY = 1, 2, 4
 _TAG_2M, _TAG_1G = 1 << 62, 1 << 63
 _INTERMEDIATE = P | RW | US
 _LEVELS_TOP_DOWN = (PML4, PDPT, PD, PT)
+
+
+_LOW_48 = (1 << 48) - 1
+_HIGH_16 = ((1 << 64) - 1) ^ _LOW_48
+
+
+def is_canonical(va: int) -> bool:
+    """Whether the MMU accepts ``va``: its bits 63..48 are the sign extension of bit 47.
+
+    The MMU's own test, written apart from :func:`spec.paging.is_canonical` (which the
+    spec's walk uses) so that the MMU-against-spec check compares two answers.
+    """
+    low = va & _LOW_48
+    return va == (low | _HIGH_16 if low >> 47 else low)
+
+
+def make_entry(paddr: int, flags: int) -> int:
+    """The page-table entry the MMU reads as "frame ``paddr``, ``flags``".
+
+    ``paddr`` must be a 4 KiB-aligned physical address below 2**52 and ``flags`` must
+    not touch the address bits (:class:`ValueError` otherwise). The implementation's
+    own encoder; tests compare it with :func:`spec.paging.make_entry`.
+    """
+    if paddr & ~ADDR_MASK or flags & ADDR_MASK or flags >> 64:
+        raise ValueError(f"no entry holds frame {paddr:#x} with flags {flags:#x}")
+    return paddr | flags
 
 
 def _tlb_key(va: int, span: int) -> int:

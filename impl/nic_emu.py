@@ -222,10 +222,6 @@ class Nic:
         """The RX queue RSS would pick for ``flow`` (registered or not)."""
         return self.indirection[rss_hash(flow, self.rss_key) & (INDIRECTION_ENTRIES - 1)]
 
-    def flow_hash(self, fid: int) -> int:
-        """The RSS hash of flow ``fid``."""
-        return self._flows[fid].hash
-
     def rx_queue_of(self, fid: int) -> int:
         """The RX queue that flow ``fid`` lands on."""
         return self._flows[fid].rx_queue

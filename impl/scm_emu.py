@@ -104,7 +104,8 @@ class _Pending:
         return out
 
 
-_Piece = tuple[tuple[int, int], int, bytes]
+#: One atomic unit of a pending store: ((store sequence, offset), offset, bytes).
+Piece = tuple[tuple[int, int], int, bytes]
 
 
 @dataclass(frozen=True)
@@ -233,8 +234,8 @@ class _Component:
         self,
         units: list[int],
         groups: list[int],
-        group_options: list[list[list[_Piece]]],
-        fixed: list[_Piece],
+        group_options: list[list[list[Piece]]],
+        fixed: list[Piece],
         base: bytes,
     ) -> None:
         self.units = units
@@ -531,15 +532,15 @@ class ScmEmu:
         """The independent choices a crash makes now, in a stable order."""
         return [group for group, _ in self._groups()[1]]
 
-    def _line_options(self, pieces: list[_Piece]) -> list[list[_Piece]]:
+    def _line_options(self, pieces: list[Piece]) -> list[list[Piece]]:
         """Which pieces of a line's unforced stores may persist together: the prefixes."""
         return [pieces[:j] for j in range(len(pieces) + 1)]
 
-    def _groups(self) -> tuple[list[_Piece], list[tuple[PendingGroup, list[list[_Piece]]]]]:
-        fixed: list[_Piece] = []
-        groups: list[tuple[PendingGroup, list[list[_Piece]]]] = []
+    def _groups(self) -> tuple[list[Piece], list[tuple[PendingGroup, list[list[Piece]]]]]:
+        fixed: list[Piece] = []
+        groups: list[tuple[PendingGroup, list[list[Piece]]]] = []
         for line in sorted(self._chains):
-            optional: list[_Piece] = []
+            optional: list[Piece] = []
             stores: list[tuple[int, int, int]] = []
             for rec in self._chains[line]:
                 if rec.forced:
@@ -569,7 +570,7 @@ class ScmEmu:
                 unit = parent[unit]
             return unit
 
-        def unit_of(piece: _Piece) -> int:
+        def unit_of(piece: Piece) -> int:
             return piece[1] & ~_UNIT_MASK
 
         group_units: list[list[int]] = []
@@ -588,7 +589,7 @@ class ScmEmu:
         comp_groups: dict[int, list[int]] = {root: [] for root in comp_units}
         for gi, units in enumerate(group_units):
             comp_groups[find(units[0])].append(gi)
-        comp_fixed: dict[int, list[_Piece]] = {root: [] for root in comp_units}
+        comp_fixed: dict[int, list[Piece]] = {root: [] for root in comp_units}
         for piece in fixed:
             comp_fixed[find(unit_of(piece))].append(piece)
         components = []

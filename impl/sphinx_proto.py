@@ -51,7 +51,8 @@ from __future__ import annotations
 
 from typing import Union
 
-from spec.kv_api import ITEM_SIZE_MAX, KEY_MAX, REALTIME_MAXDELTA, VERSION, entry_size
+from impl.sphinx_log import entry_size
+from spec.kv_api import ITEM_SIZE_MAX, KEY_MAX, REALTIME_MAXDELTA, VERSION
 
 #: Characters C's ``isspace`` accepts.
 _C_SPACE = b" \t\n\v\f\r"

@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from impl.phys_mem import Machine
-from impl.sphinx_log import HEADER, ItemTooLarge, SegmentLog
+from impl.sphinx_log import HEADER, ItemTooLarge, SegmentLog, entry_size
 from impl.sphinx_proto import GetOp, KeyOp, memcached_item_too_large
-from spec.kv_api import ENTRY_HEADER, entry_size
+from spec.kv_api import ENTRY_HEADER
 
 _U64 = 1 << 64
 _SPACE = b" \t\n\v\f\r"

@@ -49,7 +49,8 @@ HEAD_OFFSET = 0
 TAIL_OFFSET = 64
 SLOTS_OFFSET = 128
 MAX_CAPACITY = (4096 - SLOTS_OFFSET) // 8
-_MASK64 = (1 << 64) - 1
+#: Head and tail are 64-bit counters: index arithmetic is modulo 2**64.
+MASK64 = (1 << 64) - 1
 _U64 = struct.Struct("<Q")
 
 PushProgram = Generator[Request, Union[int, None], bool]
@@ -143,19 +144,19 @@ class SpscRing:
         f = self.fences
         tail = self.producer_tail
         if self.variant == "cached":
-            if (tail - self.producer_cached_head) & _MASK64 == self.capacity:
+            if (tail - self.producer_cached_head) & MASK64 == self.capacity:
                 loaded = yield Load(self.head_addr, acquire=f.producer_acquire_head)
                 assert loaded is not None
                 self.producer_cached_head = loaded
-                if (tail - loaded) & _MASK64 == self.capacity:
+                if (tail - loaded) & MASK64 == self.capacity:
                     return False
         else:
             head = yield Load(self.head_addr, acquire=f.producer_acquire_head)
             assert head is not None
-            if (tail - head) & _MASK64 == self.capacity:
+            if (tail - head) & MASK64 == self.capacity:
                 return False
         yield Store(self.slot_addr(tail), value)
-        self.producer_tail = (tail + 1) & _MASK64
+        self.producer_tail = (tail + 1) & MASK64
         yield Store(self.tail_addr, self.producer_tail, release=f.producer_release_tail)
         if f.producer_fence_after_tail:
             yield Fence()
@@ -177,7 +178,7 @@ class SpscRing:
             if tail == head:
                 return None
         value = yield Load(self.slot_addr(head))
-        self.consumer_head = (head + 1) & _MASK64
+        self.consumer_head = (head + 1) & MASK64
         yield Store(self.head_addr, self.consumer_head, release=f.consumer_release_head)
         if f.consumer_fence_after_head:
             yield Fence()
@@ -193,7 +194,7 @@ class SpscRing:
                 if isinstance(request, Load):
                     reply = self.machine.read_u64(request.addr)
                 elif isinstance(request, Store):
-                    self.machine.write_u64(request.addr, request.value & _MASK64)
+                    self.machine.write_u64(request.addr, request.value & MASK64)
                 request = program.send(reply)
         except StopIteration as stop:
             return stop.value
@@ -206,17 +207,17 @@ class SpscRing:
             return bool(self.run(self.push(value)))
         tail = self.producer_tail
         if self.variant == "cached":
-            if (tail - self.producer_cached_head) & _MASK64 == self.capacity:
+            if (tail - self.producer_cached_head) & MASK64 == self.capacity:
                 loaded: int = _U64.unpack_from(dram, self.head_addr)[0]
                 self.producer_cached_head = loaded
-                if (tail - loaded) & _MASK64 == self.capacity:
+                if (tail - loaded) & MASK64 == self.capacity:
                     return False
         else:
             head: int = _U64.unpack_from(dram, self.head_addr)[0]
-            if (tail - head) & _MASK64 == self.capacity:
+            if (tail - head) & MASK64 == self.capacity:
                 return False
-        _U64.pack_into(dram, self._slots_addr + 8 * (tail & self._index_mask), value & _MASK64)
-        tail = (tail + 1) & _MASK64
+        _U64.pack_into(dram, self._slots_addr + 8 * (tail & self._index_mask), value & MASK64)
+        tail = (tail + 1) & MASK64
         self.producer_tail = tail
         _U64.pack_into(dram, self.tail_addr, tail)
         return True
@@ -240,7 +241,7 @@ class SpscRing:
             if _U64.unpack_from(dram, self.tail_addr)[0] == head:
                 return None
         value: int = _U64.unpack_from(dram, self._slots_addr + 8 * (head & self._index_mask))[0]
-        head = (head + 1) & _MASK64
+        head = (head + 1) & MASK64
         self.consumer_head = head
         _U64.pack_into(dram, self.head_addr, head)
         return value
@@ -260,8 +261,8 @@ class SpscRing:
         cached copy of the other index never runs ahead of it."""
         head = self.machine.read_u64(self.head_addr)
         tail = self.machine.read_u64(self.tail_addr)
-        assert (tail - head) & _MASK64 <= self.capacity, f"tail {tail} - head {head} > capacity"
-        assert (self.producer_tail - head) & _MASK64 <= self.capacity
+        assert (tail - head) & MASK64 <= self.capacity, f"tail {tail} - head {head} > capacity"
+        assert (self.producer_tail - head) & MASK64 <= self.capacity
         if self.variant == "cached":
-            assert (self.producer_tail - self.producer_cached_head) & _MASK64 <= self.capacity
-            assert (self.consumer_cached_tail - self.consumer_head) & _MASK64 <= self.capacity
+            assert (self.producer_tail - self.producer_cached_head) & MASK64 <= self.capacity
+            assert (self.consumer_cached_tail - self.consumer_head) & MASK64 <= self.capacity

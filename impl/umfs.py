@@ -38,7 +38,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from impl.mmu_emu import AddressSpace, Machine, Vma, VmaFlags
+from impl.mmu_emu import AddressSpace, Machine, Vma, VmaFlags, make_entry
 from impl.umfs_layout import (
     INODE_KIND,
     INODE_SIZE,
@@ -55,13 +55,14 @@ from impl.umfs_layout import (
     CorruptImage,
     Inode,
     Superblock,
+    pages_for,
     u64,
     word,
 )
 from impl.umfs_names import NamespaceOps
 from impl.umfs_tables import ZERO_PAGE, FileTables, PageAllocator, PmAccess, entry
 from impl.umfs_ulog import Txn, ULog, recover_log
-from spec.paging import PML4, RW, US, P, make_entry
+from spec.paging import PML4, RW, US, P
 from spec.umfs_api import (
     MAX_FDS,
     O_ACCMODE,
@@ -90,10 +91,6 @@ WINDOW = 1 << 39  #: one PML4 entry's span: the virtual window of one file
 SPLICE_FLAGS = P | RW | US  #: the PML4 entry's flags (the file's own entries are read-only)
 PAGES_PER_NEW_FILE = 7  #: file table (3) + U-Log table (3) + U-Log header page (1)
 _FREE = Inode(KIND_FREE, 0, 0, 0, 0, 0)  #: what a free slot reads as (its other words are ignored)
-
-
-def _pages(size: int) -> int:
-    return -(-size // PAGE)
 
 
 @dataclass
@@ -186,7 +183,7 @@ class Umfs(NamespaceOps):
         base = machine.scm_base
         total = machine.scm.size // PAGE
         wanted = inodes if inodes is not None else max(INODES_PER_PAGE, total // 16)
-        inode_pages = max(1, _pages(wanted * INODE_SIZE))
+        inode_pages = max(1, pages_for(wanted * INODE_SIZE))
         data_start = 1 + inode_pages
         if total - data_start < 2 * PAGES_PER_NEW_FILE:
             raise ValueError(f"an SCM of {total} pages is too small for UMFS")
@@ -577,11 +574,11 @@ class Umfs(NamespaceOps):
         update the size; invalidate the log."""
         size = self._size(ino)
         end = position + len(data)
-        old_pages, new_pages = _pages(size), _pages(max(size, end))
+        old_pages, new_pages = pages_for(size), pages_for(max(size, end))
         txn = Txn(self.pm, self.zone, "write")
         fresh = txn.grow(self.tables, self._inode(ino).fpt, old_pages, new_pages)
         top = self._inode(ino).fpt
-        for index in range(position // PAGE, _pages(end)):
+        for index in range(position // PAGE, pages_for(end)):
             page_start = index * PAGE
             lo, hi = max(position, page_start), min(end, page_start + PAGE)
             chunk = data[lo - position : hi - position]
@@ -606,7 +603,7 @@ class Umfs(NamespaceOps):
             return
         txn = Txn(self.pm, self.zone, "truncate")
         top = self._inode(ino).fpt
-        old_pages, new_pages = _pages(size), _pages(length)
+        old_pages, new_pages = pages_for(size), pages_for(length)
         if length > size:
             for page in txn.grow(self.tables, top, old_pages, new_pages):
                 txn.writes["data"].append((page, ZERO_PAGE))
@@ -697,6 +694,12 @@ class Umfs(NamespaceOps):
 
     # ================================================================ checking
 
+    def file_table(self, path: str) -> int:
+        """The physical address of the top table of ``path``'s file page table: the table
+        ``open`` splices into a process (:meth:`FileTables.walk` lists its data pages)."""
+        with self._fs_lock:
+            return self._inode(self._resolve(self._parse(path), path)).fpt
+
     def observe(self) -> dict[str, tuple[str, int, bytes | tuple[str, ...]]]:
         """Every path with its kind, link count, and contents (files) or names (dirs),
         read from SCM; the same shape as the model's snapshot."""
@@ -720,7 +723,7 @@ class Umfs(NamespaceOps):
         size = self._size(ino)
         top = self._inode(ino).fpt
         out = bytearray()
-        for index in range(_pages(size)):
+        for index in range(pages_for(size)):
             page = self.tables.lookup(top, index)
             if page is None:
                 raise CorruptImage(f"inode {ino} is missing page {index}")

@@ -179,6 +179,11 @@ def u64(value: int) -> bytes:
     return _U64.pack(value)
 
 
+def pages_for(size: int) -> int:
+    """How many data pages a file of ``size`` bytes occupies."""
+    return -(-size // PAGE)
+
+
 def word(raw: bytes | bytearray | memoryview, offset: int = 0) -> int:
     """The little-endian word at ``offset`` of ``raw``."""
     value: int = _U64.unpack_from(raw, offset)[0]

@@ -21,7 +21,7 @@ import struct
 from typing import Callable, Iterable
 
 from impl.phys_mem import Machine
-from impl.umfs_layout import PAGE, CorruptImage, u64, word
+from impl.umfs_layout import PAGE, CorruptImage, u64
 from spec.paging import ADDR_MASK, A, P, US
 
 ENTRY_FLAGS = P | US | A

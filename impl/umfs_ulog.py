@@ -170,7 +170,9 @@ class ULog:
         assert page is not None, "U-Log capacity was ensured"
         return page + offset % PAGE
 
-    def _write_span(self, offset: int, data: bytes, regions: list[tuple[int, int]]) -> None:
+    def write_span(self, offset: int, data: bytes, regions: list[tuple[int, int]]) -> None:
+        """Store ``data`` at byte ``offset`` of the log (capacity already ensured) and
+        append every stored ``(paddr, length)`` to ``regions``; nothing is flushed."""
         pos = 0
         while pos < len(data):
             at = offset + pos
@@ -221,7 +223,7 @@ class ULog:
         header = self.header()
         op = OPS.get(txn.op, 0)
         regions: list[tuple[int, int]] = []
-        self._write_span(LOG_RECORDS, records, regions)
+        self.write_span(LOG_RECORDS, records, regions)
         checksum = log_checksum(seq, len(txn.undo), len(records), op, records)
         self.pm.store(header + LOG_SEQ, u64(seq))
         self.pm.store(header + LOG_COUNT, u64(len(txn.undo)))

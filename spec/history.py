@@ -176,6 +176,17 @@ class History:
         history._check_distinct_ids(None)
         return history
 
+    @classmethod
+    def from_trusted_operations(cls, operations: Iterable[Operation], capacity: int) -> History:
+        """A history holding ``operations`` as they are, without the reader's validation:
+        for generators whose operations are well-formed by construction. The caller owns
+        the format's guarantees (distinct ids, ``call < return``, answers of the right
+        kinds); :meth:`check_invariants` asserts the column ones afterwards if wanted."""
+        history = cls(capacity)
+        for op in operations:
+            history._append(op.id, op.thread, op.kind, op.arg, op.result, op.call, op.ret)
+        return history
+
     def _thread_code(self, thread: Thread) -> int:
         try:
             return self.thread_names.index(thread)
@@ -251,10 +262,6 @@ class History:
     def operations(self) -> list[Operation]:
         """Every row as an :class:`Operation`, in storage order."""
         return [self.operation(i) for i in range(len(self))]
-
-    def index_of_id(self) -> dict[int, int]:
-        """Map from operation id to row index."""
-        return {ident: i for i, ident in enumerate(self.ids)}
 
     def subset(self, indices: Iterable[int]) -> History:
         """A new history with the given rows (same capacity)."""

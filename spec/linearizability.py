@@ -56,7 +56,7 @@ class GenericViolation:
     minimal: tuple[Operation, ...] | None
     operations: int
 
-    def render(self, by_id: dict[int, Operation] | None = None) -> str:
+    def render(self) -> str:
         """A readable report: the minimal violating sub-history and the longest prefix."""
         lines = [f"not linearizable (partition {self.partition!r}, {self.operations} operations)"]
         if self.minimal is not None:

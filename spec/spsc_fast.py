@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from itertools import accumulate, compress
 from typing import Sequence
 
-from spec.history import POP, PUSH, History, HistoryFormatError, Operation
+from spec.history import POP, PUSH, History, HistoryFormatError
 from spec.spsc_model import Criterion
 
 
@@ -325,8 +325,3 @@ def _stuck_pop(history: History, p: _Thread, c: _Thread, e: int, strict: bool) -
         + (": the queue cannot be empty then" if strict and not c.oks[e] else "")
     )
     return FastViolation(reason, (row,), _window(p, c, len(p.rows) - 1, e))
-
-
-def operations_in_order(history: History, order: Sequence[int]) -> list[Operation]:
-    """The operations of ``history`` at rows ``order`` (e.g. a witness)."""
-    return [history.operation(i) for i in order]

@@ -120,7 +120,6 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 from spec.umfs_api import (
     MAX_FDS,
-    NAME_MAX,
     O_ACCMODE,
     O_APPEND,
     O_CREAT,
@@ -130,7 +129,6 @@ from spec.umfs_api import (
     O_SUPPORTED,
     O_TRUNC,
     O_WRONLY,
-    PATH_MAX,
     SEEK_CUR,
     SEEK_END,
     SEEK_SET,

@@ -22,7 +22,8 @@ from memoracle.ksm.mutants import (
     NoPteRecheckKsm,
     NoWriteProtectKsm,
 )
-from spec.ksm_api import PAGE_SIZE, GuestKind, KnobError, KsmSystem, SegmentationFault
+from spec.ksm_api import PAGE_SIZE, GuestKind, KnobError, KsmSystem, MappingError, SegmentationFault
+from spec.ksm_model import KsmModel
 from spec.paging import PT, RW
 
 PAGE = PAGE_SIZE
@@ -273,6 +274,28 @@ def test_page_cache_pages_are_skipped() -> None:
         assert (a, pa + PAGE) in merged(ksm)
         assert ksm.process_counters(a)["ksm_rmap_items"] == (1 if skip else 2)
         ksm.check_invariants()
+
+
+@pytest.mark.parametrize("factory", [KsmModel, Ksm], ids=["model", "impl"])
+def test_set_guest_kind_moves_a_page_out_of_merging_and_back(factory: type[KsmSystem]) -> None:
+    ksm = factory()
+    ksm.set_knob("skip_page_cache", True)
+    a, b = ksm.add_process(), ksm.add_process()
+    pa, pb = ksm.mmap(a, 2), ksm.mmap(b, 2)
+    for pid, base in ((a, pa), (b, pb)):
+        ksm.write(pid, base, page(1) + page(2))
+        ksm.madvise(pid, base, 2, "MERGEABLE")
+    ksm.set_guest_kind(a, pa, 1, GuestKind.PAGE_CACHE)  # a's first page now caches a file
+    ksm.set_knob("run", 1)
+    ksm.full_scans(2)
+    assert (ksm.counters()["pages_shared"], ksm.counters()["pages_sharing"]) == (1, 1)
+    assert ksm.process_counters(a)["ksm_rmap_items"] == 1
+    ksm.set_guest_kind(a, pa, 1, GuestKind.ANONYMOUS)
+    ksm.full_scans(2)
+    assert (ksm.counters()["pages_shared"], ksm.counters()["pages_sharing"]) == (2, 2)
+    assert ksm.read(a, pa, 2 * PAGE) == page(1) + page(2)
+    with pytest.raises(MappingError):
+        ksm.set_guest_kind(a, pa, 3, GuestKind.PAGE_CACHE)  # the third page is not mapped
 
 
 def test_exclusive_host_cache_drops_duplicates() -> None:

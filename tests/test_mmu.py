@@ -22,9 +22,10 @@ from impl.mmu_emu import (
     Vma,
     VmaFlags,
 )
+from impl.mmu_emu import is_canonical as mmu_is_canonical
+from impl.mmu_emu import make_entry as mmu_make_entry
 from impl.scm_emu import ScmEmu
 from spec.paging import (
-    LEVEL_SPAN,
     PAGE_SIZE,
     PD,
     PDPT,
@@ -43,6 +44,7 @@ from spec.paging import (
     Translation,
     WalkFault,
     entry_address,
+    is_canonical,
     make_entry,
     walk,
 )
@@ -166,6 +168,28 @@ def test_store_load_round_trip_across_pages(offset: int, data: bytes) -> None:
         assert machine.read(t.paddr, 1) == data[i : i + 1]
     assert emu.shadow == emu.visible  # SCM was only ever written through scm.store
     space.check_invariants()
+
+
+# Addresses whose bits 63..47 are all clear, all set, or mixed: the canonical boundary.
+_ADDRESSES = st.tuples(
+    st.sampled_from([0, 0x1FFFF]) | st.integers(0, 0x1FFFF), st.integers(0, (1 << 47) - 1)
+).map(lambda parts: parts[0] << 47 | parts[1])
+
+
+@given(_ADDRESSES)
+def test_the_mmu_tells_canonical_addresses_as_the_spec_does(va: int) -> None:
+    assert mmu_is_canonical(va) == is_canonical(va)
+
+
+@given(st.integers(0, (1 << 40) - 1), st.integers(0, 0xFFF) | st.just(1 << 63 | P))
+def test_the_mmu_encodes_entries_as_the_spec_does(frame: int, flags: int) -> None:
+    assert mmu_make_entry(frame << 12, flags) == make_entry(frame << 12, flags)
+
+
+@pytest.mark.parametrize("paddr, flags", [(0x1001, P), (1 << 52, P), (0x1000, 1 << 12), (-4096, P)])
+def test_the_mmu_refuses_an_entry_it_could_not_read_back(paddr: int, flags: int) -> None:
+    with pytest.raises(ValueError):
+        mmu_make_entry(paddr, flags)
 
 
 def test_coalesced_contiguous_pages_and_counters() -> None:

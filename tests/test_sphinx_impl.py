@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from impl.sphinx import VIRTUAL_EPOCH, Connection, ReplySlot, Sphinx
+from impl.sphinx_log import entry_size as log_entry_size
 from spec.kv_api import KvServer, entry_size
 from sphinx_helpers import conn_on, roundtrip
 
@@ -27,6 +28,11 @@ def key_owned_by(s: Sphinx, thread: int, prefix: bytes = b"key", skip: int = 0) 
                 return key
             skip -= 1
         i += 1
+
+
+@given(st.integers(0, 250), st.integers(0, 2 * MB))
+def test_the_log_sizes_entries_as_the_contract_says(key_length: int, value_length: int) -> None:
+    assert log_entry_size(key_length, value_length) == entry_size(key_length, value_length)
 
 
 # -- the owner hash ---------------------------------------------------------------------

@@ -56,7 +56,9 @@ def test_open_splices_the_file_table_into_one_pml4_entry() -> None:
     base = process.uinfo[fd]
     assert base is not None and base % (1 << 39) == 0
     entry = process.space.read_entry(base, PML4)
-    assert entry & 0x000F_FFFF_FFFF_F000 == fs._inode(process.files[fd].ino).fpt
+    assert entry & 0x000F_FFFF_FFFF_F000 == fs._inode(process.files[fd].ino).fpt == fs.file_table("/a")
+    _, pages = fs.tables.walk(fs.file_table("/a"))
+    assert [index for index, _ in pages] == [0, 1]  # 5000 bytes: two data pages
     vma = process.space.find_vma(base)
     assert vma is not None and vma.flags & VmaFlags.RETAIN and not vma.flags & VmaFlags.WRITE
     assert process.space.load(base + 4999, 1) == b"x"  # the MMU walks the SCM table

@@ -8,7 +8,7 @@ real programmer's mental model gets it wrong. The stateful test in
 
 from __future__ import annotations
 
-from impl.scm_emu import ScmEmu, _Piece
+from impl.scm_emu import ScmEmu, Piece
 
 
 class FlushWithoutFence(ScmEmu):
@@ -33,8 +33,8 @@ class FlushWithoutFence(ScmEmu):
 class LineReorder(ScmEmu):
     """A later store to a line may persist without an earlier one (any subset, not a prefix)."""
 
-    def _line_options(self, pieces: list[_Piece]) -> list[list[_Piece]]:
-        subsets: list[list[_Piece]] = []
+    def _line_options(self, pieces: list[Piece]) -> list[list[Piece]]:
+        subsets: list[list[Piece]] = []
         for mask in range(1 << len(pieces)):
             subsets.append([p for i, p in enumerate(pieces) if mask >> i & 1])
         return subsets

@@ -68,15 +68,7 @@ def simulated_history(
         ops.append(Operation(len(ops), "producer", "push", i, results[0][i], call, ret))  # type: ignore[arg-type]
     for i, (call, _, ret) in enumerate(timelines[1]):
         ops.append(Operation(len(ops), "consumer", "pop", None, results[1][i], call, ret))  # type: ignore[arg-type]
-    return _fast_build(ops, capacity)
-
-
-def _fast_build(ops: list[Operation], capacity: int) -> History:
-    """Build a history without per-operation validation (the generator is trusted)."""
-    history = History(capacity)
-    for op in ops:
-        history._append(op.id, op.thread, op.kind, op.arg, op.result, op.call, op.ret)
-    return history
+    return History.from_trusted_operations(ops, capacity)  # well-formed by construction
 
 
 Mutation = Callable[[list[Operation], random.Random], list[Operation]]
@@ -191,4 +183,4 @@ MUTATIONS: dict[str, Mutation] = {
 def mutate(history: History, name: str, seed: int) -> History:
     """``history`` with mutation ``name`` applied (seeded)."""
     ops = MUTATIONS[name](history.operations(), random.Random(seed))
-    return _fast_build(ops, history.capacity)
+    return History.from_trusted_operations(ops, history.capacity)

@@ -69,10 +69,7 @@ class _Run:
     log: list[str] = field(default_factory=list)
 
     def history(self, capacity: int) -> History:
-        history = History(capacity)
-        for op in self.ops:
-            history._append(op.id, op.thread, op.kind, op.arg, op.result, op.call, op.ret)
-        return history
+        return History.from_trusted_operations(self.ops, capacity)
 
 
 def _producer(ring: SpscRing, run: _Run, count: int) -> Program:

@@ -8,7 +8,7 @@ the bug shows (SC: the bug is in the protocol itself, not in a missing fence).
 from __future__ import annotations
 
 from impl.cpu_emu import Load, Model, Store
-from impl.spsc import PopProgram, PushProgram, SpscRing, _MASK64
+from impl.spsc import PopProgram, PushProgram, SpscRing, MASK64
 
 
 class PublishBeforeData(SpscRing):
@@ -18,9 +18,9 @@ class PublishBeforeData(SpscRing):
         tail = self.producer_tail
         head = yield Load(self.head_addr)
         assert head is not None
-        if (tail - head) & _MASK64 == self.capacity:
+        if (tail - head) & MASK64 == self.capacity:
             return False
-        self.producer_tail = (tail + 1) & _MASK64
+        self.producer_tail = (tail + 1) & MASK64
         yield Store(self.tail_addr, self.producer_tail)
         yield Store(self.slot_addr(tail), value)
         return True
@@ -33,10 +33,10 @@ class FullCheckOffByOne(SpscRing):
         tail = self.producer_tail
         head = yield Load(self.head_addr)
         assert head is not None
-        if (tail - head) & _MASK64 > self.capacity:
+        if (tail - head) & MASK64 > self.capacity:
             return False
         yield Store(self.slot_addr(tail), value)
-        self.producer_tail = (tail + 1) & _MASK64
+        self.producer_tail = (tail + 1) & MASK64
         yield Store(self.tail_addr, self.producer_tail)
         return True
 
@@ -49,7 +49,7 @@ class ReleaseBeforeRead(SpscRing):
         tail = yield Load(self.tail_addr)
         if tail == head:
             return None
-        self.consumer_head = (head + 1) & _MASK64
+        self.consumer_head = (head + 1) & MASK64
         yield Store(self.head_addr, self.consumer_head)
         value = yield Load(self.slot_addr(head))
         return value

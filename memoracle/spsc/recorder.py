@@ -27,7 +27,6 @@ ring whose histories the checker must reject.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import tempfile
@@ -154,9 +153,3 @@ def record_history(
     finally:
         shm.close()
         shm.unlink()
-
-
-def describe_file(path: str) -> str:
-    """A one-line summary of a history file's header (for messages)."""
-    with open(path, encoding="utf-8") as handle:
-        return json.dumps(json.loads(handle.readline()))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from impl.umfs import Umfs, _pages
+from impl.umfs import Umfs
 from impl.umfs_layout import (
     DIRENT_SIZE,
     DIRENTS_PER_PAGE,
@@ -46,6 +46,7 @@ from impl.umfs_layout import (
     CorruptImage,
     log_checksum,
     pack_dirent,
+    pages_for,
     u64,
     unpack_dirent,
     word,
@@ -84,7 +85,7 @@ def _write_log(log: ULog, txn: Txn, seq: int, *, state: str = "last") -> list[tu
     header = log.header()
     op = OPS.get(txn.op, 0)
     regions: list[tuple[int, int]] = []
-    log._write_span(LOG_RECORDS, records, regions)
+    log.write_span(LOG_RECORDS, records, regions)
     fields = [
         (LOG_SEQ, seq),
         (LOG_COUNT, len(txn.undo)),
@@ -348,7 +349,7 @@ class SizeBeforeLinks(Umfs):
             super()._truncate(ino, length)
             return
         txn = Txn(self.pm, self.zone, "truncate")
-        pages = txn.grow(self.tables, self._inode(ino).fpt, _pages(size), _pages(length))
+        pages = txn.grow(self.tables, self._inode(ino).fpt, pages_for(size), pages_for(length))
         txn.writes["data"] += [(page, ZERO_PAGE) for page in pages]
         # BUG: the size is published (atomically, but alone) before the pointers.
         self.pm.store(self._size_addr(ino), u64(length))

@@ -54,14 +54,14 @@ def open_cost(sizes: tuple[int, ...], repeat: int) -> list[dict[str, float]]:
             umfs_writes = max(umfs_writes, space.counters.pte_writes - before)
             fs.close(pid, fd)
         fs.exit(pid)
-        ino = fs._resolve(fs._parse(path), path)
+        file_table = fs.file_table(path)
         base_times, base_writes = [], 0
         for _ in range(max(1, repeat // 4) if size >= 16 * MIB else repeat):
             baseline = AddressSpace(machine, "mmap-baseline")
             vma = baseline.reserve(max(size, PAGE_SIZE), 1 << 21)
             before = baseline.counters.pte_writes
             started = time.perf_counter()
-            _, pages = fs.tables.walk(fs._inode(ino).fpt)
+            _, pages = fs.tables.walk(file_table)
             for index, page in pages:
                 baseline.map(vma.start + index * PAGE_SIZE, page, US)
             base_times.append(time.perf_counter() - started)
