@@ -28,15 +28,18 @@ where it states one):
 - **Unsharing** (``MADV_UNMERGEABLE``, ``run = 2``, ``prctl``) gives each merged page a
   private copy mapped read-only and clean, as ``FAULT_FLAG_UNSHARE`` does; the next
   store makes it writable by reuse.
-- **ksmd's list.** A process joins the list when it first registers a range (or turns
-  on process-wide merging) and stays on it (the spec's scan order: by first
-  registration). The kernel instead drops an mm with no mergeable VMA at the end of its
-  pass and inserts a new mm behind the cursor; neither changes what a settled system
-  shows.
-- **An empty list.** With no registered process a full scan completes at once (the
-  kernel's ksmd would sleep forever); ``full_scans(n)`` then just counts ``n`` scans.
-- **madvise(UNMERGEABLE) / prctl(0)** free the rmap items of the range at once (the
-  spec's rule; the kernel leaves that to ksmd's next pass).
+- **ksmd's list.** A process joins the list when it registers a range (or turns on
+  process-wide merging) while it is not on it, at the end (between full scans the
+  kernel's cursor is the list head, and a new mm goes just behind the cursor); at the
+  end of its pass a process with no mergeable mapping leaves the list and loses
+  process-wide merging, as the kernel's ``scan_get_next_rmap_item`` does when
+  ``ksm_scan.address`` is still 0.
+- **An empty list.** Then no full scan can complete (ksmd sleeps until a process
+  registers): ``full_scans(n)`` returns at once, counting nothing, as the kernel's
+  counter would stay.
+- **madvise(UNMERGEABLE) / prctl(0)** unmerge the range at once but leave its rmap items
+  (and so ``pages_sharing``, ``ksm_rmap_items``, ``ksm_merging_pages``) to ksmd's next
+  pass, as the kernel's ``unmerge_ksm_pages`` does.
 - **Host page cache** pages are real frames of the machine; dropping one frees it.
 - **Pins** are set by tests with :meth:`Ksm.pin` (an O_DIRECT or GUP pin): a pinned page
   is never merged, exactly the kernel's ``page_count`` test in ``write_protect_page``.
@@ -238,36 +241,23 @@ class Ksm(KsmEngine):
                     self._set_pte(proc, va, new)
 
     def _register(self, proc: Process) -> None:
+        """``__ksm_enter``: put the process on ksmd's list just behind the scan cursor
+        (at the end between full scans; mid-scan, before the process being scanned)."""
         if not proc.registered:
             proc.registered = True
-            self.mm_list.append(proc)
+            if self.scan_index < 0:
+                self.mm_list.append(proc)
+            else:
+                self.mm_list.insert(self.scan_index, proc)
+                self.scan_index += 1
 
     def _unmerge_range(self, proc: Process, start: int, end: int) -> None:
         for va, _ in self.present_ptes(proc, start, end):
             self.break_ksm(proc, va)
 
-    def _free_items(self, proc: Process, start: int, end: int) -> None:
-        """Free the rmap items of ``[start, end)`` now (keeping ksmd's cursor valid)."""
-        prev = None
-        item = proc.rmap_head
-        while item is not None:
-            nxt = item.next
-            if start <= item.addr < end:
-                if prev is None:
-                    proc.rmap_head = nxt
-                else:
-                    prev.next = nxt
-                if self.scan_prev is item:
-                    self.scan_prev = prev
-                self.remove_rmap_item_from_tree(item)
-                self._free_item(item)
-            else:
-                prev = item
-            item = nxt
-
     def madvise(self, pid: int, addr: int, npages: int, advice: Advice) -> None:
         """``MADV_MERGEABLE`` registers the range; ``MADV_UNMERGEABLE`` unmerges it at
-        once and frees its rmap items."""
+        once (its rmap items stay until ksmd next passes, as in the kernel)."""
         proc = self._proc(pid)
         proc.layout_gen += 1
         start, end = self._range(addr, npages)
@@ -282,18 +272,18 @@ class Ksm(KsmEngine):
                 vma.flags &= ~VmaFlags.MERGEABLE
         if advice == "MERGEABLE":
             self._register(proc)
-        else:
-            self._free_items(proc, start, end)
 
     def set_process_merge(self, pid: int, enabled: bool) -> None:
         """``prctl(PR_SET_MEMORY_MERGE)``: on, every mapping is mergeable (now and
-        later); off, every page is unmerged and unregistered (the spec's rule, also when
-        process-wide merging was not on)."""
+        later) unless it already was on (``ksm_enable_merge_any`` returns early); off,
+        only if it is on (``ksm_disable_merge_any`` returns early otherwise), every
+        mergeable mapping is unmerged and unregistered (``ksm_del_vmas``), also those
+        registered by ``madvise``; the rmap items stay until ksmd next passes."""
         proc = self._proc(pid)
+        if enabled == proc.merge_any:
+            return
         proc.layout_gen += 1
         if enabled:
-            if proc.merge_any:
-                return
             self._register(proc)
             proc.merge_any = True
             for vma in proc.space.vmas():
@@ -304,7 +294,6 @@ class Ksm(KsmEngine):
                 self._unmerge_range(proc, vma.start, vma.end)
                 vma.flags &= ~VmaFlags.MERGEABLE
         proc.merge_any = False
-        self._free_items(proc, 0, 1 << 64)
 
     def set_guest_kind(self, pid: int, addr: int, npages: int, kind: GuestKind) -> None:
         """Record the guest kind of every page of the range (all of it mapped)."""
@@ -509,11 +498,14 @@ class Ksm(KsmEngine):
         self.now_ms = end
 
     def full_scans(self, count: int) -> None:
-        """Run ksmd until ``count`` more full scans have completed."""
+        """Run ksmd until ``count`` more full scans have completed, or until its list is
+        empty between scans (then ksmd sleeps and no scan can complete)."""
         if not self.is_running():
             raise NotRunning("full_scans needs run = MERGE")
         target = self.seqnr + count
         while self.seqnr < target:
+            if not self.mm_list and self.scan_index < 0:
+                return
             self._batch()
 
     # == host page cache =============================================================

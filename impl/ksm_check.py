@@ -252,6 +252,18 @@ def _check_stable(ksm: Ksm) -> None:
             assert id(f.stable) in nodes, f"KSM frame {frame:#x}'s node is not in the tree"
 
 
+def _check_list(ksm: Ksm) -> None:
+    """ksmd's list holds exactly the registered processes, once each; process-wide
+    merging implies being on it."""
+    listed = [proc.pid for proc in ksm.mm_list]
+    assert len(listed) == len(set(listed)), f"a process is twice on ksmd's list: {listed}"
+    registered = sorted(pid for pid, proc in ksm.procs.items() if proc.registered)
+    assert sorted(listed) == registered, f"ksmd's list {listed}, registered processes {registered}"
+    for pid, proc in ksm.procs.items():
+        assert proc.registered or not proc.merge_any, f"pid {pid} merges process-wide but is not listed"
+    assert -1 <= ksm.scan_index < len(ksm.mm_list), f"scan cursor {ksm.scan_index} off the list"
+
+
 def check_invariants(ksm: Ksm) -> None:
     """Assert: the machine and every address space are consistent (TLBs included);
     every present user PTE maps a tracked frame or the zero page; mapcounts equal the
@@ -262,6 +274,7 @@ def check_invariants(ksm: Ksm) -> None:
     the content it was merged with; chain, dup, shared, sharing and unshared counts and
     every counter agree with the state."""
     _check_ptes(ksm)
+    _check_list(ksm)
     _check_items(ksm)
     _check_unstable(ksm)
     _check_stable(ksm)

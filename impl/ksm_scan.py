@@ -683,8 +683,7 @@ class KsmEngine(KsmBase):
             self.stores_at_unstable_start = self.user_stores
             self.optimisations.forget()
             if not self.mm_list:
-                self._end_full_scan()
-                return None
+                return None  # nothing to scan: ksmd sleeps, no full scan completes
             self._start_process(0)
         while True:
             proc = self.mm_list[self.scan_index]
@@ -692,8 +691,16 @@ class KsmEngine(KsmBase):
             if found is not None:
                 return found
             self.remove_trailing_rmap_items(proc, self.scan_prev)
-            if self.scan_index + 1 < len(self.mm_list):
-                self._start_process(self.scan_index + 1)
+            following = self.scan_index + 1
+            if self.scan_addr == 0:
+                # No mergeable mapping met in this pass: the mm leaves ksmd's list and
+                # loses process-wide merging (MMF_VM_MERGEABLE, MMF_VM_MERGE_ANY).
+                del self.mm_list[self.scan_index]
+                proc.registered = False
+                proc.merge_any = False
+                following = self.scan_index
+            if following < len(self.mm_list):
+                self._start_process(following)
                 continue
             self.scan_index = -1
             self.scan_prev = None

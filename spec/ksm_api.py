@@ -28,18 +28,32 @@ Conventions every side follows (the kernel's, where the kernel has one):
   nothing (``ksm_enable_merge_any`` returns early when ``MMF_VM_MERGE_ANY`` is set), so a
   range unregistered by ``madvise(UNMERGEABLE)`` since stays unregistered.
 - ``set_process_merge(pid, False)`` does what the kernel's ``prctl(PR_SET_MEMORY_MERGE,
-  0)`` does: it unmerges *and unregisters every* page of the process, including ranges
-  that were registered with ``madvise`` (``ksm_disable_merge_any`` → ``ksm_del_vmas``).
+  0)`` does: when process-wide merging is on, it unmerges *and unregisters every* page
+  of the process, including ranges that were registered with ``madvise``
+  (``ksm_disable_merge_any`` → ``ksm_del_vmas``); when it is off it changes nothing
+  (``ksm_disable_merge_any`` returns early: ranges registered with ``madvise`` stay
+  registered and merged).
+- **ksmd's list.** A process joins it when it registers a range or turns on
+  process-wide merging while it is not on it, just behind ksmd's cursor (at the end
+  between full scans). At the end of its pass ksmd drops a process that has no
+  registered page left (no ``VM_MERGEABLE`` mapping): it leaves the list and loses
+  process-wide merging (``MMF_VM_MERGE_ANY`` is cleared), so a later mapping is not
+  registered and a later ``set_process_merge(pid, True)`` registers everything again.
+  With an empty list ksmd sleeps: no full scan completes and ``full_scans(n)``
+  returns at once.
 - ``run = UNMERGE`` (2) breaks every KSM page and frees every rmap item and stable node
   at once (``unmerge_and_remove_all_rmap_items``) and resets ``full_scans`` to 0 (the
   kernel's ``ksm_scan.seqnr = 0``); registrations stay. ``full_scans(n)`` adds exactly
-  ``n`` to ``full_scans``; ``run_ksmd`` adds the scans it completes.
-- **When counters change.** As in the kernel, a COW break, an ``munmap`` or a write does
-  not change the tree counters; they change when ksmd next visits the address (or at
-  ``run = 2``, ``madvise(UNMERGEABLE)`` and ``set_process_merge(False)``, which remove
-  the items of the range at once). ``ksm_zero_pages`` is the exception: it follows the
-  page tables (Linux 6.10+), so a write to a page that maps the zero page by KSM
-  decrements it at once.
+  ``n`` to ``full_scans`` while ksmd's list is not empty; ``run_ksmd`` adds the scans it
+  completes.
+- **When counters change.** As in the kernel, a COW break, an ``munmap``, a write,
+  ``madvise(UNMERGEABLE)`` or ``set_process_merge(False)`` does not change the tree
+  counters: the range is unmerged at once, but its rmap items (and so
+  ``pages_sharing``, ``ksm_rmap_items``, ``ksm_merging_pages``) stay until ksmd next
+  passes the address (``unmerge_ksm_pages`` leaves them to ksmd). Only ``run = 2``
+  removes every item at once. ``ksm_zero_pages`` is the exception: it follows the page
+  tables (Linux 6.10+), so a write to (or an unmerge of) a page that maps the zero page
+  by KSM decrements it at once.
 - **Zero-page merges** (``use_zero_pages``): the page's PTE maps the shared zero page
   and its rmap item is left in state ``ZERO``; since the zero page is not an anonymous
   page, the scanner's next pass does not visit the address and frees that item in
@@ -346,13 +360,15 @@ class KsmSystem(Protocol):
         ...
 
     def madvise(self, pid: int, addr: int, npages: int, advice: Advice) -> None:
-        """Register (``MERGEABLE``) or unregister (``UNMERGEABLE``: unmerge at once,
-        removing the range's rmap items) every page of the range (all must be mapped)."""
+        """Register (``MERGEABLE``) or unregister (``UNMERGEABLE``: unmerge at once; the
+        range's rmap items stay until ksmd next passes) every page of the range (all
+        must be mapped)."""
         ...
 
     def set_process_merge(self, pid: int, enabled: bool) -> None:
         """``prctl(PR_SET_MEMORY_MERGE)``: register every current and future mapping of
-        the process, or (False) unmerge and unregister every page of the process."""
+        the process, or (False, only when it is on) unmerge and unregister every page of
+        the process."""
         ...
 
     def set_guest_kind(self, pid: int, addr: int, npages: int, kind: GuestKind) -> None:
@@ -383,7 +399,8 @@ class KsmSystem(Protocol):
 
     def full_scans(self, count: int) -> None:
         """Run ksmd until ``count`` more full scans have completed (the first may have
-        begun before the call). Raises :class:`NotRunning` unless run is MERGE."""
+        begun before the call), or until ksmd's list is empty between scans (ksmd then
+        sleeps). Raises :class:`NotRunning` unless run is MERGE."""
         ...
 
     def host_cache_insert(self, data: bytes) -> int:

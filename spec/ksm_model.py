@@ -10,6 +10,15 @@
   identical eligible pages is merged into KSM pages as :func:`~spec.ksm_rules.group_sizes`
   says (completeness), and the counters are :func:`predicted_after_quiet_scans`.
 
+Unmerging (``madvise(UNMERGEABLE)``, ``set_process_merge(False)`` when process-wide
+merging is on) breaks the range's KSM pages at once but, as in the kernel, leaves its
+rmap items to ksmd's next pass: right after an unmerge at a point where the model was
+exact, its state is that state with the range unmerged and the same items
+(:meth:`KsmModel.exact`). ksmd drops a process with nothing registered at the end of
+its pass (clearing process-wide merging); after ``full_scans`` the model knows it
+happened, after ``run_ksmd`` it may have, and when that matters the model stops
+predicting anything but views (:meth:`KsmModel.ambiguous`).
+
 What the model does not do: simulate ksmd's progress. Scanning never changes a view, so
 the model need not know when a page merges; it knows only what a settled system shows.
 Its :meth:`KsmModel.counters` are that prediction; :meth:`KsmModel.settled` says whether
@@ -277,6 +286,16 @@ def _label(content: bytes) -> str:
     return f"{stripped[:8].hex() or '00'}{'...' if len(stripped) > 8 else ''}"
 
 
+def _prediction_of(snapshot: KsmSnapshot, pids: Iterable[int]) -> Prediction:
+    """A :class:`Prediction` whose state is ``snapshot`` (its counters derived from its
+    items, nodes and pages)."""
+    counters = counters_of(snapshot)
+    del counters["full_scans"], counters["pages_skipped"]
+    process = process_counters_of(snapshot, dict.fromkeys(pids))
+    # A snapshot keeps no contents: ``merged`` and ``tree_contents`` stay empty.
+    return Prediction(counters, process, {}, frozenset(), dataclasses.replace(snapshot, process_counters=process))
+
+
 def predicted_host_cache(cache: Mapping[int, bytes], tree_contents: frozenset[bytes]) -> dict[int, bytes]:
     """The exclusive host cache after a full scan whose trees hold ``tree_contents``:
     every page whose content is in a tree is dropped, the others stay."""
@@ -298,8 +317,14 @@ class _Page:
 @dataclass
 class _Process:
     pages: dict[int, _Page]
-    merge_any: bool = False
+    #: Process-wide merging (MMF_VM_MERGE_ANY); None: unknown (ksmd may have dropped it).
+    merge_any: bool | None = False
+    #: On ksmd's list (MMF_VM_MERGEABLE); None: unknown (ksmd may have dropped it).
+    listed: bool | None = False
     registered_at: int | None = None  # position in ksmd's list of processes
+
+    def has_registered_page(self) -> bool:
+        return any(page.registered for page in self.pages.values())
 
 
 class KsmModel:
@@ -323,11 +348,19 @@ class KsmModel:
         self._scans_since_clean = 0
         self._scans_since_clean_known = True
         self._cache_at_quiet_start: dict[int, bytes] = {}
+        # The exact state right after an unmerge (rmap items kept until ksmd's next
+        # pass), while nothing else has happened since; see exact().
+        self._retained: KsmSnapshot | None = None
+        # Whether ksmd's list order is known (per-process predictions need it), and
+        # whether anything the model predicts is known at all (see _ambiguous()).
+        self._order_known = True
+        self._blind = False
 
     # -- bookkeeping
 
     def _changed(self) -> None:
         """Something that may change what merging must achieve happened."""
+        self._retained = None
         self._partial_at_change = self._mid_scan
         self._ran_since_change = False
         self._scans_since_change = 0
@@ -340,7 +373,7 @@ class KsmModel:
 
     def quiet(self) -> bool:
         """Whether the weak predicate :func:`completeness_violations` applies now."""
-        if self.quiet_scans() < 2:
+        if self._blind or self.quiet_scans() < 2:
             return False
         return not self._knobs.smart_scan or self._young()
 
@@ -383,7 +416,7 @@ class KsmModel:
         where ksmd starts a fresh scan), or exactly one has completed, asked for by
         ``full_scans``, with no change since it began: then
         :meth:`first_scan_prediction` is exact."""
-        if not self._scans_since_clean_known:
+        if not self._scans_since_clean_known or self._blind:
             return False
         return self._scans_since_clean == 0 or (self._scans_since_clean == 1 and self.quiet_scans() == 1)
 
@@ -393,10 +426,38 @@ class KsmModel:
         return predicted_after_first_scan(self.candidates(), self._processes, scans=min(1, self._scans_since_clean))
 
     def current_prediction(self) -> Prediction:
-        """What the model shows as its state: :meth:`first_scan_prediction` until the
-        first full scan from a clean point has completed and right after it, else
-        :meth:`prediction`."""
+        """What the model shows as its state: right after an unmerge at an exact point,
+        that state with the range unmerged and its rmap items kept; else
+        :meth:`first_scan_prediction` until the first full scan from a clean point has
+        completed and right after it; else :meth:`prediction`."""
+        if self._retained is not None:
+            return _prediction_of(self._retained, self._processes)
         return self.first_scan_prediction() if self.after_first_scan() else self.prediction()
+
+    def exact(self) -> bool:
+        """Whether :meth:`current_prediction` is exactly what the system shows now (every
+        counter but the histories, every rmap item): :meth:`settled`, or
+        :meth:`after_first_scan`, or right after ``madvise(UNMERGEABLE)`` /
+        ``set_process_merge(False)`` at such a point with nothing else since (the
+        range is unmerged at once; its rmap items — and so ``pages_sharing``,
+        ``ksm_rmap_items`` and ``ksm_merging_pages`` — stay until ksmd next passes)."""
+        if self._blind:
+            return False
+        return self._retained is not None or self.settled() or self.after_first_scan()
+
+    def ambiguous(self) -> bool:
+        """Whether the model has stopped predicting anything but views: the kernel's
+        state came to depend on whether ksmd passed a process during ``run_ksmd`` (it
+        drops a process with nothing registered at the end of its pass, clearing
+        process-wide merging), and the model does not follow ksmd's progress."""
+        return self._blind
+
+    def process_counters_exact(self) -> bool:
+        """Whether, when :meth:`exact`, the per-process counters are exact too: they need
+        ksmd's list order (which page of a content stays alone), unknown once a process
+        joined the list while ksmd was mid-scan (the kernel inserts it behind the
+        cursor) or after ``run_ksmd`` may have dropped it."""
+        return self._order_known
 
     def prediction(self) -> Prediction:
         """What the system must show once settled (exact when :meth:`settled`)."""
@@ -448,9 +509,34 @@ class KsmModel:
         return proc, addrs
 
     def _register(self, pid: int, proc: _Process) -> None:
-        if proc.registered_at is None:
-            self._registrations += 1
-            proc.registered_at = self._registrations
+        """``__ksm_enter`` unless on the list: join ksmd's list behind the scan cursor
+        (at the end between full scans)."""
+        if proc.listed is True:
+            return
+        if proc.listed is None or self._mid_scan:
+            self._order_known = False  # maybe still listed at its old place; or mid-scan
+        proc.listed = True
+        self._registrations += 1
+        proc.registered_at = self._registrations
+
+    def _ambiguous(self) -> None:
+        """The kernel's state now depends on whether ksmd passed a process during
+        ``run_ksmd`` (it drops a process with no mergeable mapping): the model stops
+        predicting anything but views."""
+        self._blind = True
+        self._retained = None
+
+    def _unmerged_now(self, before: KsmSnapshot | None, pid: int, addrs: set[int]) -> None:
+        """Record the exact state after the pages ``addrs`` of ``pid`` were unmerged and
+        unregistered (their rmap items stay), if the state before was exact."""
+        self._changed()
+        if before is None:
+            return
+        pages = tuple(page for page in before.pages if not (page.pid == pid and page.addr in addrs))
+        self._retained = dataclasses.replace(before, pages=pages)
+
+    def _exact_before(self) -> KsmSnapshot | None:
+        return self.current_prediction().snapshot if self.exact() else None
 
     def add_process(self) -> int:
         """Create a process; pids are 1, 2, 3, ..."""
@@ -470,9 +556,11 @@ class KsmModel:
         addr = MMAP_BASE
         while any(addr + i * PAGE_SIZE in proc.pages for i in range(npages)):
             addr += PAGE_SIZE
+        if proc.merge_any is None:
+            self._ambiguous()  # mergeable iff ksmd has not dropped the process yet
         for i in range(npages):
             kind = kinds[i] if kinds is not None else GuestKind.ANONYMOUS
-            proc.pages[addr + i * PAGE_SIZE] = _Page(None, True, writable, proc.merge_any, kind)
+            proc.pages[addr + i * PAGE_SIZE] = _Page(None, True, writable, proc.merge_any is True, kind)
         return addr
 
     def munmap(self, pid: int, addr: int, npages: int) -> None:
@@ -490,27 +578,52 @@ class KsmModel:
             proc.pages[a].writable = writable
 
     def madvise(self, pid: int, addr: int, npages: int, advice: Advice) -> None:
-        """Register or unregister the range."""
+        """Register the range (joining ksmd's list), or unregister it: unmerged at once,
+        its rmap items kept until ksmd next passes. Advice that changes no page's
+        registration changes nothing (the kernel ignores it)."""
         proc, addrs = self._range(pid, addr, npages, all_mapped=True)
         if advice not in ("MERGEABLE", "UNMERGEABLE"):
             raise MappingError("EINVAL", f"unknown advice {advice!r}")
-        for a in addrs:
-            proc.pages[a].registered = advice == "MERGEABLE"
-        if advice == "MERGEABLE":
+        register = advice == "MERGEABLE"
+        changing = {a for a in addrs if proc.pages[a].registered != register}
+        if not changing:
+            return
+        before = None if register else self._exact_before()
+        for a in changing:
+            proc.pages[a].registered = register
+        if register:
             self._register(pid, proc)
-        self._changed()
+            self._changed()
+        else:
+            self._unmerged_now(before, pid, changing)
 
     def set_process_merge(self, pid: int, enabled: bool) -> None:
-        """PR_SET_MEMORY_MERGE: register everything, or unregister everything."""
+        """PR_SET_MEMORY_MERGE. On: unless already on, join ksmd's list and register
+        every page (now and later). Off: only when on (``ksm_disable_merge_any`` returns
+        early otherwise), unmerge and unregister every page, also those registered by
+        ``madvise``; the rmap items stay until ksmd next passes."""
         proc = self._process(pid)
-        if enabled and proc.merge_any:
-            return  # ksm_enable_merge_any: already on, nothing changes (see spec.ksm_api)
-        proc.merge_any = enabled
-        for page in proc.pages.values():
-            page.registered = enabled
+        if proc.merge_any is None:
+            if enabled or proc.has_registered_page():
+                self._ambiguous()  # the outcome depends on whether ksmd dropped it
+            if not enabled:
+                proc.merge_any = False
+                return
+        if enabled == proc.merge_any:
+            return  # ksm_enable_merge_any / ksm_disable_merge_any return early
         if enabled:
+            proc.merge_any = True
+            for page in proc.pages.values():
+                page.registered = True
             self._register(pid, proc)
-        self._changed()
+            self._changed()
+            return
+        before = self._exact_before()
+        changing = {a for a, page in proc.pages.items() if page.registered}
+        proc.merge_any = False
+        for page in proc.pages.values():
+            page.registered = False
+        self._unmerged_now(before, pid, changing)
 
     def set_guest_kind(self, pid: int, addr: int, npages: int, kind: GuestKind) -> None:
         """Record the guest's use of the range."""
@@ -596,6 +709,12 @@ class KsmModel:
         if milliseconds < 0:
             raise ValueError(f"negative time {milliseconds}")
         if self._knobs.run is RunMode.MERGE and milliseconds > 0:
+            self._retained = None
+            for proc in self._processes.values():
+                if proc.listed is not False and not proc.has_registered_page():
+                    # ksmd drops it at the end of its pass, if it gets there
+                    proc.listed = None
+                    proc.merge_any = None if proc.merge_any is not False else False
             self._mid_scan = True
             self._may_have_merged = True
             self._scans_since_clean_known = False
@@ -607,6 +726,25 @@ class KsmModel:
             raise NotRunning(f"full_scans needs run = 1, run is {int(self._knobs.run)}")
         if count < 0:
             raise ValueError(f"negative scan count {count}")
+        if count == 0:
+            return
+        listed = [proc for proc in self._processes.values() if proc.listed is not False]
+        if not listed:
+            return  # an empty list: ksmd sleeps, no scan completes
+        if not any(proc.has_registered_page() for proc in listed):
+            # The first scan drops every process (none has a mergeable mapping); then
+            # the list is empty and no other scan completes.
+            count = 1
+            if all(proc.listed is None for proc in listed):
+                # Maybe the list is empty already (0 scans), maybe not (1): count the
+                # lower bound; full_scans is no longer exact.
+                self._scans_since_clean_known = False
+                count = 0
+        self._retained = None
+        for proc in self._processes.values():
+            if proc.listed is not False and not proc.has_registered_page():
+                proc.listed = False
+                proc.merge_any = False
         if count == 0:
             return
         self._scans += count

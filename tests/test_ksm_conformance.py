@@ -261,7 +261,11 @@ class KsmMachine(RuleBasedStateMachine):
     @rule()
     def settle(self) -> None:
         self.pair.apply(Op("full_scans", (3,)))
-        assert self.pair.model.quiet()
+        # Quiet, unless nothing is registered (then ksmd dropped every process and its
+        # list is empty, so no scan completes, and nothing is left to merge) or the
+        # model cannot tell whether run_ksmd had ksmd drop a process.
+        model = self.pair.model
+        assert model.quiet() or not model.candidates() or model.ambiguous()
 
     @invariant()
     def checked(self) -> None:
@@ -412,23 +416,25 @@ def test_full_scans_reset_at_run_2() -> None:
 
 def test_lookahead_merges_into_an_existing_ksm_page_with_room() -> None:
     # Implementation: a lookahead hit on an unstable-tree partner made a new chained
-    # KSM page where stock ksmd merges into the existing page with room.
+    # KSM page where stock ksmd merges into the existing page with room. The room
+    # appears mid-scan: c's unmerged page keeps its rmap item (so c's KSM page stays
+    # full when a's second page is scanned) until ksmd passes c, just before b.
     def run(lookahead: bool) -> dict[str, int]:
         ksm = Ksm()
-        c, a, b = ksm.add_process(), ksm.add_process(), ksm.add_process()
-        for pid in (c, a, b):
+        a, c, b = ksm.add_process(), ksm.add_process(), ksm.add_process()
+        for pid in (a, c, b):
             ksm.madvise(pid, ksm.mmap(pid, 2), 2, "MERGEABLE")
         ksm.write(c, B, CONTENT_POOL[2])
         ksm.write(c, B + P, CONTENT_POOL[2])
+        for name, value in (("smart_scan", False), ("lookahead", lookahead), ("max_page_sharing", 2), ("run", 1)):
+            ksm.set_knob(name, value)
+        ksm.full_scans(2)  # c's pair merges: a full KSM page
         for pid in (a, b):
             ksm.write(pid, B, CONTENT_POOL[1])
             ksm.write(pid, B + P, CONTENT_POOL[2])
-        for name, value in (("smart_scan", False), ("lookahead", lookahead), ("max_page_sharing", 2), ("pages_to_scan", 4), ("run", 1)):
-            ksm.set_knob(name, value)
-        ksm.full_scans(1)
-        ksm.run_ksmd(21)  # one batch: c's pair merges (full), a's pages go unstable
-        ksm.madvise(c, B + P, 1, "UNMERGEABLE")  # the B page has room again
-        ksm.run_ksmd(20)  # b's first page merges with a's; its second follows a's
+        ksm.full_scans(1)  # a's and b's pages: checksums stored
+        ksm.madvise(c, B + P, 1, "UNMERGEABLE")  # its rmap item stays until c's pass
+        ksm.full_scans(1)  # a's pages go unstable; c's pass frees the item; b's merge
         ksm.check_invariants()
         return ksm.counters()
 

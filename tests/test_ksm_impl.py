@@ -18,7 +18,9 @@ from memoracle.ksm.mutants import (
     KSM_MUTANTS,
     CompareBeforeProtectKsm,
     CowWritesSharedKsm,
+    EagerUnmergeKsm,
     NoChecksumKsm,
+    PrctlOffAlwaysKsm,
     NoPteRecheckKsm,
     NoWriteProtectKsm,
 )
@@ -478,4 +480,5 @@ def test_checksum_mutant_merges_on_the_first_scan() -> None:
 
 def test_every_mutant_is_registered() -> None:
     assert set(KSM_MUTANTS.values()) == {NoWriteProtectKsm, CompareBeforeProtectKsm,
-                                         NoPteRecheckKsm, CowWritesSharedKsm, NoChecksumKsm}  # fmt: skip
+                                         NoPteRecheckKsm, CowWritesSharedKsm, NoChecksumKsm,
+                                         EagerUnmergeKsm, PrctlOffAlwaysKsm}  # fmt: skip

@@ -204,6 +204,82 @@ def test_process_merge_and_unmerge() -> None:
     assert model.process_counters(pid)["ksm_rmap_items"] == 0
 
 
+
+def test_process_merge_off_when_it_was_never_on_changes_nothing() -> None:
+    model = KsmModel()
+    pid = model.add_process()
+    addr = _identical(model, pid, 4, PAGE_A)
+    _settle(model)
+    assert model.counters()["pages_sharing"] == 3
+    model.set_process_merge(pid, False)
+    assert model.settled() and model.exact()
+    assert model.counters()["pages_sharing"] == 3
+    model.full_scans(2)
+    assert model.counters()["pages_sharing"] == 3
+    assert model.process_counters(pid)["ksm_merging_pages"] == 4
+    assert model.candidates()[0].addr == addr
+
+
+def test_unmerge_keeps_rmap_items_until_the_next_scan() -> None:
+    model = KsmModel()
+    pid = model.add_process()
+    addr = _identical(model, pid, 6, PAGE_A)
+    _settle(model)
+    model.madvise(pid, addr, 2, "UNMERGEABLE")
+    assert model.exact() and not model.settled()
+    counters = model.counters()
+    assert (counters["pages_shared"], counters["pages_sharing"]) == (1, 5)
+    assert model.process_counters(pid)["ksm_rmap_items"] == 6
+    assert model.process_counters(pid)["ksm_merging_pages"] == 6
+    assert {page.addr for page in model.snapshot().pages} == {addr + i * PAGE_SIZE for i in range(2, 6)}
+    model.madvise(pid, addr + 2 * PAGE_SIZE, 1, "UNMERGEABLE")  # still exact: nothing else happened
+    assert model.exact() and model.counters()["pages_sharing"] == 5
+    model.full_scans(1)
+    assert not model.exact()  # a scan ran: the items are gone, the model does not follow ksmd
+
+
+def test_unmerge_of_zero_pages_counts_at_once() -> None:
+    model = KsmModel()
+    model.set_knob("use_zero_pages", True)
+    pid = model.add_process()
+    addr = _identical(model, pid, 4, bytes(PAGE_SIZE))
+    _settle(model)
+    assert model.counters()["ksm_zero_pages"] == 4
+    model.madvise(pid, addr, 2, "UNMERGEABLE")
+    assert model.exact() and model.counters()["ksm_zero_pages"] == 2
+    assert model.process_counters(pid)["ksm_rmap_items"] == 4
+
+
+def test_a_process_left_with_nothing_registered_is_dropped_by_a_full_scan() -> None:
+    model = KsmModel()
+    pid = model.add_process()
+    model.set_process_merge(pid, True)
+    addr = model.mmap(pid, 2)
+    model.madvise(pid, addr, 2, "UNMERGEABLE")
+    _settle(model)
+    assert model.counters()["full_scans"] == 1  # the pass that dropped it; then the list is empty
+    later = model.mmap(pid, 2)  # process-wide merging was cleared with the drop
+    assert not model.candidates()
+    model.write(pid, later, PAGE_A)
+    model.set_process_merge(pid, True)
+    model.write(pid, later + PAGE_SIZE, PAGE_A)
+    model.full_scans(2)
+    assert [c.addr for c in model.candidates()] == [later, later + PAGE_SIZE]
+
+
+def test_run_ksmd_makes_a_dropped_process_ambiguous() -> None:
+    model = KsmModel()
+    pid = model.add_process()
+    model.set_process_merge(pid, True)
+    addr = model.mmap(pid, 1)
+    model.madvise(pid, addr, 1, "UNMERGEABLE")
+    model.set_knob("run", 1)
+    model.run_ksmd(20)  # ksmd may or may not have passed (and dropped) the process
+    model.mmap(pid, 1)
+    model.full_scans(3)
+    assert not model.exact() and not model.quiet()
+
+
 @pytest.mark.parametrize(
     ("name", "value", "errno"),
     [

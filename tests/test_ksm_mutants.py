@@ -25,6 +25,8 @@ FIRST_CATCH = {
     "no_pte_recheck": (0, "view of pid 1"),
     "cow_writes_shared": (0, "is writable"),
     "no_checksum": (2, "after the first scan: pages_unshared = 1, predicted 0"),
+    "eager_unmerge": (4, "right after an unmerge (rmap items kept): pages_sharing = 1, predicted 2"),
+    "prctl_off_always": (2, "after the first scan: pages_volatile = 3, predicted 4"),
 }
 
 

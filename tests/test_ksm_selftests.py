@@ -122,8 +122,15 @@ def test_unmerge_leaves_no_shared_frames() -> None:
     ksm.madvise(pid, addr, 8, "UNMERGEABLE")
     ksm.check_invariants()
     assert distinct_frames(ksm, pid, addr, 8)
+    # As in the kernel: the rmap items stay until ksmd's next pass.
+    assert shared_sharing(ksm) == (1, 7)
+    assert ksm.process_counters(pid)["ksm_merging_pages"] == 8
+    assert ksm.process_counters(pid)["ksm_rmap_items"] == 8
+    ksm.full_scans(1)
+    ksm.check_invariants()
     assert shared_sharing(ksm) == (0, 0)
     assert ksm.process_counters(pid)["ksm_merging_pages"] == 0
+    assert ksm.process_counters(pid)["ksm_rmap_items"] == 0
 
 
 def test_zero_page_count_follows_unmerge_and_writes() -> None:
@@ -205,5 +212,52 @@ def test_prctl_memory_merge_without_madvise() -> None:
     assert shared_sharing(ksm) == (1, 3)
     ksm.set_process_merge(pid, False)
     ksm.check_invariants()
-    assert shared_sharing(ksm) == (0, 0)
     assert distinct_frames(ksm, pid, addr, 4)
+    assert shared_sharing(ksm) == (1, 3)  # the rmap items stay until ksmd's next pass
+    ksm.full_scans(1)
+    assert shared_sharing(ksm) == (0, 0)
+    assert ksm.process_counters(pid)["ksm_rmap_items"] == 0
+
+
+def test_prctl_off_without_prctl_on_changes_nothing() -> None:
+    """``ksm_disable_merge_any`` returns early when process-wide merging is off: a range
+    registered by madvise stays registered and merged."""
+    ksm = fresh()
+    pid = ksm.add_process()
+    addr = ksm.mmap(pid, 4)
+    fill(ksm, pid, addr, [b"\x45" * PAGE] * 4)
+    merge(ksm, pid, addr, 4)
+    assert shared_sharing(ksm) == (1, 3)
+    ksm.set_process_merge(pid, False)
+    ksm.check_invariants()
+    assert not distinct_frames(ksm, pid, addr, 4)
+    ksm.full_scans(2)
+    assert shared_sharing(ksm) == (1, 3)
+    assert ksm.process_counters(pid)["ksm_merging_pages"] == 4
+
+
+def test_a_process_with_nothing_registered_leaves_ksmds_list() -> None:
+    """At the end of its pass ksmd drops an mm with no mergeable mapping, clearing
+    process-wide merging: a later mapping is not registered, and with the list empty no
+    full scan completes."""
+    ksm = fresh()
+    pid = ksm.add_process()
+    ksm.set_process_merge(pid, True)
+    addr = ksm.mmap(pid, 2)
+    fill(ksm, pid, addr, [b"\x46" * PAGE] * 2)
+    ksm.set_knob("run", 1)
+    ksm.full_scans(2)
+    assert shared_sharing(ksm) == (1, 1)
+    ksm.madvise(pid, addr, 2, "UNMERGEABLE")
+    ksm.full_scans(3)
+    assert ksm.counters()["full_scans"] == 3  # the pass that dropped it counts, no later one
+    assert not ksm.procs[pid].merge_any and not ksm.mm_list
+    later = ksm.mmap(pid, 2)
+    fill(ksm, pid, later, [b"\x46" * PAGE] * 2)
+    ksm.full_scans(2)
+    ksm.check_invariants()
+    assert shared_sharing(ksm) == (0, 0) and ksm.counters()["full_scans"] == 3
+    ksm.set_process_merge(pid, True)  # on again: every mapping registered anew
+    ksm.full_scans(2)
+    ksm.check_invariants()
+    assert shared_sharing(ksm) == (1, 3)

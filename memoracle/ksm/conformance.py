@@ -14,14 +14,16 @@ A :class:`KsmPair` applies one operation (:class:`Op`) to both sides of any two
   read-only and clean, as the kernel does), and its counters equal
   :func:`~spec.ksm_rules.counters_of` of its snapshot;
 - **completeness**: when the model says the system is quiet, the weak predicate
-  :func:`~spec.ksm_model.completeness_violations`; when it says settled, the counters
-  and the per-process counters equal the model's prediction, and the exclusive host
-  cache keeps no page whose content is in a tree;
-- **the first scan**: before any full scan from a clean point (the start or
-  ``run = 2``) nothing has an rmap item; after exactly one, nothing is merged and every
-  eligible page has a volatile rmap item
+  :func:`~spec.ksm_model.completeness_violations`; when it says settled, the exclusive
+  host cache keeps no page whose content is in a tree;
+- **exact points**: whenever the model is exact (:meth:`~spec.ksm_model.KsmModel.exact`)
+  every counter and every process's counters equal its prediction — before any full
+  scan from a clean point (the start or ``run = 2``) nothing has an rmap item; after
+  exactly one, nothing is merged and every eligible page has a volatile rmap item
   (:func:`~spec.ksm_model.predicted_after_first_scan`: pages first merge on the second
-  full scan, because the stored checksum starts at 0);
+  full scan, because the stored checksum starts at 0); once settled, the prediction;
+  and right after an unmerge at such a point, the same rmap items (they stay until
+  ksmd's next pass) with the range unmerged;
 - **full_scans**: equal to the full scans asked for since the last ``run = 2`` (the
   kernel resets ``seqnr`` there), at least that many once ``run_ksmd`` has run;
 - **host cache**: at every step it holds only pages that were inserted, unchanged, and
@@ -43,7 +45,8 @@ told that ksmd was mid-scan, so the scan in progress never counts as quiet).
 
 :func:`random_ops` draws a deterministic operation sequence from a seed (writes of whole
 pages from a small pool of contents so duplicates are common, single bytes, reads,
-ksmd runs, full scans, madvise, process-wide merge, run 0/1/2, knobs, optimisations);
+ksmd runs, full scans, madvise, process-wide merge, run 0/1/2, knobs, optimisations,
+quiet periods, some followed by an unmerge);
 :func:`ksm_campaign` runs one and returns a report (None when everything held).
 """
 
@@ -235,6 +238,12 @@ class KsmPair:
             problems.append(f"host cache pages {lost} dropped though no scanned page had their content")
         return problems
 
+    def _exact_label(self) -> str:
+        model = self.model
+        if model.after_first_scan():
+            return "after the first scan" if model.counters()["full_scans"] else "before the first scan"
+        return "settled" if model.settled() else "right after an unmerge (rmap items kept)"
+
     def check(self) -> None:
         """Every check of the module docstring, for the current state."""
         self.checked += 1
@@ -277,25 +286,18 @@ class KsmPair:
         problems += self._host_cache_violations(host)
         if self.model.quiet():
             problems += completeness_violations(snapshot, self.model.candidates(), self.model.knobs())
-        if self.model.after_first_scan():
-            first = self.model.first_scan_prediction()
-            when = "after the first scan" if first.snapshot.counters["full_scans"] else "before the first scan"
-            for name, value in first.counters.items():
-                if counters.get(name) != value:
-                    problems.append(f"{when}: {name} = {counters.get(name)}, predicted {value}")
-            for pid in self.pids:
-                got_process = self.impl.process_counters(pid)
-                if got_process != first.process_counters[pid]:
-                    problems.append(f"{when}: pid {pid} counters {got_process}, predicted {first.process_counters[pid]}")
-        if self.model.settled():
-            prediction = self.model.prediction()
+        if self.model.exact():
+            prediction = self.model.current_prediction()
+            when = self._exact_label()
             for name, value in prediction.counters.items():
                 if counters.get(name) != value:
-                    problems.append(f"settled: {name} = {counters.get(name)}, predicted {value}")
-            for pid in self.pids:
-                got_process = self.impl.process_counters(pid)
-                if got_process != prediction.process_counters[pid]:
-                    problems.append(f"settled: pid {pid} counters {got_process}, predicted {prediction.process_counters[pid]}")
+                    problems.append(f"{when}: {name} = {counters.get(name)}, predicted {value}")
+            if self.model.process_counters_exact():
+                for pid in self.pids:
+                    got_process = self.impl.process_counters(pid)
+                    if got_process != prediction.process_counters[pid]:
+                        problems.append(f"{when}: pid {pid} counters {got_process}, predicted {prediction.process_counters[pid]}")
+        if self.model.settled():
             if self.model.knobs().exclusive_host_cache:
                 kept = sorted(set(host) - set(self.model.predicted_host_cache()))
                 if kept:
@@ -367,8 +369,12 @@ def random_ops(seed: int, steps: int, *, processes: int = 3) -> list[Op]:
             # A clean restart and exactly one full scan: nothing may merge yet.
             ops += [Op("set_knob", ("run", 2)), Op("set_knob", ("run", 1)), Op("full_scans", (1,))]
         else:
+            # A quiet period, then perhaps an unmerge at that settled point (its rmap
+            # items must stay until ksmd's next pass).
             ops.append(Op("set_knob", ("run", 1)))
             ops.append(Op("full_scans", (3,)))
+            if rng.random() < 0.5:
+                ops.append(Op("madvise", (pid, addr, 1, "UNMERGEABLE")))
     ops.append(Op("set_knob", ("run", 1)))
     ops.append(Op("full_scans", (3,)))
     return ops

@@ -17,12 +17,20 @@ the merge or fault path. The checks (views before/after a merge with a racing st
 - :class:`NoChecksumKsm` — the volatility checksum is stored but never compared, so
   pages merge on their first visit (volatile pages merge; counters run ahead of the
   kernel's "first merge on the second full scan").
+- :class:`EagerUnmergeKsm` — ``madvise(UNMERGEABLE)`` frees the range's rmap items at
+  once (the kernel leaves them to ksmd's next pass), so ``pages_sharing``,
+  ``ksm_rmap_items`` and ``ksm_merging_pages`` drop too early.
+- :class:`PrctlOffAlwaysKsm` — ``prctl(PR_SET_MEMORY_MERGE, 0)`` unmerges and
+  unregisters the process even when process-wide merging was never on (the kernel's
+  ``ksm_disable_merge_any`` returns early).
 """
 
 from __future__ import annotations
 
 from impl.ksm import Ksm
 from impl.ksm_state import Process, RmapItem
+from impl.mmu_emu import VmaFlags
+from spec.ksm_api import PAGE_SIZE, Advice
 
 
 class NoWriteProtectKsm(Ksm):
@@ -84,6 +92,48 @@ class NoChecksumKsm(Ksm):
         return False
 
 
+class EagerUnmergeKsm(Ksm):
+    """Frees the rmap items of an unmerged range at once."""
+
+    def madvise(self, pid: int, addr: int, npages: int, advice: Advice) -> None:
+        super().madvise(pid, addr, npages, advice)
+        if advice != "UNMERGEABLE":
+            return
+        proc = self.procs[pid]
+        prev: RmapItem | None = None
+        item = proc.rmap_head
+        while item is not None:
+            nxt = item.next
+            if addr <= item.addr < addr + npages * PAGE_SIZE:
+                if prev is None:
+                    proc.rmap_head = nxt
+                else:
+                    prev.next = nxt
+                if self.scan_prev is item:
+                    self.scan_prev = prev
+                self.remove_rmap_item_from_tree(item)
+                self._free_item(item)
+            else:
+                prev = item
+            item = nxt
+
+
+class PrctlOffAlwaysKsm(Ksm):
+    """prctl(PR_SET_MEMORY_MERGE, 0) unregisters everything, process-wide merging or not."""
+
+    def set_process_merge(self, pid: int, enabled: bool) -> None:
+        proc = self.procs.get(pid)
+        if enabled or proc is None or proc.merge_any:
+            super().set_process_merge(pid, enabled)
+            return
+        proc.layout_gen += 1
+        for vma in proc.space.vmas():
+            if vma.flags & VmaFlags.MERGEABLE:
+                for va in range(vma.start, vma.end, PAGE_SIZE):
+                    self.break_ksm(proc, va)
+                vma.flags &= ~VmaFlags.MERGEABLE
+
+
 #: Every mutant by name.
 KSM_MUTANTS: dict[str, type[Ksm]] = {
     "no_write_protect": NoWriteProtectKsm,
@@ -91,4 +141,6 @@ KSM_MUTANTS: dict[str, type[Ksm]] = {
     "no_pte_recheck": NoPteRecheckKsm,
     "cow_writes_shared": CowWritesSharedKsm,
     "no_checksum": NoChecksumKsm,
+    "eager_unmerge": EagerUnmergeKsm,
+    "prctl_off_always": PrctlOffAlwaysKsm,
 }
