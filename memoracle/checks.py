@@ -37,9 +37,13 @@ CHECKS += MACHINE_CHECKS + UMFS_CHECKS + SPSC_CHECKS + SPHINX_CHECKS + KSM_CHECK
 
 
 def run_checks(
-    seed: int, only: set[str] | None = None, on_start: Callable[[Check], None] | None = None
+    seed: int,
+    only: set[str] | None = None,
+    on_start: Callable[[Check], None] | None = None,
+    on_done: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
-    """Run the registered checks (those whose system is in ``only``, if given)."""
+    """Run the registered checks (those whose system is in ``only``, if given);
+    ``on_start`` and ``on_done`` are called around each one (for progress)."""
     results = []
     for check in CHECKS:
         if only is not None and check.system not in only:
@@ -51,14 +55,10 @@ def run_checks(
             outcome = check.run(seed)
         except AssertionError as error:  # an invariant broke inside the system
             outcome = Outcome(False, 0, f"invariant violated: {error}")
-        results.append(
-            CheckResult(
-                check.system,
-                check.name,
-                outcome.ok,
-                outcome.count,
-                time.perf_counter() - started,
-                outcome.report,
-            )
+        result = CheckResult(
+            check.system, check.name, outcome.ok, outcome.count, time.perf_counter() - started, outcome.report
         )
+        results.append(result)
+        if on_done is not None:
+            on_done(result)
     return results

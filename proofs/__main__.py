@@ -2,7 +2,10 @@
 
 Proves the registered theorems (those matching the shell-style patterns, or all), prints
 a table and every counterexample. Exit code 0 iff every result is the expected one
-(theorems proved, mutants refuted); 1 otherwise; 2 for bad usage.
+(theorems proved, mutants refuted); 1 if a theorem was refuted or a mutant proved;
+3 if no result was wrong but the solver gave up on some (``unknown``: the timeout ran
+out, inconclusive); 2 for bad usage. (The codes are ``memoracle``'s; ``proofs`` imports
+only ``spec``, so they are repeated here.)
 """
 
 from __future__ import annotations
@@ -14,6 +17,18 @@ from typing import Sequence
 
 from proofs import DEFAULT_TIMEOUT_SECONDS, print_results, prove_all, select_theorems
 
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number of seconds, not {text!r}") from None
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, not {text}")
+    return value
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code."""
@@ -24,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("patterns", nargs="*", metavar="PATTERN", help="theorem names (globs)")
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="seconds per theorem"
+        "--timeout", type=_seconds, default=DEFAULT_TIMEOUT_SECONDS,
+        help=f"solver seconds per theorem (default {DEFAULT_TIMEOUT_SECONDS:g})"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--list", action="store_true", help="list the theorems and stop")
@@ -34,17 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         selected = select_theorems(patterns)
     except LookupError as error:
         print(f"proofs: {error.args[0]}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.list:
         for theorem in selected:
             print(f"{theorem.name}  [expect {theorem.expect}]\n    {theorem.statement}")
-        return 0
+        return EXIT_OK
     results = prove_all(patterns, timeout_seconds=args.timeout)
     if args.json:
         print(json.dumps({"proofs": [result.as_dict() for result in results]}, indent=2))
     else:
         print_results(results)
-    return 0 if all(result.ok for result in results) else 1
+    if any(result.status not in (result.expect, "unknown") for result in results):
+        return EXIT_VIOLATION
+    return EXIT_INCONCLUSIVE if any(result.status == "unknown" for result in results) else EXIT_OK
 
 
 if __name__ == "__main__":

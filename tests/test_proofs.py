@@ -451,7 +451,9 @@ def test_unknown_is_never_ok_and_exit_codes(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(proofs.registry, "THEOREMS", [_fake("mutant", "proved", "refuted")])
     assert proofs_main([]) == 1
     monkeypatch.setattr(proofs.registry, "THEOREMS", [_fake("slow", "unknown", "proved")])
-    assert proofs_main([]) == 1
+    assert proofs_main([]) == 3  # inconclusive, not a violation
+    monkeypatch.setattr(proofs.registry, "THEOREMS", [_fake("slow", "unknown", "proved"), _fake("m", "proved", "refuted")])
+    assert proofs_main([]) == 1  # a wrong result outweighs an unknown
     assert proofs_main(["no_such_theorem"]) == 2
 
 
