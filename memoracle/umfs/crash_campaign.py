@@ -18,7 +18,7 @@ import itertools
 import multiprocessing
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from memoracle.umfs.crash_explorer import CrashExplorer, Stats, Variant
 from spec.crash_recovery import Op
@@ -136,24 +136,48 @@ def run_shard(
     return result
 
 
+#: In a pool worker: the shared count of workloads done (set by the pool's initializer).
+_done_counter: Any = None
+
+
+def _share_counter(counter: Any) -> None:
+    global _done_counter
+    _done_counter = counter
+
+
+def _count_one(n: int) -> None:
+    with _done_counter.get_lock():
+        _done_counter.value += n
+
+
 def _run_shard_job(job: tuple[CampaignConfig, int, int]) -> ShardResult:
-    return run_shard(*job)
+    return run_shard(*job, progress=_count_one if _done_counter is not None else None)
 
 
 def run_campaign(config: CampaignConfig, jobs: int = 1, shard: tuple[int, int] | None = None,
                  progress: Callable[[int], None] | None = None) -> tuple[Stats, list[ShardResult]]:  # fmt: skip
-    """Run every shard (``jobs`` at a time), or just ``shard = (i, n)``; merge the stats."""
+    """Run every shard (``jobs`` at a time, each in its own process), or just
+    ``shard = (i, n)``; merge the stats. ``progress(n)`` is called in this process as
+    workloads finish, also while the worker processes run."""
     if shard is not None:
         results = [run_shard(config, shard[0], shard[1], progress)]
     elif jobs <= 1:
         results = [run_shard(config, 0, 1, progress)]
     else:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            results = []
-            for result in pool.imap_unordered(_run_shard_job, [(config, i, jobs) for i in range(jobs)]):
-                results.append(result)
-                if progress is not None:
-                    progress(result.stats.workloads)
+        context = multiprocessing.get_context("fork")
+        counter = context.Value("q", 0)
+        with context.Pool(jobs, initializer=_share_counter, initargs=(counter,)) as pool:
+            pending = pool.map_async(_run_shard_job, [(config, i, jobs) for i in range(jobs)])
+            reported = 0
+            while not pending.ready():
+                pending.wait(0.25)
+                done = counter.value
+                if progress is not None and done > reported:
+                    progress(done - reported)
+                    reported = done
+            results = pending.get()
+            if progress is not None and counter.value > reported:
+                progress(counter.value - reported)
     total = Stats()
     for result in results:
         total.merge(result.stats)
@@ -170,11 +194,12 @@ def count_workloads(max_ops: int, shard: tuple[int, int] | None = None) -> int:
 
 
 def fuzz(
-    config: CampaignConfig, examples: int, max_ops: int = 6
+    config: CampaignConfig, examples: int, max_ops: int = 6, progress: Callable[[int], None] | None = None
 ) -> tuple[Stats, tuple[Op, ...] | None, str]:
     """Hypothesis-generated workloads with crash injection; the smallest failing one.
 
-    Returns the stats, the shrunk workload (or None) and its report.
+    Returns the stats, the shrunk workload (or None) and its report; ``progress(1)`` is
+    called after each workload explored (shrinking included).
     """
     from hypothesis import HealthCheck, find, settings
     from hypothesis import strategies as st
@@ -184,7 +209,10 @@ def fuzz(
 
     def fails(ops: Sequence[Op]) -> bool:
         explorer.violations.clear()
-        return bool(explorer.explore(SETUP, tuple(ops)))
+        found = bool(explorer.explore(SETUP, tuple(ops)))
+        if progress is not None:
+            progress(1)
+        return found
 
     try:
         smallest = find(
