@@ -4,8 +4,13 @@
 fast SPSC checker when it has one producer and one consumer and with the generic
 Wing–Gong–Lowe checker otherwise, and prints a verdict (``--json`` for tools). Exit 0 =
 linearizable, 1 = violation, 2 = malformed file (one line on stderr naming the line).
-``--html OUT`` writes a small self-contained timeline (inline SVG, no scripts) of the
-violating window.
+``--html OUT`` writes a small self-contained timeline (inline SVG, no scripts): of the
+violating window, or of the first :data:`HTML_PASSING_OPERATIONS` operations of a
+linearizable history.
+
+``interleave`` explores one scenario exhaustively (within ``--max-executions``: exit 3
+when the budget runs out first) or by PCT (``--pct RUNS``), or prints the fences table
+(``--table``, for the ``--model``/``--variant``/``--criterion`` given, all by default).
 """
 
 from __future__ import annotations
@@ -16,14 +21,28 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from spec.history import History, HistoryFormatError, Operation, read_history
 from spec.linearizability import check_linearizable, queue_unit
 from spec.spsc_fast import NotSpscError, check_spsc
 from spec.spsc_model import Criterion, QueueSpec
 
-from memoracle.exitcodes import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
+from memoracle.arguments import add_subcommands, input_file, int_in, output_file, power_of_two, seed, usage_error
+from memoracle.exitcodes import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
+from memoracle.progress import Progress, verdict_line
+
+#: How many operations (the first, by call time) a timeline of a linearizable history shows.
+HTML_PASSING_OPERATIONS = 200
+#: The longest history ``history record`` writes (about 90 bytes an operation).
+MAX_RECORD_OPERATIONS = 10_000_000
+#: The largest ring ``history record`` shares between its two processes (512 KiB of slots).
+MAX_RECORD_CAPACITY = 1 << 16
+#: Default budget of ``interleave``'s exhaustive search (about a minute on one core).
+DEFAULT_MAX_EXECUTIONS = 200_000
+#: The largest workload ``interleave`` accepts per side.
+MAX_INTERLEAVE_OPERATIONS = 1_000
 
 
 @dataclass(frozen=True)
@@ -82,10 +101,10 @@ def check_history(history: History, criterion: Criterion) -> Verdict:
     )
 
 
-def timeline_html(verdict: Verdict, title: str) -> str:
-    """A self-contained HTML page: one lane per thread, one bar per operation of the
-    window (culprits in red), stamps on hover."""
-    ops = verdict.window
+def timeline_html(verdict: Verdict, title: str, ops: Sequence[Operation] | None = None) -> str:
+    """A self-contained HTML page: one lane per thread, one bar per operation of
+    ``ops`` (by default the verdict's window; culprits in red), stamps on hover."""
+    ops = verdict.window if ops is None else ops
     threads = sorted({str(op.thread) for op in ops})
     low = min((op.call for op in ops), default=0)
     high = max((op.ret for op in ops), default=1)
@@ -122,24 +141,43 @@ def timeline_html(verdict: Verdict, title: str) -> str:
     )
 
 
+def _usage(message: str) -> int:
+    sys.stderr.write(f"memoracle: {message}\n")
+    return EXIT_USAGE
+
+
+def _interleave_usage(message: str) -> int:
+    return usage_error("memoracle interleave", message)
+
+
 def cmd_history_check(args: argparse.Namespace) -> int:
     """``memoracle history check FILE``."""
     criterion = Criterion(args.criterion)
     try:
-        history = read_history(args.file)
+        history = read_history(str(args.file))
         verdict = check_history(history, criterion)
     except HistoryFormatError as error:
-        sys.stderr.write(f"memoracle: {args.file}: {error}\n")
-        return EXIT_USAGE
+        return _usage(f"{args.file}: {error}")
     except OSError as error:
-        sys.stderr.write(f"memoracle: {args.file}: {error.strerror or error}\n")
-        return EXIT_USAGE
-    if args.html and not verdict.linearizable:
-        with open(args.html, "w", encoding="utf-8") as handle:
-            handle.write(timeline_html(verdict, f"{args.file}: not {criterion.value}ly linearizable"))
+        return _usage(f"{args.file}: {error.strerror or error}")
+    if args.html:
+        if verdict.linearizable:
+            shown = sorted(history.operations(), key=lambda op: op.call)[:HTML_PASSING_OPERATIONS]
+            title = (f"{args.file}: {criterion.value}ly linearizable "
+                     f"(the first {len(shown)} of {verdict.operations} operations)")  # fmt: skip
+            page = timeline_html(verdict, title, shown)
+        else:
+            page = timeline_html(verdict, f"{args.file}: not {criterion.value}ly linearizable")
+        try:
+            Path(args.html).write_text(page, encoding="utf-8", errors="backslashreplace")
+        except OSError as error:
+            return _usage(f"{args.html}: {error.strerror or error}")
+    line = verdict_line(0 if verdict.linearizable else 1, [(verdict.operations, "operation")], verdict.seconds)
     if args.json:
-        print(json.dumps(verdict.as_json(args.file), indent=2))
-    elif verdict.linearizable:
+        print(json.dumps(verdict.as_json(str(args.file)), indent=2))
+        print(line, file=sys.stderr)
+        return EXIT_OK if verdict.linearizable else EXIT_VIOLATION
+    if verdict.linearizable:
         print(
             f"{args.file}: linearizable ({criterion.value}), {verdict.operations} operations, "
             f"{verdict.checker} checker, {verdict.seconds:.3f}s"
@@ -151,6 +189,7 @@ def cmd_history_check(args: argparse.Namespace) -> int:
             print("operations around the violation (* = named above):")
             for op in verdict.window:
                 print(f" {'*' if op.id in verdict.culprits else ' '} {op.describe()}")
+    print(line)
     return EXIT_OK if verdict.linearizable else EXIT_VIOLATION
 
 
@@ -158,82 +197,149 @@ def cmd_history_record(args: argparse.Namespace) -> int:
     """``memoracle history record OUT``: two processes, one shared ring, one history."""
     from memoracle.spsc.recorder import record_history
 
-    if args.operations < 1 or args.capacity < 1 or args.capacity & (args.capacity - 1):
-        sys.stderr.write("memoracle: --operations must be positive and --capacity a power of two\n")
-        return EXIT_USAGE
-    record_history(args.output, args.operations, args.capacity, mutant=args.mutant)
+    try:
+        with Progress(None, f"recording {args.operations:,} operations", unit="histories"):
+            record_history(str(args.output), args.operations, args.capacity, mutant=args.mutant)
+    except OSError as error:
+        return _usage(f"{args.output}: {error.strerror or error}")
+    except RuntimeError as error:
+        return _usage(f"recording failed: {error}")
     print(f"wrote {args.operations} operations to {args.output}")
     return EXIT_OK
+
+
+#: ``interleave`` options that do not apply to ``--table`` (it runs a fixed workload,
+#: exhaustively).
+_NOT_WITH_TABLE = ("fences", "capacity", "pushes", "pops", "bound", "pct", "depth", "seed", "max_executions")
 
 
 def cmd_interleave(args: argparse.Namespace) -> int:
     """``memoracle interleave``: explore one scenario, or print the fences table."""
     from impl.cpu_emu import Model
-    from impl.spsc import Fences
-    from memoracle.spsc.fences_table import fences_table, render_markdown
+    from memoracle.spsc.fences_table import parse_fences
     from memoracle.spsc.interleave import Scenario, explore, pct
 
     if args.table:
-        print(render_markdown(fences_table()))
-        return EXIT_OK
+        return _fences_table(args)
+    if args.pct is None:
+        for name in ("depth", "seed"):
+            if getattr(args, name) is not None:
+                return _interleave_usage(f"--{name} applies to --pct only")
+    elif args.bound is not None or args.max_executions is not None:
+        return _interleave_usage("--bound and --max-executions apply to the exhaustive search, not --pct")
     try:
-        fences = Fences.of([n for n in (args.fences or "").split(",") if n])
+        fences = parse_fences(args.fences or "")
     except ValueError as error:
-        sys.stderr.write(f"memoracle: {error} (known: {', '.join(Fences.names())})\n")
-        return EXIT_USAGE
-    if args.capacity < 1 or args.capacity & (args.capacity - 1):
-        sys.stderr.write("memoracle: --capacity must be a power of two\n")
-        return EXIT_USAGE
-    scenario = Scenario(
-        Model(args.model), args.variant, fences, args.capacity, args.pushes, args.pops
-    )
-    criterion = Criterion(args.criterion)
-    if args.pct:
-        result = pct(scenario, criterion, runs=args.pct, depth=args.depth, seed=args.seed)
-    else:
-        result = explore(scenario, criterion, bound=args.bound)
+        return _interleave_usage(f"--fences: {error}")
+    pushes, pops = _or(args.pushes, 2), _or(args.pops, 2)
+    if pushes + pops == 0:
+        return _interleave_usage("--pushes and --pops are both 0: there would be nothing to check")
+    model, variant, criterion_name = _or(args.model, "tso"), _or(args.variant, "lamport"), _or(args.criterion, "tolerant")
+    capacity = _or(args.capacity, 1)
+    scenario = Scenario(Model(model), variant, fences, capacity, pushes, pops)
+    criterion = Criterion(criterion_name)
+    budget = _or(args.max_executions, DEFAULT_MAX_EXECUTIONS)
+    started = time.perf_counter()
+    with Progress(args.pct, f"interleave {scenario.describe()}", unit="executions") as progress:
+        if args.pct is not None:
+            result = pct(scenario, criterion, runs=args.pct, depth=_or(args.depth, 3), seed=_or(args.seed, 0),
+                         progress=progress.advance)  # fmt: skip
+        else:
+            result = explore(scenario, criterion, bound=args.bound, max_executions=budget, progress=progress.advance)
+    seconds = time.perf_counter() - started
+    counts: list[tuple[int, str]] = [(result.executions, "execution")]
     if result.violation is not None:
         print(result.violation.render())
-        extra = f" --pct {args.pct} --seed {args.seed}" if args.pct else ""
+        knobs = ",".join(fences.enabled())
+        extra = f" --pct {args.pct} --depth {_or(args.depth, 3)} --seed {_or(args.seed, 0)}" if args.pct else ""
+        extra += f" --bound {args.bound}" if args.bound is not None else ""
         print(f"found after {result.executions} executions; reproduce: memoracle interleave "
-              f"--model {args.model} --variant {args.variant} --criterion {args.criterion} "
-              f"--fences '{args.fences or ''}' --capacity {args.capacity} --pushes {args.pushes} "
-              f"--pops {args.pops}{extra}")
+              f"--model {model} --variant {variant} --criterion {criterion_name} "
+              f"--fences '{knobs}' --capacity {capacity} --pushes {pushes} "
+              f"--pops {pops}{extra}")  # fmt: skip
+        print(verdict_line(1, counts, seconds))
         return EXIT_VIOLATION
-    how = "all" if result.exhausted else "sampled"
-    print(f"ok: {result.executions} executions ({how}; {result.pruned} branches pruned), "
-          f"every history {criterion.value}ly linearizable: {scenario.describe()}")
+    if args.pct is None and not result.exhausted:
+        print(f"no violation in the first {result.executions:,} executions of {scenario.describe()}, "
+              f"but the search was cut before it covered every execution")  # fmt: skip
+        print(verdict_line(0, counts, seconds, inconclusive=f"--max-executions {budget:,} reached"))
+        return EXIT_INCONCLUSIVE
+    how = "every execution" if args.pct is None else f"{args.pct:,} PCT samples (depth {_or(args.depth, 3)})"
+    bound = "" if args.bound is None else f" within {args.bound} preemptions"
+    print(f"{how}{bound} {criterion.value}ly linearizable ({result.pruned} branches pruned): {scenario.describe()}")
+    print(verdict_line(0, counts, seconds))
+    return EXIT_OK
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _fences_table(args: argparse.Namespace) -> int:
+    """``interleave --table``: the fences table, for the models, variants and criteria given."""
+    from impl.cpu_emu import Model
+    from impl.spsc import VARIANTS
+    from memoracle.spsc.fences_table import fences_table, render_markdown
+
+    given = [name for name in _NOT_WITH_TABLE if getattr(args, name) is not None]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        return _interleave_usage(f"{flag} does not apply to --table (it explores its own fixed workload)")
+    models = [Model(args.model)] if args.model else list(Model)
+    variants = [args.variant] if args.variant else list(VARIANTS)
+    criteria = [Criterion(args.criterion)] if args.criterion else list(Criterion)
+    started = time.perf_counter()
+    with Progress(len(models) * len(variants) * len(criteria), "interleave --table", unit="cells") as progress:
+        cells = fences_table(models, variants, criteria, on_cell=lambda cell: progress.advance(1))
+    print(render_markdown(cells))
+    executions = sum(cell.executions for cell in cells)
+    print(verdict_line(0, [(len(cells), "cell"), (executions, "execution")], time.perf_counter() - started))
     return EXIT_OK
 
 
 def add_commands(sub: Any) -> None:
     """Register ``history`` and ``interleave`` on the ``memoracle`` sub-parser set."""
     history = sub.add_parser("history", help="check or record SPSC queue histories")
-    verbs = history.add_subparsers(dest="verb", required=True, parser_class=type(history))
+    verbs = add_subcommands(history, "verb", "check or record")
     check = verbs.add_parser("check", help="check a history file (format 1)")
-    check.add_argument("file")
-    check.add_argument("--criterion", choices=["strict", "tolerant"], default="strict")
+    check.add_argument("file", type=input_file, help="a history file (JSON lines, format 1)")
+    check.add_argument("--criterion", choices=["strict", "tolerant"], default="strict", help="what full/empty must mean")
     check.add_argument("--json", action="store_true", help="print JSON")
-    check.add_argument("--html", metavar="OUT", help="write a timeline of the violating window")
+    check.add_argument(
+        "--html", metavar="OUT", type=output_file,
+        help="write a timeline: of the violating window, or of the first operations of a linearizable history",
+    )  # fmt: skip
     check.set_defaults(func=cmd_history_check)
     record = verbs.add_parser("record", help="record a real two-process SPSC history")
-    record.add_argument("output")
-    record.add_argument("--operations", type=int, default=100_000)
-    record.add_argument("--capacity", type=int, default=8)
-    record.add_argument("--mutant", choices=["none", "wrong_slot"], default="none")
+    record.add_argument("output", type=output_file, help="the history file to write")
+    record.add_argument(
+        "--operations", type=int_in(1, MAX_RECORD_OPERATIONS), default=100_000, help="operations in all (half each side)"
+    )
+    record.add_argument("--capacity", type=power_of_two(MAX_RECORD_CAPACITY), default=8, help="ring slots")
+    record.add_argument("--mutant", choices=["none", "wrong_slot"], default="none", help="a broken ring to record")
     record.set_defaults(func=cmd_history_record)
 
+    from impl.spsc import MAX_CAPACITY
+
+    ops = int_in(0, MAX_INTERLEAVE_OPERATIONS)
     inter = sub.add_parser("interleave", help="explore SPSC ring interleavings on store-buffer cores")
-    inter.add_argument("--table", action="store_true", help="print the fences table")
-    inter.add_argument("--model", choices=["sc", "tso", "weak"], default="tso")
-    inter.add_argument("--variant", choices=["lamport", "cached"], default="lamport")
-    inter.add_argument("--criterion", choices=["strict", "tolerant"], default="tolerant")
-    inter.add_argument("--fences", help="comma-separated knobs of impl.spsc.Fences")
-    inter.add_argument("--capacity", type=int, default=1)
-    inter.add_argument("--pushes", type=int, default=2)
-    inter.add_argument("--pops", type=int, default=2)
-    inter.add_argument("--bound", type=int, default=None, help="preemption bound")
-    inter.add_argument("--pct", type=int, default=0, help="PCT runs instead of exhaustive search")
-    inter.add_argument("--depth", type=int, default=3, help="PCT depth")
-    inter.add_argument("--seed", type=int, default=0)
+    inter.add_argument("--table", action="store_true", help="print the fences table (of --model/--variant/--criterion if given)")
+    inter.add_argument("--model", choices=["sc", "tso", "weak"], help="memory model (default tso; --table: all)")
+    inter.add_argument("--variant", choices=["lamport", "cached"], help="ring (default lamport; --table: both)")
+    inter.add_argument("--criterion", choices=["strict", "tolerant"], help="(default tolerant; --table: both)")
+    inter.add_argument(
+        "--fences", help="orderings, comma- or +-separated, as knob names of impl.spsc.Fences or in the "
+        "fences table's notation: P:acq(head), P:rel(tail), P:fence, C:acq(tail), C:rel(head), C:fence (default none)",
+    )  # fmt: skip
+    inter.add_argument("--capacity", type=power_of_two(MAX_CAPACITY), help=f"ring slots, up to {MAX_CAPACITY} (default 1)")
+    inter.add_argument("--pushes", type=ops, help="push attempts by the producer (default 2)")
+    inter.add_argument("--pops", type=ops, help="pop attempts by the consumer (default 2)")
+    inter.add_argument("--bound", type=int_in(0, 1_000), help="preemption bound (default: none, every schedule)")
+    inter.add_argument(
+        "--max-executions", type=int_in(1, 1 << 40),
+        help=f"budget of the exhaustive search; exit 3 if it runs out (default {DEFAULT_MAX_EXECUTIONS:,})",
+    )  # fmt: skip
+    inter.add_argument("--pct", type=int_in(1, 100_000_000), help="PCT runs instead of exhaustive search")
+    inter.add_argument("--depth", type=int_in(1, 1_000), help="PCT depth (default 3)")
+    inter.add_argument("--seed", type=seed, help="PCT seed (default 0)")
     inter.set_defaults(func=cmd_interleave)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Callable, Iterable
 
 from impl.cpu_emu import Model
 from impl.spsc import VARIANTS, Fences, Variant
@@ -22,6 +23,7 @@ from spec.spsc_model import Criterion
 #: (enough to see "full", "empty", a wrap of the slot index and a reused slot).
 TABLE_WORKLOAD = {"capacity": 1, "pushes": 2, "pops": 2}
 
+#: The table's notation for each knob of :class:`impl.spsc.Fences`.
 SHORT = {
     "producer_acquire_head": "P:acq(head)",
     "producer_release_tail": "P:rel(tail)",
@@ -30,6 +32,24 @@ SHORT = {
     "consumer_release_head": "C:rel(head)",
     "consumer_fence_after_head": "C:fence",
 }
+
+
+def parse_fences(text: str) -> Fences:
+    """The fences named in ``text``: knob names or the table's notation, separated by
+    ``,`` or ``+`` (``"P:fence + C:fence"``, ``"producer_release_tail"``); ``""`` or
+    ``"none"`` is no fence. :class:`ValueError` names an unknown one and lists the rest."""
+    by_short = {short.lower(): name for name, short in SHORT.items()}
+    names = []
+    for part in text.replace("+", ",").split(","):
+        word = part.strip()
+        if not word or word.lower() == "none":
+            continue
+        name = by_short.get(word.lower().replace(" ", ""), word)
+        if name not in SHORT:
+            known = ", ".join(f"{short} ({knob})" for knob, short in SHORT.items())
+            raise ValueError(f"unknown fence {word!r} (known: {known})")
+        names.append(name)
+    return Fences.of(names)
 
 
 @dataclass(frozen=True)
@@ -74,26 +94,36 @@ def cell(model: Model, variant: Variant, criterion: Criterion) -> Cell:
     return Cell(model, variant, criterion, tuple(found), executions)
 
 
-def fences_table() -> list[Cell]:
-    """Every cell: models SC, TSO, WEAK × variants × criteria strict, tolerant."""
-    return [
-        cell(model, variant, criterion)
-        for model in Model
-        for variant in VARIANTS
-        for criterion in Criterion
-    ]
+def fences_table(
+    models: Iterable[Model] = tuple(Model),
+    variants: Iterable[Variant] = VARIANTS,
+    criteria: Iterable[Criterion] = tuple(Criterion),
+    on_cell: Callable[[Cell], None] | None = None,
+) -> list[Cell]:
+    """Every cell (by default: models SC, TSO, WEAK × variants × criteria strict,
+    tolerant), or those of the given models, variants and criteria; ``on_cell`` is
+    called as each is done."""
+    cells = []
+    for model in models:
+        for variant in variants:
+            for criterion in criteria:
+                cells.append(cell(model, variant, criterion))
+                if on_cell is not None:
+                    on_cell(cells[-1])
+    return cells
 
 
 def render_markdown(cells: list[Cell]) -> str:
-    """The table in Markdown: one row per model and variant, one column per criterion."""
+    """The table in Markdown: one row per model and variant, one column per criterion
+    (the criteria the cells cover)."""
+    criteria = [c for c in Criterion if any(cell.criterion is c for cell in cells)]
     lines = [
-        "| memory model | ring | strict | tolerant |",
-        "|---|---|---|---|",
+        "| memory model | ring | " + " | ".join(c.value for c in criteria) + " |",
+        "|---|---|" + "---|" * len(criteria),
     ]
     by_key = {(c.model, c.variant, c.criterion): c for c in cells}
-    for model in Model:
-        for variant in VARIANTS:
-            strict = by_key[(model, variant, Criterion.STRICT)].text()
-            tolerant = by_key[(model, variant, Criterion.TOLERANT)].text()
-            lines.append(f"| {model.value} | {variant} | {strict} | {tolerant} |")
+    rows = dict.fromkeys((c.model, c.variant) for c in cells)
+    for model, variant in rows:
+        texts = [by_key[(model, variant, criterion)].text() for criterion in criteria]
+        lines.append(f"| {model.value} | {variant} | " + " | ".join(texts) + " |")
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from impl.cpu_emu import TIME, Action, CpuEmu, Footprint, Model, Program, Stamp
 from impl.phys_mem import Machine
@@ -210,10 +210,12 @@ def explore(
     bound: int | None = None,
     max_executions: int | None = None,
     reduction: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> ExploreResult:
     """Check every execution of ``scenario`` (up to the preemption ``bound``); stop at the
     first violation. ``exhausted`` is false when ``max_executions`` cut the search.
-    ``reduction=False`` turns the sleep sets off (every interleaving is run; for tests)."""
+    ``reduction=False`` turns the sleep sets off (every interleaving is run; for tests).
+    ``progress(1)`` is called after each complete execution."""
     executions = pruned = 0
     frames: list[_Frame] = []
     schedule: list[Action] = []
@@ -226,6 +228,8 @@ def explore(
             enabled = run.cpu.enabled()
             if not enabled:
                 executions += 1
+                if progress is not None:
+                    progress(1)
                 violation = _judge(run, scenario, criterion, schedule)
                 if violation is not None:
                     return ExploreResult(executions, pruned, violation, False)
@@ -280,10 +284,17 @@ def _take(frame: _Frame, choice: Action) -> tuple[dict[Action, Footprint], int, 
 
 
 def pct(
-    scenario: Scenario, criterion: Criterion, *, runs: int, depth: int = 3, seed: int = 0
+    scenario: Scenario,
+    criterion: Criterion,
+    *,
+    runs: int,
+    depth: int = 3,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> ExploreResult:
     """Randomized PCT: ``runs`` executions, each with random agent priorities and
-    ``depth - 1`` priority-change points; agents are the cores and their store buffers."""
+    ``depth - 1`` priority-change points; agents are the cores and their store buffers.
+    ``progress(1)`` is called after each execution."""
     rng = random.Random(seed)
     for n in range(runs):
         run = start(scenario)
@@ -307,6 +318,8 @@ def pct(
             schedule.append(best)
             run.log.append(run.cpu.perform(best))
             step += 1
+        if progress is not None:
+            progress(1)
         violation = _judge(run, scenario, criterion, schedule)
         if violation is not None:
             return ExploreResult(n + 1, 0, violation, False)
