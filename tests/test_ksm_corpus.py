@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import struct
+import tracemalloc
 import zlib
+from array import array
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from hypothesis import given
@@ -15,6 +18,8 @@ from hypothesis import strategies as st
 from memoracle.cli import main
 from memoracle.ksm.corpus import (
     MAGIC,
+    MAX_CONTENT_BYTES,
+    MAX_PAGES,
     CapturedProcess,
     CaptureStats,
     Corpus,
@@ -238,7 +243,8 @@ def test_trailing_bytes_and_corruption_are_rejected() -> None:
     (table_length,) = struct.unpack_from("<Q", data, directory_end)
     garbled = bytearray(data)
     garbled[directory_end + 8 : directory_end + 8 + 2] = b"\xff\xff"  # the zlib header
-    _expect(bytes(garbled), "the page table is not valid zlib data")
+    _expect(bytes(garbled), "checksum mismatch")  # the checksum is verified before inflating
+    _expect(_with_crc(bytes(garbled[:-4])), "the page table is not valid zlib data")
     assert table_length > 0
 
 
@@ -268,6 +274,103 @@ def test_a_section_of_the_wrong_length_is_rejected() -> None:
     data = encode_corpus(small_corpus())
     _expect(_rewrite_header(data, contents=4), "the contents holds 1536 bytes, the header announces 2048")
     _expect(_rewrite_header(data, contents=2), "the contents holds more than the 1024 bytes")
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def zero_bomb(megabytes: int) -> bytes:
+    """A valid zlib stream of ``megabytes`` MiB of zeros in about 1 KiB per MiB, built
+    in milliseconds: one fully flushed (byte-aligned, dictionary reset) compressed MiB
+    repeated, then the final block and the Adler-32 of that many zeros."""
+    compressor = zlib.compressobj(9)
+    first, repeated = (compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH) for _ in range(2))
+    end = compressor.flush(zlib.Z_FINISH)[:-4]
+    total = megabytes << 20
+    return first + repeated * (megabytes - 1) + end + struct.pack(">I", ((total % 65521) << 16) | 1)
+
+
+def hostile_corpus(
+    *, page_size: int = PAGE, contents: int, pages: list[int], table: bytes, packed_contents: bytes
+) -> bytes:
+    """A corpus file with these declared counts and sections, and a valid checksum."""
+    header = struct.pack("<8sHHIIII", MAGIC, 1, 0, page_size, len(pages), contents, 0)
+    directory = b"".join(struct.pack("<II", pid, count) for pid, count in enumerate(pages))
+    body = header + directory
+    for section in (table, packed_contents):
+        body += struct.pack("<Q", len(section)) + section
+    return _with_crc(body)
+
+
+def peak_bytes_of(read: Callable[[], object]) -> tuple[int, str]:
+    """Python's peak allocation while ``read()`` runs, and the reader's complaint."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorpusFormatError) as caught:
+            read()
+        return tracemalloc.get_traced_memory()[1], str(caught.value)
+    finally:
+        tracemalloc.stop()
+
+
+ONE_PAGE_TABLE = zlib.compress(struct.pack("<QI", 0, 0))
+
+
+def test_a_zlib_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
+    bomb = zero_bomb(3600)  # 3.6 GiB of zeros in about 3.7 MB
+    assert 3_000_000 < len(bomb) < 4_000_000
+    declared = hostile_corpus(contents=(3600 << 20) // PAGE, pages=[1], table=ONE_PAGE_TABLE, packed_contents=bomb)
+    path = tmp_path / "bomb.ksm"
+    path.write_bytes(declared)
+    peak, message = peak_bytes_of(lambda: read_corpus(path))
+    assert f"at most {MAX_CONTENT_BYTES >> 20} MiB of contents" in message
+    assert peak < 16 << 20, peak
+    # Declared small, the same stream is refused by its length alone ...
+    small = hostile_corpus(contents=1, pages=[1], table=ONE_PAGE_TABLE, packed_contents=bomb)
+    peak, message = peak_bytes_of(lambda: decode_corpus(small))
+    assert "compressed bytes for 4096 raw bytes" in message and peak < 16 << 20
+    # ... and a prefix as long as 256 pages may take stops inflating one byte past them.
+    prefix = bomb[: 256 * PAGE + 256 * PAGE // 256 + 1024]
+    cut = hostile_corpus(contents=256, pages=[1], table=ONE_PAGE_TABLE, packed_contents=prefix)
+    peak, message = peak_bytes_of(lambda: decode_corpus(cut))
+    assert "the contents holds more than the 1048576 bytes the header announces" in message
+    assert peak < 4 * len(cut) + (8 << 20), peak
+
+
+def test_declared_counts_the_file_cannot_hold_are_refused_before_allocating(tmp_path: Path) -> None:
+    table = zero_bomb(687)  # 60M entries of 12 bytes, in about 0.7 MB
+    contents = zlib.compress(bytes(PAGE))
+    claim = hostile_corpus(contents=1, pages=[60_000_000], table=table, packed_contents=contents)
+    assert len(claim) < 1_000_000
+    peak, message = peak_bytes_of(lambda: decode_corpus(claim))
+    assert f"the directory lists 60000000 pages (at most {MAX_PAGES})" in message and peak < 8 << 20
+    spread = hostile_corpus(contents=1, pages=[1_000_000] * 60, table=table, packed_contents=contents)
+    assert "at most" in peak_bytes_of(lambda: decode_corpus(spread))[1]
+    # Within the limits, but more than 100 compressed bytes can hold:
+    tiny = hostile_corpus(contents=1, pages=[1_000_000], table=table[:100], packed_contents=contents)
+    peak, message = peak_bytes_of(lambda: decode_corpus(tiny))
+    assert "the page table: the header announces 12000000 bytes, more than 100 compressed bytes can hold" in message
+    assert peak < 8 << 20
+    many = hostile_corpus(contents=1, pages=[1] * 5000, table=table, packed_contents=contents)
+    assert "5000 processes (at most 4096)" in peak_bytes_of(lambda: decode_corpus(many))[1]
+
+
+def test_an_endless_device_fails_at_the_magic(capsys: pytest.CaptureFixture[str]) -> None:
+    peak, message = peak_bytes_of(lambda: read_corpus(Path("/dev/zero")))
+    assert message.startswith("not a KSM corpus: bad magic") and peak < 1 << 20
+    for command in ("info", "study"):
+        assert main(["ksm", command, "/dev/zero"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "/dev/zero: not a KSM corpus" in err
+
+
+def test_pages_are_held_in_compact_columns() -> None:
+    corpus = decode_corpus(encode_corpus(small_corpus()))
+    for process in corpus.processes:
+        assert isinstance(process.addresses, array) and process.addresses.typecode == "Q"
+        assert isinstance(process.content_ids, array) and process.content_ids.typecode == "I"
+    with pytest.raises(CorpusFormatError, match="do not fit"):
+        CapturedProcess(1, (-4096,), (0,))
 
 
 # --------------------------------------------------------------------------- CLI

@@ -10,7 +10,8 @@
 
 Exit codes: 0 = done and every check held, 1 = the study found a violation (contents
 changed, lookahead merged different pages, the ideal not reached, the model disagrees),
-2 = bad usage or a malformed or unreadable corpus (one line on stderr).
+2 = bad usage or a malformed or unreadable corpus (one line on stderr), 3 = a run was
+still merging after ``--max-scans`` full scans (no verdict on what it had not reached).
 """
 
 from __future__ import annotations
@@ -18,53 +19,71 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from memoracle.ksm.study import StudyReport
 from memoracle.ksm.corpus import (
     DEFAULT_MODULES,
     WORKLOADS,
     CaptureError,
     Corpus,
+    MAX_PAGES,
     CorpusFormatError,
     capture,
     read_corpus,
     write_corpus,
 )
 
-from memoracle.exitcodes import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
+from memoracle.arguments import add_subcommands, input_file, int_in, output_file, positive_seconds
+from memoracle.exitcodes import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
+from memoracle.progress import Progress, verdict_line
+
+#: The most processes ``ksm capture`` starts at once.
+MAX_CAPTURE_PROCESSES = 64
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: Any) -> None:
     """Register ``memoracle ksm`` and its sub-commands on ``sub``."""
+    from memoracle.ksm.study import MIN_SCANS
+
     ksm = sub.add_parser("ksm", help="KSM on real data: capture a corpus, study merging and lookahead")
-    commands = ksm.add_subparsers(dest="ksm_command", required=True, parser_class=type(ksm))
+    commands = add_subcommands(ksm, "ksm_command", "capture, info or study")
 
     grab = commands.add_parser("capture", help="capture the anonymous pages of real processes")
-    grab.add_argument("--processes", type=int, default=4, help="processes to start (default 4)")
-    grab.add_argument("--output", required=True, help="the corpus file to write")
-    grab.add_argument("--workload", default="python-imports", help=f"one of {', '.join(WORKLOADS)}")
+    grab.add_argument(
+        "--processes", type=int_in(1, MAX_CAPTURE_PROCESSES), default=4, help="processes to start"
+    )
+    grab.add_argument("--output", type=output_file, required=True, help="the corpus file to write")
+    grab.add_argument("--workload", choices=WORKLOADS, default="python-imports", help="what the processes do")
     grab.add_argument(
         "--modules", default=",".join(DEFAULT_MODULES), help="comma-separated standard modules to import"
     )
-    grab.add_argument("--max-pages", type=int, help="keep at most N pages per process (the first ones)")
+    grab.add_argument(
+        "--max-pages", type=int_in(1, MAX_PAGES), help="keep at most N pages per process (the first ones; default all)"
+    )
     grab.add_argument("--aslr", action="store_true", help="keep address-space randomisation in the children")
-    grab.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the processes")
+    grab.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds to wait for the processes")
     grab.set_defaults(func=cmd_capture)
 
     info = commands.add_parser("info", help="describe a corpus file")
-    info.add_argument("corpus", help="a file written by 'memoracle ksm capture'")
+    info.add_argument("corpus", type=input_file, help="a file written by 'memoracle ksm capture'")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
 
     study = commands.add_parser("study", help="merge a corpus with and without lookahead")
-    study.add_argument("corpus", help="a file written by 'memoracle ksm capture'")
+    study.add_argument("corpus", type=input_file, help="a file written by 'memoracle ksm capture'")
     study.add_argument("--json", action="store_true", help="print JSON")
-    study.add_argument("--max-page-sharing", type=int, default=256, help="the knob (default 256)")
+    study.add_argument("--max-page-sharing", type=int_in(2, 1 << 30), default=256, help="the knob")
     study.add_argument("--use-zero-pages", action="store_true", help="merge zero pages with the zero page")
-    study.add_argument("--max-scans", type=int, default=10, help="full scans allowed to settle (default 10)")
+    study.add_argument(
+        "--max-scans", type=int_in(MIN_SCANS, 1_000), default=10,
+        help="full scans allowed to settle; a run still merging after them is inconclusive (exit 3)",
+    )  # fmt: skip
     study.add_argument("--no-model", action="store_true", help="skip the model's prediction")
     study.set_defaults(func=cmd_study)
 
@@ -74,8 +93,7 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _load(path_text: str) -> Corpus:
-    path = Path(path_text)
+def _load(path: Path) -> Corpus:
     try:
         return read_corpus(path)
     except CorpusFormatError as error:
@@ -87,13 +105,8 @@ def _load(path_text: str) -> Corpus:
 def cmd_capture(args: argparse.Namespace) -> int:
     """Capture a corpus and write it."""
     modules = [name.strip() for name in args.modules.split(",") if name.strip()]
-    if args.timeout <= 0:
-        return _fail("--timeout must be positive")
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        return _fail(f"{args.output}: no such directory {str(output.parent)!r}")
     try:
-        with Console(stderr=True).status(f"capturing {args.processes} processes…"):
+        with Progress(None, f"capturing {args.processes} processes", unit="corpora"):
             corpus, stats = capture(
                 args.processes,
                 workload=args.workload,
@@ -157,18 +170,15 @@ def _by_scan(counts: tuple[int, ...]) -> str:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Run the lookahead study on a corpus."""
-    from memoracle.ksm.study import MIN_SCANS, study_corpus
+    from memoracle.ksm.study import study_corpus
 
-    if args.max_page_sharing < 2:
-        return _fail("--max-page-sharing must be at least 2")
-    if args.max_scans < MIN_SCANS:
-        return _fail(f"--max-scans must be at least {MIN_SCANS}")
     try:
         corpus = _load(args.corpus)
     except CorpusFormatError as error:
         return _fail(str(error))
+    started = time.perf_counter()
     try:
-        with Console(stderr=True).status("merging the corpus, without and with lookahead…"):
+        with Progress(None, "merging the corpus, without and with lookahead", unit="runs"):
             report = study_corpus(
                 corpus,
                 max_page_sharing=args.max_page_sharing,
@@ -178,9 +188,18 @@ def cmd_study(args: argparse.Namespace) -> int:
             )
     except CorpusFormatError as error:
         return _fail(f"{args.corpus}: {error}")
+    code = _study_exit_code(report)
+    runs = (report.stock, report.lookahead)
+    line = verdict_line(
+        len(report.problems) if code == EXIT_VIOLATION else 0,
+        [(report.pages, "page"), (sum(run.scans for run in runs), "full scan")],
+        time.perf_counter() - started,
+        inconclusive=f"still merging after --max-scans {args.max_scans}" if code == EXIT_INCONCLUSIVE else None,
+    )
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
-        return EXIT_OK if report.ok else EXIT_VIOLATION
+        print(line, file=sys.stderr)
+        return code
     table = Table(title=f"KSM study: {report.workload}")
     table.add_column("figure")
     table.add_column("stock", justify="right")
@@ -224,4 +243,16 @@ def cmd_study(args: argparse.Namespace) -> int:
         console.print(f"[bold red]violation[/]: {problem}")
     if report.ok:
         print("checks: contents intact, same merges with lookahead, ideal reached")
+    print(line)
+    return code
+
+
+def _study_exit_code(report: StudyReport) -> int:
+    """1 if a page lost its contents, or if every run settled and a check failed; 3 if a
+    run had not settled (what it had not reached yet is no violation); else 0."""
+    runs = (report.stock, report.lookahead)
+    if any(not run.intact for run in runs):
+        return EXIT_VIOLATION
+    if any(run.settled_after is None for run in runs):
+        return EXIT_INCONCLUSIVE
     return EXIT_OK if report.ok else EXIT_VIOLATION

@@ -50,28 +50,43 @@ contents              u64 compressed length, then zlib of content count × page 
 crc32 (u32)           of every byte before it
 ====================  ===========================================================
 
-The reader (:func:`decode_corpus`) rejects anything else with a :class:`CorpusFormatError`
-whose message says precisely what and where: a bad magic, an unknown version, a
-truncation (which section, how many bytes short), bad zlib data, a content id out of
-range, unaligned or unordered addresses, a content stored twice or used by no page,
-trailing bytes, and a checksum mismatch.
+Limits (the reader's memory is bounded by them, whatever a file declares): at most
+:data:`MAX_PROCESSES` processes, :data:`MAX_PAGES` pages in all and
+:data:`MAX_CONTENT_BYTES` bytes of distinct contents; a compressed section is at most
+:func:`max_packed_length` of its raw size (zlib's own output is far below it) and at
+least 1/1032 of it (deflate's best ratio), so a count the file cannot hold is rejected
+before anything is allocated.
+
+The reader (:func:`read_corpus`, :func:`decode_corpus`) reads the file sequentially,
+never more than the declared sizes allow (``/dev/zero`` fails at the magic), checks the
+checksum over the compressed bytes *before* inflating anything, inflates each section in
+bounded steps to exactly its declared size (a zlib bomb stops one byte past it), and
+stores each process's pages as compact arrays (8 bytes an address, 4 a content id). It
+rejects anything else with a :class:`CorpusFormatError` whose message says precisely
+what and where: a bad magic, an unknown version, a count over a limit or more than the
+file can hold, a truncation (which section, how many bytes short), a checksum mismatch,
+bad zlib data, a content id out of range, unaligned or unordered addresses, a content
+stored twice or used by no page, and trailing bytes.
 """
 
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import re
 import selectors
 import signal
+import stat
 import struct
 import subprocess
 import sys
 import time
 import zlib
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import BinaryIO, Iterable, Sequence
 
 from spec.ksm_api import PAGE_SIZE, KsmSystem
 
@@ -85,6 +100,16 @@ _CRC = struct.Struct("<I")
 MIN_PAGE_SIZE, MAX_PAGE_SIZE = 512, 1 << 21
 #: The largest workload description a file may carry.
 MAX_WORKLOAD_BYTES = 4096
+#: The most processes a corpus may hold.
+MAX_PROCESSES = 4096
+#: The most pages (over all processes) a corpus may hold: 16 GiB of 4 KiB pages.
+MAX_PAGES = 1 << 22
+#: The most bytes of distinct page contents a corpus may hold (what the reader keeps).
+MAX_CONTENT_BYTES = 1 << 30
+#: Deflate's best compression ratio: no stream of n bytes inflates to more than 1032·n.
+DEFLATE_MAX_RATIO = 1032
+#: Bytes inflated per step (a multiple of every page size).
+_INFLATE_STEP = 1 << 21
 
 
 class CorpusFormatError(ValueError):
@@ -95,15 +120,30 @@ class CaptureError(RuntimeError):
     """Capturing failed (a workload did not start, ``/proc`` is not there, …)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=True)
 class CapturedProcess:
     """One captured process: its resident anonymous pages in address order.
 
-    ``addresses[i]`` held the content ``content_ids[i]`` of the corpus."""
+    ``addresses[i]`` held the content ``content_ids[i]`` of the corpus. Both are stored
+    as compact arrays (``array("Q")`` and ``array("I")``) whatever sequence they were
+    given as; a value that does not fit (a negative address, an id of 2**32 or more) is
+    a :class:`CorpusFormatError`."""
 
     pid: int
-    addresses: tuple[int, ...]
-    content_ids: tuple[int, ...]
+    addresses: Sequence[int]
+    content_ids: Sequence[int]
+
+    def __post_init__(self) -> None:
+        for name, code in (("addresses", "Q"), ("content_ids", "I")):
+            values = getattr(self, name)
+            if not (isinstance(values, array) and values.typecode == code):
+                try:
+                    values = array(code, values)
+                except (OverflowError, TypeError) as error:
+                    raise CorpusFormatError(f"process {self.pid}: {name} do not fit {code!r} ({error})") from None
+                object.__setattr__(self, name, values)
+
+    __hash__ = None  # type: ignore[assignment]  # arrays are mutable, so is this value's hash
 
 
 @dataclass(frozen=True)
@@ -200,50 +240,127 @@ def encode_corpus(corpus: Corpus, *, check: bool = True) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-class _Reader:
-    """Sequential reads that name the section a truncation happened in."""
+def max_packed_length(raw_length: int) -> int:
+    """The longest compressed section this reader accepts for ``raw_length`` raw bytes
+    (zlib's own worst case is ``raw_length`` + 0.03 % + 13 bytes)."""
+    return raw_length + (raw_length >> 8) + 1024
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+
+class _Reader:
+    """Sequential reads from a stream that name the section a truncation happened in,
+    keep a running CRC-32, and never read more than asked (``size``, when the stream's
+    length is known, lets a too-long request fail before any read)."""
+
+    def __init__(self, stream: BinaryIO, size: int | None) -> None:
+        self.stream = stream
+        self.size = size
         self.offset = 0
+        self.crc = 0
 
     def take(self, length: int, what: str) -> bytes:
-        end = self.offset + length
-        if end > len(self.data):
-            raise CorpusFormatError(
-                f"truncated: {what} needs {length} bytes at offset {self.offset}, "
-                f"but the file ends {len(self.data) - self.offset} bytes later"
-            )
-        chunk = self.data[self.offset : end]
-        self.offset = end
-        return chunk
+        if self.size is not None and self.offset + length > self.size:
+            self._truncated(length, what, self.size - self.offset)
+        parts, missing = [], length
+        while missing:
+            chunk = self.stream.read(min(missing, _INFLATE_STEP))
+            if not chunk:
+                self._truncated(length, what, length - missing)
+            parts.append(chunk)
+            missing -= len(chunk)
+        data = b"".join(parts)
+        self.offset += length
+        self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def _truncated(self, length: int, what: str, available: int) -> None:
+        raise CorpusFormatError(
+            f"truncated: {what} needs {length} bytes at offset {self.offset}, "
+            f"but the file ends {available} bytes later"
+        )
+
+    def at_end(self) -> int:
+        """How many bytes follow (0 at the end; counted up to 1 MiB past it)."""
+        if self.size is not None:
+            return self.size - self.offset
+        return len(self.stream.read(1 << 20))
 
 
-def _inflate(packed: bytes, expected: int, what: str) -> bytes:
+def _inflate(packed: bytes, expected: int, what: str, piece: int | None = None) -> list[bytes]:
+    """Inflate ``packed`` to exactly ``expected`` bytes, cut into pieces of ``piece``
+    bytes (one piece by default), in steps that never hold more than one step past what
+    was announced: a stream that inflates further stops one byte past ``expected``."""
+    piece = piece or max(expected, 1)
+    pieces: list[bytes] = []
+    buffer = bytearray()
+    total = 0
     try:
         inflater = zlib.decompressobj()
-        raw = inflater.decompress(packed, expected + 1)
+        pending = packed
+        while not inflater.eof and total <= expected:
+            chunk = inflater.decompress(pending, min(_INFLATE_STEP, expected + 1 - total))
+            progressed = bool(chunk) or len(inflater.unconsumed_tail) < len(pending)
+            pending = inflater.unconsumed_tail
+            total += len(chunk)
+            buffer += chunk
+            while len(buffer) >= piece and total <= expected:
+                pieces.append(bytes(buffer[:piece]))
+                del buffer[:piece]
+            if not progressed:
+                break
+        if total > expected:
+            raise CorpusFormatError(f"{what} holds more than the {expected} bytes the header announces")
         if not inflater.eof:
-            if len(raw) > expected:
-                raise CorpusFormatError(f"{what} holds more than the {expected} bytes the header announces")
             raise CorpusFormatError(f"{what}: the zlib stream is incomplete")
         if inflater.unused_data:
             raise CorpusFormatError(f"{what}: {len(inflater.unused_data)} bytes after the zlib stream")
     except zlib.error as error:
         raise CorpusFormatError(f"{what} is not valid zlib data ({error})") from None
-    if len(raw) != expected:
-        raise CorpusFormatError(f"{what} holds {len(raw)} bytes, the header announces {expected}")
-    return raw
+    if total != expected:
+        raise CorpusFormatError(f"{what} holds {total} bytes, the header announces {expected}")
+    if buffer:
+        pieces.append(bytes(buffer))
+    return pieces
 
 
-def decode_corpus(data: bytes) -> Corpus:
-    """Parse the bytes of a corpus file. Guarantees a :func:`validate_corpus`-valid corpus,
-    or a :class:`CorpusFormatError` saying precisely what is wrong."""
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise CorpusFormatError(f"not a KSM corpus: bad magic {data[:len(MAGIC)]!r} (expected {MAGIC!r})")
-    reader = _Reader(data)
-    magic, version, flags, page_size, process_count, content_count, workload_length = _HEADER.unpack(
-        reader.take(_HEADER.size, "the header")
+def _check_packed_length(packed_length: int, expected: int, what: str) -> None:
+    if packed_length > max_packed_length(expected):
+        raise CorpusFormatError(
+            f"{what}: {packed_length} compressed bytes for {expected} raw bytes (at most {max_packed_length(expected)})"
+        )
+    if expected > DEFLATE_MAX_RATIO * packed_length + DEFLATE_MAX_RATIO:
+        raise CorpusFormatError(
+            f"{what}: the header announces {expected} bytes, more than {packed_length} compressed bytes can hold"
+        )
+
+
+def _columns(table: bytes) -> tuple[array[int], array[int]]:
+    """Split the ``<QI`` records of the page table into an address and an id array."""
+    count = len(table) // _PAGE_ENTRY.size
+    address_bytes, id_bytes = bytearray(8 * count), bytearray(4 * count)
+    for k in range(8):
+        address_bytes[k::8] = table[k :: _PAGE_ENTRY.size]
+    for k in range(4):
+        id_bytes[k::4] = table[8 + k :: _PAGE_ENTRY.size]
+    addresses, ids = array("Q", bytes(address_bytes)), array("I", bytes(id_bytes))
+    if sys.byteorder != "little":
+        addresses.byteswap()
+        ids.byteswap()
+    return addresses, ids
+
+
+def _decode_stream(stream: BinaryIO, size: int | None) -> Corpus:
+    reader = _Reader(stream, size)
+    first = b""
+    while len(first) < len(MAGIC):
+        more = stream.read(len(MAGIC) - len(first))
+        if not more:
+            break
+        first += more
+    if first != MAGIC:
+        raise CorpusFormatError(f"not a KSM corpus: bad magic {first!r} (expected {MAGIC!r})")
+    reader.offset, reader.crc = len(MAGIC), zlib.crc32(first)
+    _, version, flags, page_size, process_count, content_count, workload_length = _HEADER.unpack(
+        first + reader.take(_HEADER.size - len(MAGIC), "the header")
     )
     if version != VERSION:
         raise CorpusFormatError(f"unsupported corpus version {version} (this reader knows version {VERSION})")
@@ -253,6 +370,12 @@ def decode_corpus(data: bytes) -> Corpus:
         raise CorpusFormatError(f"page size {page_size} is not a power of two in {MIN_PAGE_SIZE}..{MAX_PAGE_SIZE}")
     if workload_length > MAX_WORKLOAD_BYTES:
         raise CorpusFormatError(f"workload description of {workload_length} bytes (at most {MAX_WORKLOAD_BYTES})")
+    if process_count > MAX_PROCESSES:
+        raise CorpusFormatError(f"{process_count} processes (at most {MAX_PROCESSES})")
+    if content_count * page_size > MAX_CONTENT_BYTES:
+        raise CorpusFormatError(
+            f"{content_count} contents of {page_size} bytes (at most {MAX_CONTENT_BYTES >> 20} MiB of contents)"
+        )
     try:
         workload = reader.take(workload_length, "the workload description").decode()
     except UnicodeDecodeError:
@@ -262,29 +385,40 @@ def decode_corpus(data: bytes) -> Corpus:
         for number in range(process_count)
     ]
     total_pages = sum(count for _, count in directory)
-    sections: list[bytes] = []
+    if total_pages > MAX_PAGES:
+        raise CorpusFormatError(f"the directory lists {total_pages} pages (at most {MAX_PAGES})")
+    packed_sections: list[tuple[bytes, int, str]] = []
     for what, expected in (("the page table", total_pages * _PAGE_ENTRY.size), ("the contents", content_count * page_size)):
         (packed_length,) = _LENGTH.unpack(reader.take(_LENGTH.size, f"the length of {what}"))
-        sections.append(_inflate(reader.take(packed_length, what), expected, what))
-    body_end = reader.offset
+        _check_packed_length(packed_length, expected, what)
+        packed_sections.append((reader.take(packed_length, what), expected, what))
+    body_crc = reader.crc
     (stored_crc,) = _CRC.unpack(reader.take(_CRC.size, "the checksum"))
-    if reader.offset != len(data):
-        raise CorpusFormatError(f"{len(data) - reader.offset} unexpected bytes after the checksum")
-    if zlib.crc32(data[:body_end]) != stored_crc:
+    trailing = reader.at_end()
+    if trailing:
+        raise CorpusFormatError(f"{trailing} unexpected bytes after the checksum")
+    if body_crc != stored_crc:
         raise CorpusFormatError("checksum mismatch: the file is corrupt")
-    table, raw_contents = sections
-    processes = []
-    position = 0
+    table = b"".join(_inflate(*packed_sections[0]))
+    addresses, ids = _columns(table)
+    del table
+    processes, position = [], 0
     for pid, count in directory:
-        entries = list(_PAGE_ENTRY.iter_unpack(table[position : position + count * _PAGE_ENTRY.size]))
-        position += count * _PAGE_ENTRY.size
-        processes.append(
-            CapturedProcess(pid, tuple(address for address, _ in entries), tuple(content for _, content in entries))
-        )
-    contents = tuple(raw_contents[i * page_size : (i + 1) * page_size] for i in range(content_count))
+        processes.append(CapturedProcess(pid, addresses[position : position + count], ids[position : position + count]))
+        position += count
+    del addresses, ids
+    packed_contents, expected, what = packed_sections.pop()
+    contents = tuple(_inflate(packed_contents, expected, what, page_size))
+    del packed_contents, packed_sections
     corpus = Corpus(page_size, workload, tuple(processes), contents)
     validate_corpus(corpus)
     return corpus
+
+
+def decode_corpus(data: bytes) -> Corpus:
+    """Parse the bytes of a corpus file. Guarantees a :func:`validate_corpus`-valid corpus,
+    or a :class:`CorpusFormatError` saying precisely what is wrong."""
+    return _decode_stream(io.BytesIO(data), len(data))
 
 
 def write_corpus(path: Path, corpus: Corpus) -> int:
@@ -296,8 +430,12 @@ def write_corpus(path: Path, corpus: Corpus) -> int:
 
 def read_corpus(path: Path) -> Corpus:
     """Read and validate a corpus file (:class:`CorpusFormatError` if malformed,
-    :class:`OSError` if unreadable)."""
-    return decode_corpus(path.read_bytes())
+    :class:`OSError` if unreadable), reading no more than its declared sizes allow and
+    holding at most the limits of the module docstring (also from a pipe or a device)."""
+    with path.open("rb") as handle:
+        info = os.fstat(handle.fileno())
+        size = info.st_size if stat.S_ISREG(info.st_mode) else None
+        return _decode_stream(handle, size)
 
 
 def build_corpus(page_size: int, workload: str, captured: Sequence[tuple[int, Sequence[tuple[int, bytes]]]]) -> Corpus:

@@ -17,7 +17,9 @@ import time
 
 from spec.kv_api import DEFAULT_MEMORY, DEFAULT_THREADS, SEGMENT_SIZE
 
+from memoracle.arguments import add_subcommands
 from memoracle.exitcodes import EXIT_OK, EXIT_USAGE
+
 _SUFFIXES = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -35,7 +37,7 @@ def parse_bytes(text: str) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``memoracle sphinx`` and its sub-commands on ``sub``."""
     sphinx = sub.add_parser("sphinx", help="the Sphinx key-value store (serve)")
-    commands = sphinx.add_subparsers(dest="sphinx_command", required=True, parser_class=type(sphinx))
+    commands = add_subcommands(sphinx, "sphinx_command", "serve")
     serve = commands.add_parser("serve", help="serve the emulated Sphinx store over real TCP (memcached protocol)")
     serve.add_argument("--port", default="11211", help="TCP port (default 11211; 0 = any free port)")
     serve.add_argument("--threads", default=str(DEFAULT_THREADS), help=f"emulated cores (default {DEFAULT_THREADS})")
