@@ -379,3 +379,13 @@ def test_crash_progress_counts_workloads_of_worker_processes() -> None:
     stats, _ = run_campaign(CampaignConfig(max_ops=1, image_limit=2, recovery_crashes=False), jobs=2,
                             progress=seen.append)  # fmt: skip
     assert sum(seen) == stats.workloads == len(ALPHABET)
+
+
+def test_the_readme_history_examples_do_what_it_says(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    for name, verdict in (("spsc-ok.jsonl", 0), ("spsc-lost-value.jsonl", 1)):
+        assert f"memoracle history check examples/{name}" in readme
+        for criterion in ("strict", "tolerant"):
+            assert main(["history", "check", str(root / "examples" / name), "--criterion", criterion]) == verdict
+    assert "pop number 1 (#2) returned 2, but successful push number 1 (#0) pushed 1" in capsys.readouterr().out
