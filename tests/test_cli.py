@@ -6,6 +6,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -381,7 +382,7 @@ def test_crash_progress_counts_workloads_of_worker_processes() -> None:
     assert sum(seen) == stats.workloads == len(ALPHABET)
 
 
-def test_the_readme_history_examples_do_what_it_says(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_the_readme_history_examples_do_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
     for name, verdict in (("spsc-ok.jsonl", 0), ("spsc-lost-value.jsonl", 1)):
