@@ -14,6 +14,7 @@ from benchmarks.common import Figure
 from benchmarks.crash import crash_figures
 from benchmarks.ksm import ksm_figures
 from benchmarks.machine import machine_figures
+from benchmarks.proofs import proof_figures
 from benchmarks.sphinx import sphinx_figures
 from benchmarks.spsc import spsc_figures
 from benchmarks.umfs import umfs_figures
@@ -27,6 +28,7 @@ SYSTEMS: dict[str, Callable[[bool], list[Figure]]] = {
     "crash": crash_figures,
     "sphinx": sphinx_figures,
     "ksm": ksm_figures,
+    "proofs": proof_figures,
 }
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import proofs
 from benchmarks.__main__ import main
+from benchmarks.proofs import proof_figures
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,3 +37,18 @@ def test_bench_writes_the_machine_figures(tmp_path: Path) -> None:
 def test_bench_rejects_an_unknown_system() -> None:
     done = run("--only", "nonesuch")
     assert done.returncode == 2 and "unknown system" in done.stderr
+
+
+def test_proof_figures_sum_the_solver_times_per_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proofs' times are figures (tests assert no time): here on the page-table
+    theorems alone, and a check with the wrong verdict stops the benchmark."""
+    page_table = [t for t in proofs.THEOREMS if t.name.startswith("splice_")]
+    monkeypatch.setattr(proofs, "THEOREMS", page_table)
+    figures = {f["name"]: f["value"] for f in proof_figures(quick=True)}
+    assert set(figures) == {"proofs.all_seconds", "proofs.slowest_seconds", "proofs.page_table_seconds", "proofs.checks"}
+    assert figures["proofs.checks"] == len(page_table) > 0
+    assert 0 < figures["proofs.slowest_seconds"] <= figures["proofs.all_seconds"] == figures["proofs.page_table_seconds"]
+    wrong = dataclasses.replace(page_table[0], expect="refuted")
+    monkeypatch.setattr(proofs, "THEOREMS", [wrong])
+    with pytest.raises(RuntimeError, match=f"{wrong.name}: proved, expected refuted"):
+        proof_figures(quick=True)

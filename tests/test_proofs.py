@@ -375,7 +375,6 @@ def test_every_theorem_gives_its_expected_result(results: dict[str, ProofResult]
         explained = f"{result.name}: {result.status}, not {result.expect}\n{result.counterexample}"
         assert result.ok, explained
         assert (result.counterexample is None) == (result.status == "proved")
-        assert result.seconds < 10, f"{result.name} took {result.seconds:.1f} s"
 
 
 def test_wrong_slot_mutant_counterexample_names_the_wrong_slot(
