@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import settings
 
 from memoracle.umfs.crash_campaign import ALPHABET, SETUP, CampaignConfig, count_workloads, run_campaign, workloads
 from memoracle.umfs.crash_explorer import CrashExplorer, Variant
@@ -112,5 +113,9 @@ def test_fuzzing_shrinks_a_failing_workload_of_a_mutant() -> None:
 def test_fuzzing_passes_umfs() -> None:
     from memoracle.umfs.crash_campaign import fuzz
 
-    stats, smallest, _ = fuzz(CampaignConfig(image_limit=4, recovery_crashes=False), examples=8, max_ops=3)
-    assert smallest is None and stats.workloads >= 8
+    examples = max(8, settings.default.max_examples)
+    stats, smallest, _ = fuzz(CampaignConfig(image_limit=4, recovery_crashes=False), examples=examples, max_ops=3)
+    # Hypothesis stops before ``examples`` only when it runs out of distinct workloads
+    # (the fuzz profile asks for more than there are of at most 3 operations).
+    space = sum(len(ALPHABET) ** n for n in range(1, 4))
+    assert smallest is None and stats.workloads >= min(examples, space // 2)

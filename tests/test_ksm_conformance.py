@@ -280,7 +280,7 @@ class KsmModelMachine(KsmMachine):
 
 
 TestKsmMachine = KsmMachine.TestCase
-TestKsmMachine.settings = settings(max_examples=50, stateful_step_count=40)
+TestKsmMachine.settings = settings(max_examples=max(50, settings.default.max_examples), stateful_step_count=40)
 TestKsmModelMachine = KsmModelMachine.TestCase
 TestKsmModelMachine.settings = settings(max_examples=10, stateful_step_count=20)
 

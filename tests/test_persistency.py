@@ -344,7 +344,7 @@ def test_stateful_comparison_catches_each_mutant(name: str) -> None:
         run_state_machine_as_test(
             mutant,
             settings=settings(
-                max_examples=2000,
+                max_examples=max(2000, settings.default.max_examples),
                 stateful_step_count=12,
                 derandomize=True,
                 database=None,

@@ -151,4 +151,6 @@ class SphinxMachine(RuleBasedStateMachine):
 
 
 TestSphinxMachine = SphinxMachine.TestCase
-TestSphinxMachine.settings = settings(max_examples=20, stateful_step_count=25, deadline=None)
+TestSphinxMachine.settings = settings(
+    max_examples=max(20, settings.default.max_examples), stateful_step_count=25, deadline=None
+)

@@ -153,7 +153,7 @@ def _replay(history: History, order: tuple[int, ...], criterion: Criterion) -> N
     capacity=st.integers(1, 3),
     spurious=st.sampled_from([0.0, 0.0, 0.2]),
 )
-@settings(max_examples=300)
+@settings(max_examples=max(300, settings.default.max_examples))
 def test_fast_equals_generic_on_generated_histories(
     seed: int, size: int, capacity: int, spurious: float
 ) -> None:
@@ -171,7 +171,7 @@ def test_fast_equals_generic_on_generated_histories(
     capacity=st.integers(1, 3),
     mutations=st.lists(st.sampled_from(sorted(MUTATIONS)), min_size=1, max_size=2),
 )
-@settings(max_examples=400)
+@settings(max_examples=max(400, settings.default.max_examples))
 def test_fast_equals_generic_on_mutated_histories(
     seed: int, size: int, capacity: int, mutations: list[str]
 ) -> None:

@@ -91,7 +91,7 @@ def _render(row: dict[str, object], layout: str) -> str:
     return json.dumps(dict(reversed(list(row.items()))))  # keys in another order
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=max(150, settings.default.max_examples), deadline=None)
 @given(
     rows=operations(),
     data=st.data(),

@@ -87,7 +87,7 @@ def test_sc_writes_at_once_and_footprints_say_what_conflicts() -> None:
     variant=st.sampled_from(["lamport", "cached"]),
     start=st.sampled_from([0, 2**64 - 5]),
 )
-@settings(max_examples=150)
+@settings(max_examples=max(150, settings.default.max_examples))
 def test_ring_run_sequentially_is_the_bounded_queue(
     ops: list[int | None], capacity: int, variant: str, start: int
 ) -> None:

@@ -640,7 +640,9 @@ def test_a_script_replays() -> None:
 # ---------------------------------------------------------------- the harness can fail
 
 
-MUTANT_SETTINGS = settings(phases=[Phase.generate], max_examples=1000, deadline=None, database=None)
+MUTANT_SETTINGS = settings(
+    phases=[Phase.generate], max_examples=max(1000, settings.default.max_examples), deadline=None, database=None
+)
 
 
 @pytest.mark.parametrize("name", sorted(FS_MUTANTS))
@@ -699,5 +701,5 @@ def test_the_default_deviations_tolerate_nothing() -> None:
     assert Deviations().skip(object()) is None  # type: ignore[arg-type]
     machine = make_fs_machine(ModelFs, lambda: _Opaque(ModelFs()))
     run_state_machine_as_test(
-        machine, settings=settings(max_examples=20, deadline=None, database=None)
+        machine, settings=settings(max_examples=max(20, settings.default.max_examples), deadline=None, database=None)
     )
