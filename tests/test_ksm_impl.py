@@ -24,6 +24,7 @@ from memoracle.ksm.mutants import (
     NoPteRecheckKsm,
     NoWriteProtectKsm,
 )
+from protocol_tours import ksm_tour
 from spec.ksm_api import PAGE_SIZE, GuestKind, KnobError, KsmSystem, MappingError, SegmentationFault
 from spec.ksm_model import KsmModel
 from spec.paging import PT, RW
@@ -50,8 +51,10 @@ def merged(ksm: Ksm) -> set[tuple[int, int]]:
 
 
 # -- basics ---------------------------------------------------------------------------
-def test_satisfies_the_protocol() -> None:
-    assert isinstance(Ksm(), KsmSystem)
+def test_keeps_the_protocol_on_a_tour() -> None:
+    ksm = Ksm()
+    ksm_tour(ksm)
+    ksm.check_invariants()
 
 
 def test_cow_break_gives_a_private_copy_and_leaves_other_views() -> None:

@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peers import peer_missing
-from spec.kv_api import KvServer, entry_size, item_fits
+from protocol_tours import kv_tour
+from spec.kv_api import entry_size, item_fits
 from spec.kv_model import (
     KvModel,
     ModelServer,
@@ -381,8 +382,8 @@ def test_loose_judge_rejects_a_miss_of_a_never_evictable_reply() -> None:
     assert not model.judge(version, b"VERSION 1.6.18\r\n").ok  # type: ignore[arg-type]
 
 
-def test_model_server_is_a_kv_server() -> None:
-    assert isinstance(ModelServer(), KvServer)
+def test_model_server_keeps_the_protocol_on_a_tour() -> None:
+    kv_tour(ModelServer())
 
 
 # --------------------------------------------------------------------- differential

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from impl.sphinx import VIRTUAL_EPOCH, Connection, ReplySlot, Sphinx
 from impl.sphinx_log import entry_size as log_entry_size
-from spec.kv_api import KvServer, entry_size
+from protocol_tours import kv_tour
+from spec.kv_api import entry_size
 from sphinx_helpers import conn_on, roundtrip
 
 MB = 1024 * 1024
@@ -50,9 +51,14 @@ def test_murmur3_vectors(data: bytes, seed: int, expected: int) -> None:
     assert mmh3.hash(data, seed, signed=False) == expected
 
 
+def test_sphinx_keeps_the_protocol_on_a_tour() -> None:
+    s = Sphinx(threads=4, memory=4 * MB, segment_size=64 * 1024)
+    kv_tour(s)
+    s.check_invariants()
+
+
 def test_owner_partition_follows_unsigned_murmur_and_indexes_hold_their_keys() -> None:
     s = Sphinx(threads=4, memory=4 * MB, segment_size=64 * 1024)
-    assert isinstance(s, KvServer)
     keys = [b"k%d" % i for i in range(200)]
     assert {s.owner_of(k) for k in keys} == {0, 1, 2, 3}
     for k in keys:
