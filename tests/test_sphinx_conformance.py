@@ -108,11 +108,16 @@ def test_normalise_stats_keeps_compared_values_only() -> None:
     assert normalise_stats(reply) == b"STATS[STAT cmd_get 3]OK\r\n"
 
 
-def test_campaign_checks_report_a_reproduce_line() -> None:
+def test_campaign_checks_report_a_reproduce_line(monkeypatch: pytest.MonkeyPatch) -> None:
     names = [check.name for check in SPHINX_CHECKS]
     assert names == ["conformance", "linearizability", "mutants"]
     outcome = SPHINX_CHECKS[2].run(1)
-    assert outcome.ok and outcome.count == len(SPHINX_MUTANTS)
+    assert outcome.ok and outcome.count == len(SPHINX_MUTANTS) and outcome.report == ""
+    # a "mutant" that is the faithful store survives: the check fails and says how to reproduce
+    monkeypatch.setitem(SPHINX_MUTANTS, "faithful", Sphinx)
+    survived = SPHINX_CHECKS[2].run(1)
+    assert not survived.ok and survived.count == len(SPHINX_MUTANTS)
+    assert survived.report == "mutants not caught: faithful\nreproduce: memoracle check --system sphinx --seed 1"
 
 
 class SphinxMachine(RuleBasedStateMachine):
