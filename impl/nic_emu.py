@@ -319,11 +319,11 @@ class Nic:
         self._load = [0] * self.queues
 
     # -- transmit path -------------------------------------------------------------
-    def transmit(self, core: int, data: bytes) -> None:
-        """Count ``data`` sent by ``core`` on its TX queue (XPS: ``core % queues``)."""
+    def transmit(self, core: int, size: int) -> None:
+        """Count ``size`` bytes sent by ``core`` on its TX queue (XPS: ``core % queues``)."""
         queue = core % self.queues
-        self.counters.tx_packets[queue] += -(-len(data) // MSS)
-        self.counters.tx_bytes[queue] += len(data)
+        self.counters.tx_packets[queue] += -(-size // MSS)
+        self.counters.tx_bytes[queue] += size
 
     def check_invariants(self) -> None:
         """Assert: the indirection table names existing queues; every IRQ is bound to an

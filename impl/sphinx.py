@@ -93,9 +93,11 @@ from impl.nic_emu import Flow, IrqMode, Nic, ipv4, rss_hash
 from impl.phys_mem import Machine
 from impl.sphinx_proto import BAD_CHUNK, MN_REPLY, Control, GetOp, KeyOp, Request, parse_request
 from impl.sphinx_state import Connection as Connection
+from impl.sphinx_log import StoredValue
 from impl.sphinx_state import Message, SphinxCounters, Worker
 from impl.sphinx_state import ReplySlot as ReplySlot
-from impl.sphinx_store import Partition
+from impl.sphinx_store import CRLF, Partition
+from impl.sphinx_store import Piece as Piece
 from impl.spsc import SpscRing
 from spec.kv_api import (
     DEFAULT_MEMORY,
@@ -227,7 +229,7 @@ class Sphinx:
         """The closed segment of ``thread`` to expire when none is free: the oldest."""
         return self.workers[thread].partition.log.closed[0]
 
-    def place_forwarded_reply(self, conn: Connection, slot: ReplySlot, parts: list[int], data: list[bytes]) -> None:
+    def place_forwarded_reply(self, conn: Connection, slot: ReplySlot, parts: list[int], data: list[Piece]) -> None:
         """Put a reply from another thread into ``conn``'s reply order: into ``slot``
         (``data[i]`` is part ``parts[i]``), then write every complete head slot."""
         for index, chunk in zip(parts, data):
@@ -288,12 +290,20 @@ class Sphinx:
     def receive(self, conn: int) -> bytes:
         """Everything the server transmitted to ``conn`` since the last call (nothing
         once its client disconnected)."""
+        return b"".join(part if isinstance(part, bytes) else part.view() for part in self.receive_parts(conn))
+
+    def receive_parts(self, conn: int) -> list[bytes | StoredValue]:
+        """What :meth:`receive` would return, as parts not joined: bytes, and stored
+        values by reference (:meth:`StoredValue.view` shows their bytes; a part stays
+        valid however long it is held). For servers that write replies with
+        scatter-gather I/O instead of copying them."""
         c = self._conn(conn)
-        if c is None:
-            return b""
-        data = bytes(c.to_client)
+        if c is None or not c.to_client:
+            return []
+        parts = list(c.to_client)
         c.to_client.clear()
-        return data
+        c.to_client_size = 0
+        return parts
 
     def closed(self, conn: int) -> bool:
         """Whether the server hung up on ``conn`` (or its client went away)."""
@@ -412,11 +422,20 @@ class Sphinx:
 
     def _transmit(self, w: Worker, c: Connection) -> None:
         if c.out and not c.client_closed:
-            data = b"".join(c.out)
+            size = 0
+            to_client = c.to_client
+            for piece in c.out:
+                size += len(piece)
+                if isinstance(piece, bytes):
+                    to_client.append(piece)
+                else:  # a VALUE block: its head, the stored value by reference, CRLF
+                    to_client.append(piece.head)
+                    to_client.append(piece.value)
+                    to_client.append(CRLF)
             c.out.clear()
-            self.nic.transmit(w.index, data)
-            self.bytes_written += len(data)
-            c.to_client += data
+            self.nic.transmit(w.index, size)
+            self.bytes_written += size
+            c.to_client_size += size
         else:
             c.out.clear()
 
@@ -522,7 +541,13 @@ class Sphinx:
                 pos += take
                 if c.swallow:
                     break
-            parsed = parse_request(buf, pos, self.clock(), self.segment_size)
+            # Where the line ends: searched from where the last search stopped, so that
+            # a line arriving in many pieces is scanned once in all (linear, not quadratic).
+            newline = buf.find(b"\n", c.scanned if c.scanned > pos else pos)
+            if newline < 0:
+                c.scanned = len(buf)
+                newline = len(buf)
+            parsed = parse_request(buf, pos, self.clock(), self.segment_size, scan_from=newline)
             if parsed is None:
                 break
             consumed, request, swallow = parsed
@@ -542,15 +567,20 @@ class Sphinx:
         if c.server_closed:
             return budget
         del buf[:pos]
+        c.scanned = max(0, c.scanned - pos)
         if budget > 0:  # stopped for want of bytes, or stalled
             w.ready.pop(c.id, None)
         return budget
 
-    def _reply_now(self, c: Connection, data: bytes, close_after: bool = False, flush: bool = False) -> None:
+    def _reply_now(
+        self, c: Connection, data: Piece | list[Piece], close_after: bool = False, flush: bool = False
+    ) -> None:
         if flush:
             c.flush_seq = c.next_seq + 1
         if not c.slots:
-            if data:
+            if isinstance(data, list):
+                c.out.extend(data)
+            elif data:
                 c.out.append(data)
             c.next_seq += 1
             c.written_seq += 1
@@ -559,11 +589,12 @@ class Sphinx:
             elif flush:
                 self._transmit(self.workers[c.thread], c)
             return
-        c.slots.append(ReplySlot(c.next_seq, [data], 0, close_after, flush))
+        parts: list[Piece | None] = list(data) if isinstance(data, list) else [data]
+        c.slots.append(ReplySlot(c.next_seq, parts, 0, close_after, flush))
         c.next_seq += 1
         self._flush_slots(c)  # complete slots a drop left behind (see ``bad_get_key``)
 
-    def _new_slot(self, c: Connection, parts: list[bytes | None], missing: int, flush: bool = False) -> ReplySlot:
+    def _new_slot(self, c: Connection, parts: list[Piece | None], missing: int, flush: bool = False) -> ReplySlot:
         slot = ReplySlot(c.next_seq, parts, missing, flush=flush)
         c.next_seq += 1
         if flush:
@@ -659,15 +690,15 @@ class Sphinx:
             if owner == me:
                 counters.local += 1
                 counters.executed_per_thread[me] += 1
-                reply = w.partition.get(op, keys)[0] + _END
-                self._reply_now(c, b"" if silent else reply, flush=not silent)
+                piece = w.partition.get(op, keys)[0]
+                self._reply_now(c, b"" if silent else [piece, _END] if piece else _END, flush=not silent)
                 return
             groups: dict[int, list[int]] = {owner: [0]}
         else:
             groups = {}
             for i, key in enumerate(keys):
                 groups.setdefault(self.owner_of(key), []).append(i)
-        parts: list[bytes | None] = [None] * len(keys)
+        parts: list[Piece | None] = [None] * len(keys)
         parts.append(_END)
         local = groups.pop(me, None)
         if local is not None:
@@ -676,7 +707,7 @@ class Sphinx:
             for i, chunk in zip(local, w.partition.get(op, [keys[i] for i in local])):
                 parts[i] = chunk
         if not groups:
-            self._reply_now(c, b"" if silent else b"".join(p for p in parts if p), flush=not silent)
+            self._reply_now(c, b"" if silent else [p for p in parts if p], flush=not silent)
             return
         missing = sum(len(g) for g in groups.values())
         slot = self._new_slot(c, parts, missing, flush=not silent)
@@ -693,7 +724,7 @@ class Sphinx:
         if not others:
             self._reply_now(c, ok)
             return
-        parts: list[bytes | None] = [None] * len(others)
+        parts: list[Piece | None] = [None] * len(others)
         parts.append(ok)
         slot = self._new_slot(c, parts, len(others))
         for i, t in enumerate(others):

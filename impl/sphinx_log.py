@@ -23,12 +23,21 @@ the key, then the value, padded to 8 bytes)::
 ``touch``/``gat`` rewrite the expiry word in place. The index is a ``dict`` from key to
 the physical address of the key's current entry; everything else (flags, expiry, CAS,
 value) is read back from DRAM.
+
+Values by reference: a retrieval answers with a :class:`StoredValue` (one per entry while
+anything refers to it) instead of a copy of the bytes, so a reply naming one large value
+a thousand times costs a thousand references, not a thousand copies. An entry's value
+bytes never change while its segment is current or closed; before a segment is expired
+(the only way its bytes can later be overwritten), every :class:`StoredValue` still
+referenced in it is *detached*: its bytes are copied out once. So a reference always shows
+the value as it was when read, as memcached keeps an item alive while a reply refers to it.
 """
 
 from __future__ import annotations
 
 import heapq
 import struct
+import weakref
 from collections import deque
 from typing import Callable
 
@@ -54,6 +63,41 @@ def entry_size(key_length: int, value_length: int) -> int:
 
 class ItemTooLarge(Exception):
     """An entry larger than a segment (it can never be stored)."""
+
+
+class StoredValue:
+    """The value bytes of one log entry, referenced where the log keeps them.
+
+    :meth:`view` shows the bytes (read-only; the caller uses the view at once and drops
+    it, e.g. in one ``sendmsg``). Until the entry's segment is expired the view is of the
+    emulated DRAM itself; the log then :meth:`detach` es it (copies the bytes out), so the
+    bytes shown never change.
+    """
+
+    __slots__ = ("_memory", "_start", "_length", "__weakref__")
+
+    def __init__(self, memory: bytearray | bytes, start: int, length: int) -> None:
+        self._memory = memory
+        self._start = start
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def view(self) -> memoryview:
+        """The value's bytes, read-only, without copying them."""
+        start = self._start
+        return memoryview(self._memory)[start : start + self._length].toreadonly()
+
+    def detach(self) -> None:
+        """Copy the bytes out of the log (before the log may overwrite them)."""
+        if isinstance(self._memory, bytearray):
+            self._memory = bytes(self.view())
+            self._start = 0
+
+    def address(self) -> int | None:
+        """Where the bytes start in DRAM; None once detached."""
+        return self._start if isinstance(self._memory, bytearray) else None
 
 
 class SegmentLog:
@@ -93,6 +137,10 @@ class SegmentLog:
         #: Called with (key, entry address) for each key an expiry drops.
         self.on_evict: Callable[[bytes, int], None] = lambda key, addr: None
         self.expired_segments = 0
+        #: The StoredValue of each entry (by address) that something still refers to.
+        self._references: weakref.WeakValueDictionary[int, StoredValue] = weakref.WeakValueDictionary()
+        #: Values copied out of a segment being expired because a reply still held them.
+        self.detached_values = 0
 
     def _oldest_closed(self) -> int:
         return self.closed[0]
@@ -158,11 +206,19 @@ class SegmentLog:
         return out
 
     def expire_segment(self, segment: int) -> None:
-        """Drop from the index every key whose current entry lies in ``segment``."""
+        """Drop from the index every key whose current entry lies in ``segment``, and
+        detach every :class:`StoredValue` still referenced there (its bytes are copied
+        out before the segment can be reused)."""
         self.expired_segments += 1
         index = self.index
         dram = self.dram
+        references = self._references
         for addr in self.entries(segment):
+            if references:
+                stored = references.pop(addr, None)
+                if stored is not None:
+                    stored.detach()
+                    self.detached_values += 1
             klen = HEADER.unpack_from(dram, addr)[0]
             start = addr + ENTRY_HEADER
             key = bytes(dram[start : start + klen])
@@ -178,9 +234,18 @@ class SegmentLog:
         return HEADER.unpack_from(self.dram, addr)
 
     def value(self, addr: int, key_length: int, value_length: int) -> bytes:
-        """The value bytes of the entry at ``addr``."""
+        """The value bytes of the entry at ``addr`` (a copy)."""
         start = addr + ENTRY_HEADER + key_length
         return bytes(self.dram[start : start + value_length])
+
+    def stored_value(self, addr: int, key_length: int, value_length: int) -> StoredValue:
+        """The value of the entry at ``addr`` by reference: the same object for every
+        call while anything still refers to it (see the module docstring)."""
+        stored = self._references.get(addr)
+        if stored is None:
+            stored = StoredValue(self.dram, addr + ENTRY_HEADER + key_length, value_length)
+            self._references[addr] = stored
+        return stored
 
     def set_expiry(self, addr: int, expiry: int) -> None:
         """Rewrite the expiry word of the entry at ``addr`` in place."""
@@ -197,7 +262,9 @@ class SegmentLog:
         return total
 
     def check_invariants(self) -> None:
-        """Assert the index <-> log consistency and the segment accounting."""
+        """Assert the index <-> log consistency, the segment accounting, and that every
+        referenced :class:`StoredValue` not detached shows an entry's value in a
+        segment that is current or closed."""
         n = self.segments
         free = set(self.free)
         closed = list(self.closed)
@@ -239,3 +306,9 @@ class SegmentLog:
             start = addr + ENTRY_HEADER
             stored = bytes(self.dram[start : start + klen])
             assert stored == key, f"index of {key!r} points at an entry of {stored!r}"
+        for addr, reference in list(self._references.items()):
+            assert addr in starts, f"a stored value refers to {addr:#x}, not an entry of a live segment"
+            klen, vlen = HEADER.unpack_from(self.dram, addr)[:2]
+            assert reference.address() == addr + ENTRY_HEADER + klen and len(reference) == vlen, (
+                f"the stored value of the entry at {addr:#x} does not show its value"
+            )

@@ -215,14 +215,18 @@ _STORAGE = {b"set": "set", b"add": "add", b"replace": "replace", b"append": "app
             b"prepend": "prepend", b"cas": "cas"}
 
 
-def parse_request(buf: bytes | bytearray, pos: int, now: int, segment_size: int) -> Parsed | None:
+def parse_request(
+    buf: bytes | bytearray, pos: int, now: int, segment_size: int, scan_from: int = 0
+) -> Parsed | None:
     """Parse the request at ``buf[pos:]``; ``None`` when more bytes are needed.
 
     Returns ``(consumed, request, swallow)``: ``consumed`` bytes from ``pos`` make up
     the request, and ``swallow`` further bytes (the data block of a too-large item) must
-    be discarded before the next request, however they arrive.
+    be discarded before the next request, however they arrive. ``scan_from`` is where
+    to start looking for the line's end: the caller knows ``buf[pos:scan_from]`` holds
+    no ``\n`` (so a caller that remembers how far it looked scans a long line once).
     """
-    nl = buf.find(b"\n", pos)
+    nl = buf.find(b"\n", scan_from if scan_from > pos else pos)
     if nl < 0:
         if len(buf) - pos > 2048:
             start = pos
@@ -233,7 +237,11 @@ def parse_request(buf: bytes | bytearray, pos: int, now: int, segment_size: int)
                 return 0, Control("hangup"), 0
         return None
     end = nl - 1 if nl - pos > 1 and buf[nl - 1] == 0x0D else nl
-    line = bytes(buf[pos:end])
+    if end - pos <= 4096:
+        line = bytes(buf[pos:end])
+    else:  # one copy, not two (a slice of a bytearray is itself a copy)
+        with memoryview(buf) as view:
+            line = bytes(view[pos:end])
     consumed = nl + 1 - pos
     if 0 in line:
         line = line[: line.index(0)]

@@ -6,6 +6,11 @@ A connection's replies are written in request order through its FIFO of
 *stalled*: its next request waits, unparsed, until ``written_seq >= wait_seq`` (a
 ``stats`` waits for every earlier reply; a hang-up for those up to the last flush point,
 ``flush_seq``).
+
+Replies travel as :data:`~impl.sphinx_store.Piece` s (bytes, or ``VALUE`` blocks holding
+stored values by reference) from the executing thread to the connection's ``out``, and
+are transmitted into ``to_client`` as parts: bytes or
+:class:`~impl.sphinx_log.StoredValue` s, never joined.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from impl.nic_emu import Flow
+from impl.sphinx_log import StoredValue
 from impl.sphinx_proto import Control, GetOp, KeyOp
-from impl.sphinx_store import Partition
+from impl.sphinx_store import Partition, Piece
 
 
 class ReplySlot:
@@ -24,7 +30,7 @@ class ReplySlot:
     __slots__ = ("seq", "parts", "missing", "close_after", "silenced", "flush")
 
     def __init__(
-        self, seq: int, parts: list[bytes | None], missing: int, close_after: bool = False, flush: bool = False
+        self, seq: int, parts: list[Piece | None], missing: int, close_after: bool = False, flush: bool = False
     ) -> None:
         self.seq = seq
         self.parts = parts
@@ -39,8 +45,8 @@ class Connection:
 
     __slots__ = (
         "id", "flow", "fid", "thread", "inbuf", "swallow", "slots", "next_seq",
-        "written_seq", "out", "to_client", "server_closed", "client_closed", "dropped",
-        "stalled", "wait_seq", "flush_seq",
+        "written_seq", "out", "to_client", "to_client_size", "server_closed", "client_closed",
+        "dropped", "stalled", "wait_seq", "flush_seq", "scanned",
     )
 
     def __init__(self, conn_id: int, flow: Flow, fid: int, thread: int) -> None:
@@ -53,14 +59,19 @@ class Connection:
         self.slots: deque[ReplySlot] = deque()
         self.next_seq = 0  # sequence number of the next request's slot
         self.written_seq = 0  # sequence number of the next slot to write
-        self.out: list[bytes] = []  # written in this quantum, not yet transmitted
-        self.to_client = bytearray()
+        self.out: list[Piece] = []  # written in this quantum, not yet transmitted
+        #: Transmitted, not yet received by the client: bytes and stored values.
+        self.to_client: deque[bytes | StoredValue] = deque()
+        self.to_client_size = 0  # bytes in ``to_client``
         self.server_closed = False
         self.client_closed = False
         self.dropped = False  # its server-side state was released
         self.stalled = False  # parsing waits until ``written_seq >= wait_seq``
         self.wait_seq = 0
         self.flush_seq = 0  # replies before this sequence number are sent even on a hang-up
+        #: ``inbuf[:scanned]`` holds no ``\n`` after the request being parsed starts (the
+        #: search for a line's end resumes there, so a long line is scanned once).
+        self.scanned = 0
 
 
 class Message:
@@ -78,7 +89,7 @@ class Message:
         self.parts = parts
         self.op = op
         self.keys = keys
-        self.reply: list[bytes] = []
+        self.reply: list[Piece] = []
 
 
 @dataclass

@@ -18,19 +18,46 @@ Semantics (memcached 1.6.18's, within the log contract of :mod:`spec.kv_api`):
   answer ``NOT_STORED``; ``cas`` answers ``NOT_FOUND``/``EXISTS``/``STORED``.
 - An ``append``/``prepend`` whose result would be too large answers ``NOT_STORED``;
   an ``incr`` whose entry no longer fits a segment answers ``SERVER_ERROR out of memory``.
+
+A retrieval's ``VALUE`` block is a :class:`ValueBlock`: its header line as bytes and the
+value *by reference* (:class:`~impl.sphinx_log.StoredValue`), never copied on the way to
+the client (a reply is a list of :data:`Piece` s).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Union
 
 from impl.phys_mem import Machine
-from impl.sphinx_log import HEADER, ItemTooLarge, SegmentLog, entry_size
+from impl.sphinx_log import HEADER, ItemTooLarge, SegmentLog, StoredValue, entry_size
 from impl.sphinx_proto import GetOp, KeyOp, memcached_item_too_large
 from spec.kv_api import ENTRY_HEADER
 
 _U64 = 1 << 64
 _SPACE = b" \t\n\v\f\r"
+CRLF = b"\r\n"
+
+
+class ValueBlock:
+    """One ``VALUE`` block of a retrieval reply: ``head`` (``VALUE <key> <flags>
+    <bytes>[ <cas>]\r\n``), then the stored value by reference, then ``\r\n``."""
+
+    __slots__ = ("head", "value")
+
+    def __init__(self, head: bytes, value: StoredValue) -> None:
+        self.head = head
+        self.value = value
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.value) + 2
+
+    def __bytes__(self) -> bytes:
+        return b"".join((self.head, self.value.view(), CRLF))
+
+
+#: A piece of a reply: plain bytes, or a ``VALUE`` block holding a stored value.
+Piece = Union[bytes, ValueBlock]
 
 
 @dataclass(slots=True)
@@ -144,12 +171,12 @@ class Partition:
         return cas
 
     # -- commands -----------------------------------------------------------------------
-    def get(self, op: GetOp, keys: list[bytes]) -> list[bytes]:
+    def get(self, op: GetOp, keys: list[bytes]) -> list[Piece]:
         """The ``VALUE`` block (or ``b""``) of each of ``keys`` for ``op``."""
         now = op.now
         stats = self.stats
-        dram = self.log.dram
-        out = []
+        log = self.log
+        out: list[Piece] = []
         for key in keys:
             found = self.lookup(key, now)
             if op.touch:
@@ -169,13 +196,11 @@ class Partition:
                 self.log.set_expiry(addr, op.expiry)
             else:
                 stats.get_hits += 1
-            start = addr + ENTRY_HEADER + klen
-            value = dram[start : start + vlen]
             if op.with_cas:
                 head = b"VALUE %s %d %d %d\r\n" % (key, flags, vlen, cas)
             else:
                 head = b"VALUE %s %d %d\r\n" % (key, flags, vlen)
-            out.append(head + value + b"\r\n")
+            out.append(ValueBlock(head, log.stored_value(addr, klen, vlen)))
         return out
 
     def execute(self, op: KeyOp) -> bytes:

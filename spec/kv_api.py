@@ -35,7 +35,7 @@ predicts its evictions, so both sides follow these rules:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 #: Longest key, in bytes (memcached's KEY_MAX_LENGTH).
 KEY_MAX = 250
@@ -132,4 +132,25 @@ class KvServer(Protocol):
 
     def advance_clock(self, seconds: int) -> None:
         """Move the server's clock forward (virtual time; real servers may refuse)."""
+        ...
+
+
+class ReplyBuffer(Protocol):
+    """Reply bytes a server keeps where they are (a stored value, say) until they are sent."""
+
+    def __len__(self) -> int: ...
+
+    def view(self) -> memoryview:
+        """The bytes, not copied; valid until the server runs again (use it at once)."""
+        ...
+
+
+@runtime_checkable
+class PartsKvServer(KvServer, Protocol):
+    """A :class:`KvServer` that can hand out its replies without joining them, for a
+    front end that writes them with scatter-gather I/O (``sendmsg``)."""
+
+    def receive_parts(self, conn: int) -> Sequence[bytes | ReplyBuffer]:
+        """What :meth:`KvServer.receive` would return, as parts in order: each part may
+        be held as long as needed; a :class:`ReplyBuffer` shows its bytes when viewed."""
         ...

@@ -142,5 +142,5 @@ def test_closed_flow_packets_are_dropped() -> None:
     nic.receive(fid, b"abc")
     nic.close_flow(fid)
     assert nic.service(0, 10) == []
-    nic.transmit(0, b"x" * (MSS + 1))
+    nic.transmit(0, MSS + 1)
     assert nic.counters.tx_packets[0] == 2 and nic.counters.tx_bytes[0] == MSS + 1

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from impl.sphinx import VIRTUAL_EPOCH, Connection, ReplySlot, Sphinx
+from impl.sphinx import VIRTUAL_EPOCH, Connection, Piece, ReplySlot, Sphinx
 from impl.sphinx_log import entry_size as log_entry_size
 from protocol_tours import kv_tour
 from spec.kv_api import entry_size
@@ -260,7 +260,7 @@ def test_pipelined_requests_across_threads_come_back_in_order() -> None:
 class ArrivalOrderSphinx(Sphinx):
     """Mutant: writes a forwarded reply as soon as it arrives, ignoring request order."""
 
-    def place_forwarded_reply(self, conn: Connection, slot: ReplySlot, parts: list[int], data: list[bytes]) -> None:
+    def place_forwarded_reply(self, conn: Connection, slot: ReplySlot, parts: list[int], data: list[Piece]) -> None:
         conn.out.extend(d for d in data if d)
         for index in parts:
             slot.parts[index] = b""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mmh3
 
-from impl.sphinx import Connection, ReplySlot, Sphinx
+from impl.sphinx import Connection, Piece, ReplySlot, Sphinx
 
 
 class WrongSeedOwner(Sphinx):
@@ -27,7 +27,7 @@ class ReorderedReplies(Sphinx):
     """Writes a forwarded reply as soon as it comes back, ahead of earlier replies of
     the same connection that are still outstanding."""
 
-    def place_forwarded_reply(self, conn: Connection, slot: ReplySlot, parts: list[int], data: list[bytes]) -> None:
+    def place_forwarded_reply(self, conn: Connection, slot: ReplySlot, parts: list[int], data: list[Piece]) -> None:
         for index, chunk in zip(parts, data):
             conn.out.append(chunk)
             slot.parts[index] = b""
