@@ -30,6 +30,7 @@ import getpass
 import math
 import random
 import os
+import resource
 import selectors
 import shutil
 import socket
@@ -138,15 +139,22 @@ def start_memcached(host: str = LOOPBACK, extra_args: Sequence[str] = (), attemp
 
 
 def start_sphinx_server(
-    threads: int = 4, memory: int | None = None, seed: int = 0, host: str = LOOPBACK, timeout: float = 30.0
-) -> ServerProcess:
+    threads: int = 4, memory: int | None = None, seed: int = 0, host: str = LOOPBACK, timeout: float = 30.0,
+    nofile: tuple[int, int] | None = None,
+) -> ServerProcess:  # fmt: skip
     """Start ``memoracle sphinx serve --port 0`` as a child process (this interpreter)
-    and return it once it has printed its listening line (which names the port)."""
+    and return it once it has printed its listening line (which names the port).
+    ``nofile``: the child's ``RLIMIT_NOFILE`` (soft, hard) as it starts."""
     command = [sys.executable, "-m", "memoracle", "sphinx", "serve", "--port", "0", "--host", host]
     command += ["--threads", str(threads), "--seed", str(seed)]
     if memory is not None:
         command += ["--memory", str(memory)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def limit_descriptors() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit_descriptors)
     assert process.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
