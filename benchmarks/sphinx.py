@@ -20,6 +20,15 @@
   SO_REUSEPORT steering), the share of received packets whose IRQ ran on a core other
   than the socket's thread. ``sphinx.cross_core_share_aligned``: the same workload with
   ``steering="incoming_cpu"`` (connections bound to their RX queue's IRQ core).
+- ``sphinx.attack_*``: the hostile clients of :mod:`memoracle.sphinx.attacks` against
+  memcached and then ``memoracle sphinx serve --threads 4``, each attack on a fresh
+  process, in the same run: ``attack_multiget_rss_mib`` is the server's peak RSS growth
+  while one client sends ``get`` + ``" b" * 2000`` for a 900 KB ``b`` and reads the
+  1.8 GB reply; ``attack_noread_rss_mib`` the peak growth while 24 clients each pipeline
+  5,000 ``get b`` and never read (held 3 s, 1 s with ``quick``);
+  ``attack_version_ms`` the slowest ``version`` round trip of a probe connection
+  (one every 20 ms) during both attacks. Each carries memcached's value as
+  ``baseline``. Targets: ≤ 64 MiB and ≤ 100 ms.
 """
 
 from __future__ import annotations
@@ -27,12 +36,14 @@ from __future__ import annotations
 import random
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from benchmarks.common import Figure
+from memoracle.sphinx.attacks import AttackResult, multiget_attack, noread_attack
 from memoracle.sphinx.peers import (
     LoadResult,
     PeerUnavailable,
+    ServerProcess,
     run_fixed_rate,
     start_memcached,
     start_sphinx_server,
@@ -88,6 +99,37 @@ def server_vs_memcached_figures(quick: bool) -> list[Figure]:
     figures.append({"name": "sphinx.server_errors", "value": float(subject.errors), "unit": "requests"})
     figures.append({"name": "sphinx.memcached_errors", "value": float(reference.errors), "unit": "requests"})
     return figures
+
+
+def _attacks(start: Callable[[], ServerProcess], hold: float) -> tuple[AttackResult, AttackResult]:
+    with start() as server:
+        multiget = multiget_attack(server.host, server.port, server.process.pid)
+    with start() as server:
+        noread = noread_attack(server.host, server.port, server.process.pid, hold=hold)
+    return multiget, noread
+
+
+def attack_figures(quick: bool) -> list[Figure]:
+    """Memory and responsiveness of memcached and the server under the two attacks."""
+    hold = 1.0 if quick else 3.0
+    try:
+        reference = _attacks(start_memcached, hold)
+    except PeerUnavailable as error:
+        sys.stderr.write(f"sphinx: attack figures skipped: {error}\n")
+        return []
+    subject = _attacks(lambda: start_sphinx_server(threads=4), hold)
+    for result in (*reference, *subject):
+        if result.unanswered_probes or result.lost_writes or not result.reply_ok:
+            sys.stderr.write(f"sphinx: an attack went wrong: {result}\n"[:400])
+
+    def worst(results: tuple[AttackResult, AttackResult]) -> float:
+        return max(result.worst_version_ms for result in results)
+
+    return [
+        _compared("sphinx.attack_multiget_rss_mib", subject[0].growth_mib, reference[0].growth_mib, "MiB"),
+        _compared("sphinx.attack_noread_rss_mib", subject[1].growth_mib, reference[1].growth_mib, "MiB"),
+        _compared("sphinx.attack_version_ms", worst(subject), worst(reference), "ms"),
+    ]
 
 
 def emulated_figures(quick: bool) -> list[Figure]:
@@ -146,4 +188,4 @@ def _drive_emulated(quick: bool, steering: Steering) -> tuple[Sphinx, float, int
 
 def sphinx_figures(quick: bool) -> list[Figure]:
     """Every sphinx.* figure (shorter runs when ``quick``)."""
-    return server_vs_memcached_figures(quick) + emulated_figures(quick)
+    return server_vs_memcached_figures(quick) + emulated_figures(quick) + attack_figures(quick)

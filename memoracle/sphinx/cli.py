@@ -5,7 +5,9 @@
 TCP with :mod:`memoracle.sphinx.server`, prints ``sphinx: listening on HOST:PORT,
 T threads`` once it accepts connections, and exits 0 on SIGINT/SIGTERM. ``--port 0``
 picks a free port (the line printed names it). Bad arguments, an address in use or an
-unknown host print one line on stderr and exit 2.
+unknown host print one line on stderr and exit 2. At start the soft ``RLIMIT_NOFILE`` is
+raised to the hard limit; the bounds on what clients can make the server hold are in
+:mod:`memoracle.sphinx.server`.
 """
 
 from __future__ import annotations
