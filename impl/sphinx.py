@@ -290,7 +290,7 @@ class Sphinx:
     def receive(self, conn: int) -> bytes:
         """Everything the server transmitted to ``conn`` since the last call (nothing
         once its client disconnected)."""
-        return b"".join(part if isinstance(part, bytes) else part.view() for part in self.receive_parts(conn))
+        return b"".join([part if isinstance(part, bytes) else part.view() for part in self.receive_parts(conn)])
 
     def receive_parts(self, conn: int) -> list[bytes | StoredValue]:
         """What :meth:`receive` would return, as parts not joined: bytes, and stored
@@ -425,13 +425,12 @@ class Sphinx:
             size = 0
             to_client = c.to_client
             for piece in c.out:
-                size += len(piece)
                 if isinstance(piece, bytes):
                     to_client.append(piece)
+                    size += len(piece)
                 else:  # a VALUE block: its head, the stored value by reference, CRLF
-                    to_client.append(piece.head)
-                    to_client.append(piece.value)
-                    to_client.append(CRLF)
+                    to_client += (piece.head, piece.value, CRLF)
+                    size += piece.size
             c.out.clear()
             self.nic.transmit(w.index, size)
             self.bytes_written += size

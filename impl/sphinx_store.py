@@ -19,9 +19,11 @@ Semantics (memcached 1.6.18's, within the log contract of :mod:`spec.kv_api`):
 - An ``append``/``prepend`` whose result would be too large answers ``NOT_STORED``;
   an ``incr`` whose entry no longer fits a segment answers ``SERVER_ERROR out of memory``.
 
-A retrieval's ``VALUE`` block is a :class:`ValueBlock`: its header line as bytes and the
-value *by reference* (:class:`~impl.sphinx_log.StoredValue`), never copied on the way to
-the client (a reply is a list of :data:`Piece` s).
+A retrieval's ``VALUE`` block for a value over :data:`INLINE_VALUE_MAX` bytes is a
+:class:`ValueBlock`: its header line as bytes and the value *by reference*
+(:class:`~impl.sphinx_log.StoredValue`), never copied on the way to the client (a reply is
+a list of :data:`Piece` s). A smaller value is copied into its block, which costs no more
+than a reference would.
 """
 
 from __future__ import annotations
@@ -37,20 +39,23 @@ from spec.kv_api import ENTRY_HEADER
 _U64 = 1 << 64
 _SPACE = b" \t\n\v\f\r"
 CRLF = b"\r\n"
+#: Values up to this size are copied into their ``VALUE`` block; larger ones are referenced.
+INLINE_VALUE_MAX = 256
 
 
 class ValueBlock:
     """One ``VALUE`` block of a retrieval reply: ``head`` (``VALUE <key> <flags>
     <bytes>[ <cas>]\r\n``), then the stored value by reference, then ``\r\n``."""
 
-    __slots__ = ("head", "value")
+    __slots__ = ("head", "value", "size")
 
     def __init__(self, head: bytes, value: StoredValue) -> None:
         self.head = head
         self.value = value
+        self.size = len(head) + len(value) + 2  # bytes of the whole block
 
     def __len__(self) -> int:
-        return len(self.head) + len(self.value) + 2
+        return self.size
 
     def __bytes__(self) -> bytes:
         return b"".join((self.head, self.value.view(), CRLF))
@@ -176,6 +181,7 @@ class Partition:
         now = op.now
         stats = self.stats
         log = self.log
+        dram = log.dram
         out: list[Piece] = []
         for key in keys:
             found = self.lookup(key, now)
@@ -200,7 +206,11 @@ class Partition:
                 head = b"VALUE %s %d %d %d\r\n" % (key, flags, vlen, cas)
             else:
                 head = b"VALUE %s %d %d\r\n" % (key, flags, vlen)
-            out.append(ValueBlock(head, log.stored_value(addr, klen, vlen)))
+            if vlen <= INLINE_VALUE_MAX:
+                start = addr + ENTRY_HEADER + klen
+                out.append(head + dram[start : start + vlen] + CRLF)
+            else:
+                out.append(ValueBlock(head, log.stored_value(addr, klen, vlen)))
         return out
 
     def execute(self, op: KeyOp) -> bytes:
