@@ -112,6 +112,30 @@ def raise_nofile_limit() -> int:
     return hard
 
 
+class ThrottledLog:
+    """Writes a line about a recurring event at most once per ``interval`` seconds of
+    ``clock``: :meth:`note` counts an occurrence and, if the last line is ``interval``
+    old (or there is none), writes ``line(occurrences since the last line)``."""
+
+    def __init__(self, write: Callable[[str], object], clock: Callable[[], float], interval: float = 1.0) -> None:
+        self.write, self.clock, self.interval = write, clock, interval
+        self.pending = 0  # occurrences not yet reported
+        self.lines = 0
+        self._last: float | None = None
+
+    def note(self, line: Callable[[int], str]) -> bool:
+        """Count one occurrence; returns whether a line was written for it."""
+        self.pending += 1
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval:
+            return False
+        self.write(line(self.pending))
+        self.pending = 0
+        self.lines += 1
+        self._last = now
+        return True
+
+
 class _Client:
     """One accepted socket, bound to one connection of the core."""
 
@@ -169,8 +193,7 @@ class SphinxServer:
         self._listener: socket.socket | None = None
         self._accepting = False
         self._retry: asyncio.TimerHandle | None = None
-        self._accept_failures = 0  # since the last line on stderr
-        self._accept_logged_at: float | None = None
+        self._accept_log: ThrottledLog | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._takes_flow = "flow" in inspect.signature(core.connect).parameters
         receive_parts = getattr(core, "receive_parts", None)
@@ -234,17 +257,13 @@ class SphinxServer:
         """Out of descriptors or memory (or another accept error): stop accepting until
         a connection closes or a short delay passes; one line on stderr a second at most."""
         assert self._listener is not None and self._loop is not None
-        self._accept_failures += 1
-        now = self._loop.time()
-        if self._accept_logged_at is None or now - self._accept_logged_at >= 1.0:
-            reason = error.strerror or str(error)
-            sys.stderr.write(
-                f"sphinx: cannot accept connections: {reason} ({len(self.clients)} open, "
-                f"{self._accept_failures} failed accepts since the last message); still serving\n"
-            )
-            sys.stderr.flush()
-            self._accept_logged_at = now
-            self._accept_failures = 0
+        if self._accept_log is None:
+            self._accept_log = ThrottledLog(sys.stderr.write, self._loop.time)
+        reason = error.strerror or str(error)
+        self._accept_log.note(
+            lambda failures: f"sphinx: cannot accept connections: {reason} ({len(self.clients)} open, "
+            f"{failures} failed accepts since the last message); still serving\n"
+        )
         self._accepting = False
         self._loop.remove_reader(self._listener.fileno())
         self._retry = self._loop.call_later(ACCEPT_RETRY_SECONDS, self._start_accepting)
