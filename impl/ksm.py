@@ -31,9 +31,11 @@ where it states one):
 - **ksmd's list.** A process joins the list when it registers a range (or turns on
   process-wide merging) while it is not on it, at the end (between full scans the
   kernel's cursor is the list head, and a new mm goes just behind the cursor); at the
-  end of its pass a process with no mergeable mapping leaves the list and loses
-  process-wide merging, as the kernel's ``scan_get_next_rmap_item`` does when
-  ``ksm_scan.address`` is still 0.
+  end of its pass a process with no mergeable mapping leaves the list, as the kernel's
+  ``scan_get_next_rmap_item`` does when ``ksm_scan.address`` is still 0; process-wide
+  merging stays on (Linux 6.18 keeps ``MMF_VM_MERGE_ANY``, as the live kernel shows), so
+  its next mapping is mergeable and brings it back, while ``set_process_merge(True)``
+  returns early and does not.
 - **An empty list.** Then no full scan can complete (ksmd sleeps until a process
   registers): ``full_scans(n)`` returns at once, counting nothing, as the kernel's
   counter would stay.
@@ -140,6 +142,7 @@ class Ksm(KsmEngine):
             flags |= VmaFlags.WRITE
         if proc.merge_any:
             flags |= VmaFlags.MERGEABLE
+            self._register(proc)  # back on ksmd's list if ksmd had dropped it
         proc.space.add_vma(start, start + size, flags, "anon", self._handler(proc))
         for i, kind in enumerate(kinds or ()):
             if kind is not GuestKind.ANONYMOUS:

@@ -259,8 +259,6 @@ def _check_list(ksm: Ksm) -> None:
     assert len(listed) == len(set(listed)), f"a process is twice on ksmd's list: {listed}"
     registered = sorted(pid for pid, proc in ksm.procs.items() if proc.registered)
     assert sorted(listed) == registered, f"ksmd's list {listed}, registered processes {registered}"
-    for pid, proc in ksm.procs.items():
-        assert proc.registered or not proc.merge_any, f"pid {pid} merges process-wide but is not listed"
     assert -1 <= ksm.scan_index < len(ksm.mm_list), f"scan cursor {ksm.scan_index} off the list"
 
 

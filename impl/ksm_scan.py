@@ -98,6 +98,9 @@ class KsmEngine(KsmBase):
         super().__init__(machine, knobs)
         #: Lookahead and the exclusive host cache (:mod:`impl.ksm_optim`).
         self.optimisations = Optimisations(self)
+        #: ``stable_node_chains_prune_millisecs`` (not a Protocol knob: a harness that
+        #: compares with a kernel driven in real time sets both to 0).
+        self.chain_prune_ms = CHAIN_PRUNE_MS
 
     # == rmap items and trees ========================================================
     def _free_item(self, item: RmapItem) -> None:
@@ -159,7 +162,7 @@ class KsmEngine(KsmBase):
                 return snode
             self.remove_node_from_stable_tree(snode)
             return None
-        if prune and self.now_ms >= snode.chain_prune_time + CHAIN_PRUNE_MS:
+        if prune and self.now_ms >= snode.chain_prune_time + self.chain_prune_ms:
             snode.chain_prune_time = self.now_ms
         else:
             prune = False
@@ -693,11 +696,11 @@ class KsmEngine(KsmBase):
             self.remove_trailing_rmap_items(proc, self.scan_prev)
             following = self.scan_index + 1
             if self.scan_addr == 0:
-                # No mergeable mapping met in this pass: the mm leaves ksmd's list and
-                # loses process-wide merging (MMF_VM_MERGEABLE, MMF_VM_MERGE_ANY).
+                # No mergeable mapping met in this pass: the mm leaves ksmd's list
+                # (MMF_VM_MERGEABLE is cleared; process-wide merging stays on, as Linux
+                # 6.18 keeps MMF_VM_MERGE_ANY: its next mapping brings it back).
                 del self.mm_list[self.scan_index]
                 proc.registered = False
-                proc.merge_any = False
                 following = self.scan_index
             if following < len(self.mm_list):
                 self._start_process(following)

@@ -36,11 +36,11 @@ Conventions every side follows (the kernel's, where the kernel has one):
 - **ksmd's list.** A process joins it when it registers a range or turns on
   process-wide merging while it is not on it, just behind ksmd's cursor (at the end
   between full scans). At the end of its pass ksmd drops a process that has no
-  registered page left (no ``VM_MERGEABLE`` mapping): it leaves the list and loses
-  process-wide merging (``MMF_VM_MERGE_ANY`` is cleared), so a later mapping is not
-  registered and a later ``set_process_merge(pid, True)`` registers everything again.
-  With an empty list ksmd sleeps: no full scan completes and ``full_scans(n)``
-  returns at once.
+  registered page left (no ``VM_MERGEABLE`` mapping): it leaves the list. Process-wide
+  merging stays on (Linux 6.18 keeps ``MMF_VM_MERGE_ANY``): a later ``mmap`` is
+  registered and brings the process back onto the list, while ``set_process_merge(pid,
+  True)`` returns early and does not. With an empty list ksmd sleeps: no full scan
+  completes and ``full_scans(n)`` returns at once.
 - ``run = UNMERGE`` (2) breaks every KSM page and frees every rmap item and stable node
   at once (``unmerge_and_remove_all_rmap_items``) and resets ``full_scans`` to 0 (the
   kernel's ``ksm_scan.seqnr = 0``); registrations stay. ``full_scans(n)`` adds exactly
@@ -108,8 +108,9 @@ MMAP_BASE = 0x1000_0000
 RMAP_ITEM_SIZE = 64
 #: Largest value of an unsigned-int knob (``kstrtouint``).
 UINT_MAX = 2**32 - 1
-#: Largest ``sleep_millisecs`` the kernel accepts (``MSEC_PER_SEC * 60``).
-SLEEP_MILLISECS_MAX = 60_000
+#: Largest ``sleep_millisecs`` the kernel accepts: any unsigned int (``kstrtouint``;
+#: no 60-second cap in ``sleep_millisecs_store``).
+SLEEP_MILLISECS_MAX = UINT_MAX
 
 
 class RunMode(enum.IntEnum):

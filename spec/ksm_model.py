@@ -14,10 +14,11 @@ Unmerging (``madvise(UNMERGEABLE)``, ``set_process_merge(False)`` when process-w
 merging is on) breaks the range's KSM pages at once but, as in the kernel, leaves its
 rmap items to ksmd's next pass: right after an unmerge at a point where the model was
 exact, its state is that state with the range unmerged and the same items
-(:meth:`KsmModel.exact`). ksmd drops a process with nothing registered at the end of
-its pass (clearing process-wide merging); after ``full_scans`` the model knows it
-happened, after ``run_ksmd`` it may have, and when that matters the model stops
-predicting anything but views (:meth:`KsmModel.ambiguous`).
+(:meth:`KsmModel.exact`). ksmd drops a process with nothing registered from its list at
+the end of its pass (process-wide merging stays on); after ``full_scans`` the model
+knows it happened, after ``run_ksmd`` it may have: then ksmd's list order (and so the
+per-process counters, :meth:`KsmModel.process_counters_exact`) and whether the list is
+empty (and so ``full_scans``, :meth:`KsmModel.full_scans_exact`) may be unknown.
 
 What the model does not do: simulate ksmd's progress. Scanning never changes a view, so
 the model need not know when a page merges; it knows only what a settled system shows.
@@ -317,8 +318,8 @@ class _Page:
 @dataclass
 class _Process:
     pages: dict[int, _Page]
-    #: Process-wide merging (MMF_VM_MERGE_ANY); None: unknown (ksmd may have dropped it).
-    merge_any: bool | None = False
+    #: Process-wide merging (MMF_VM_MERGE_ANY).
+    merge_any: bool = False
     #: On ksmd's list (MMF_VM_MERGEABLE); None: unknown (ksmd may have dropped it).
     listed: bool | None = False
     registered_at: int | None = None  # position in ksmd's list of processes
@@ -351,10 +352,8 @@ class KsmModel:
         # The exact state right after an unmerge (rmap items kept until ksmd's next
         # pass), while nothing else has happened since; see exact().
         self._retained: KsmSnapshot | None = None
-        # Whether ksmd's list order is known (per-process predictions need it), and
-        # whether anything the model predicts is known at all (see _ambiguous()).
+        # Whether ksmd's list order is known (per-process predictions need it).
         self._order_known = True
-        self._blind = False
 
     # -- bookkeeping
 
@@ -373,7 +372,7 @@ class KsmModel:
 
     def quiet(self) -> bool:
         """Whether the weak predicate :func:`completeness_violations` applies now."""
-        if self._blind or self.quiet_scans() < 2:
+        if self.quiet_scans() < 2:
             return False
         return not self._knobs.smart_scan or self._young()
 
@@ -416,7 +415,7 @@ class KsmModel:
         where ksmd starts a fresh scan), or exactly one has completed, asked for by
         ``full_scans``, with no change since it began: then
         :meth:`first_scan_prediction` is exact."""
-        if not self._scans_since_clean_known or self._blind:
+        if not self._scans_since_clean_known:
             return False
         return self._scans_since_clean == 0 or (self._scans_since_clean == 1 and self.quiet_scans() == 1)
 
@@ -441,16 +440,7 @@ class KsmModel:
         ``set_process_merge(False)`` at such a point with nothing else since (the
         range is unmerged at once; its rmap items — and so ``pages_sharing``,
         ``ksm_rmap_items`` and ``ksm_merging_pages`` — stay until ksmd next passes)."""
-        if self._blind:
-            return False
         return self._retained is not None or self.settled() or self.after_first_scan()
-
-    def ambiguous(self) -> bool:
-        """Whether the model has stopped predicting anything but views: the kernel's
-        state came to depend on whether ksmd passed a process during ``run_ksmd`` (it
-        drops a process with nothing registered at the end of its pass, clearing
-        process-wide merging), and the model does not follow ksmd's progress."""
-        return self._blind
 
     def process_counters_exact(self) -> bool:
         """Whether, when :meth:`exact`, the per-process counters are exact too: they need
@@ -519,13 +509,6 @@ class KsmModel:
         self._registrations += 1
         proc.registered_at = self._registrations
 
-    def _ambiguous(self) -> None:
-        """The kernel's state now depends on whether ksmd passed a process during
-        ``run_ksmd`` (it drops a process with no mergeable mapping): the model stops
-        predicting anything but views."""
-        self._blind = True
-        self._retained = None
-
     def _unmerged_now(self, before: KsmSnapshot | None, pid: int, addrs: set[int]) -> None:
         """Record the exact state after the pages ``addrs`` of ``pid`` were unmerged and
         unregistered (their rmap items stay), if the state before was exact."""
@@ -556,11 +539,11 @@ class KsmModel:
         addr = MMAP_BASE
         while any(addr + i * PAGE_SIZE in proc.pages for i in range(npages)):
             addr += PAGE_SIZE
-        if proc.merge_any is None:
-            self._ambiguous()  # mergeable iff ksmd has not dropped the process yet
         for i in range(npages):
             kind = kinds[i] if kinds is not None else GuestKind.ANONYMOUS
-            proc.pages[addr + i * PAGE_SIZE] = _Page(None, True, writable, proc.merge_any is True, kind)
+            proc.pages[addr + i * PAGE_SIZE] = _Page(None, True, writable, proc.merge_any, kind)
+        if proc.merge_any:
+            self._register(pid, proc)  # back on ksmd's list if ksmd had dropped it
         return addr
 
     def munmap(self, pid: int, addr: int, npages: int) -> None:
@@ -598,17 +581,13 @@ class KsmModel:
             self._unmerged_now(before, pid, changing)
 
     def set_process_merge(self, pid: int, enabled: bool) -> None:
-        """PR_SET_MEMORY_MERGE. On: unless already on, join ksmd's list and register
-        every page (now and later). Off: only when on (``ksm_disable_merge_any`` returns
-        early otherwise), unmerge and unregister every page, also those registered by
-        ``madvise``; the rmap items stay until ksmd next passes."""
+        """PR_SET_MEMORY_MERGE. On: unless already on (``ksm_enable_merge_any`` returns
+        early, even when ksmd has dropped the process from its list), join ksmd's list
+        and register every page (now and later). Off: only when on
+        (``ksm_disable_merge_any`` returns early otherwise), unmerge and unregister every
+        page, also those registered by ``madvise``; the rmap items stay until ksmd next
+        passes."""
         proc = self._process(pid)
-        if proc.merge_any is None:
-            if enabled or proc.has_registered_page():
-                self._ambiguous()  # the outcome depends on whether ksmd dropped it
-            if not enabled:
-                proc.merge_any = False
-                return
         if enabled == proc.merge_any:
             return  # ksm_enable_merge_any / ksm_disable_merge_any return early
         if enabled:
@@ -712,9 +691,7 @@ class KsmModel:
             self._retained = None
             for proc in self._processes.values():
                 if proc.listed is not False and not proc.has_registered_page():
-                    # ksmd drops it at the end of its pass, if it gets there
-                    proc.listed = None
-                    proc.merge_any = None if proc.merge_any is not False else False
+                    proc.listed = None  # ksmd drops it at the end of its pass, if it gets there
             self._mid_scan = True
             self._may_have_merged = True
             self._scans_since_clean_known = False
@@ -743,8 +720,7 @@ class KsmModel:
         self._retained = None
         for proc in self._processes.values():
             if proc.listed is not False and not proc.has_registered_page():
-                proc.listed = False
-                proc.merge_any = False
+                proc.listed = False  # process-wide merging stays on (Linux 6.18)
         if count == 0:
             return
         self._scans += count
