@@ -56,10 +56,12 @@ def test_real_implementation_survives_the_mutant_seeds() -> None:
 
 
 def test_checks_are_registered_in_order() -> None:
+    live = [("ksm", "live")] if ksm_checks.live_check_available() else []
     assert [(c.system, c.name) for c in KSM_CHECKS] == [
         ("ksm", "conformance"),
         ("ksm", "mutants"),
         ("ksm", "real_data"),
+        *live,
     ]
 
 

@@ -16,6 +16,11 @@
   corpus. Capture needs Linux's ``/proc`` (``pagemap`` and ``mem`` of the children);
   where it cannot run, the check fails with a report that says why (a check that
   could not look has not checked anything).
+- ``live``: registered only where the kernel allows it (KSM present, its knobs
+  writable): a few of the kernel selftests' scenarios and one seeded campaign sequence
+  on the running kernel, the implementation and the model, every counter, every
+  process's counters and every view compared at every point
+  (:func:`memoracle.ksm.live_check.run_live`).
 """
 
 from __future__ import annotations
@@ -93,9 +98,50 @@ def _real_data(seed: int) -> Outcome:
     return Outcome(False, corpus.pages, "real data: " + "; ".join(report.problems))
 
 
-#: The ksm checks, in the order ``memoracle check`` runs them.
+#: The live check: the kernel selftests' scenarios and a short seeded campaign.
+LIVE_SELFTESTS = ("merge_ten_pages", "max_page_sharing_13_of_4", "unmerge", "prctl_off_without_on",
+                  "drop_from_ksmd_list", "zero_pages_map_the_zero_page")  # fmt: skip
+LIVE_CAMPAIGN_STEPS = 40
+
+
+def _live(seed: int) -> Outcome:
+    """The running kernel's KSM against the implementation and the model
+    (:mod:`memoracle.ksm.live_check`): a few of the kernel selftests' scenarios and one
+    campaign sequence of seed ``seed``, every point compared."""
+    from memoracle.ksm.live import LiveError
+    from memoracle.ksm.live_check import run_live
+    from memoracle.ksm.live_scenarios import SELFTESTS, live_ops
+    from memoracle.ksm.live_sysfs import LiveBusy, LiveUnavailable
+
+    plan = [(name, SELFTESTS[name]) for name in LIVE_SELFTESTS] + [(f"campaign seed {seed}", live_ops(seed, LIVE_CAMPAIGN_STEPS))]
+    points = 0
+    for name, ops in plan:
+        try:
+            result = run_live(name, ops)
+        except (LiveUnavailable, LiveBusy, LiveError) as error:
+            return Outcome(False, points, f"live: {name}: {error}")
+        points += result.points
+        if result.violations:
+            first = result.violations[0]
+            return Outcome(False, points, f"live: {name}, step {first.step} {first.op}: {first.message}\n"
+                                          f"reproduce: memoracle ksm live --seed {seed} --steps {LIVE_CAMPAIGN_STEPS} --sequences 1")  # fmt: skip
+    return Outcome(True, points)
+
+
+def live_check_available() -> bool:
+    """Whether this machine's kernel lets ``memoracle check`` drive its KSM (it has KSM
+    and this process may write its knobs)."""
+    from memoracle.ksm.live_sysfs import kernel_availability
+
+    return kernel_availability() is None
+
+
+#: The ksm checks, in the order ``memoracle check`` runs them; ``live`` only where the
+#: kernel allows it (:func:`live_check_available`).
 KSM_CHECKS: list[Check] = [
     Check("ksm", "conformance", "impl vs spec: views, counters, completeness", _conformance),
     Check("ksm", "mutants", "every broken ksmd is caught", _mutants),
     Check("ksm", "real_data", "real interpreters' pages merged as the spec says", _real_data),
 ]
+if live_check_available():
+    KSM_CHECKS.append(Check("ksm", "live", "the running kernel's KSM vs impl vs spec, every point", _live))

@@ -52,7 +52,7 @@ def add_commands(sub: Any) -> None:
     from memoracle.ksm.study import MIN_SCANS
 
     ksm = sub.add_parser("ksm", help="KSM on real data: capture a corpus, study merging and lookahead")
-    commands = add_subcommands(ksm, "ksm_command", "capture, info or study")
+    commands = add_subcommands(ksm, "ksm_command", "capture, info, study or live")
 
     grab = commands.add_parser("capture", help="capture the anonymous pages of real processes")
     grab.add_argument(
@@ -86,6 +86,10 @@ def add_commands(sub: Any) -> None:
     )  # fmt: skip
     study.add_argument("--no-model", action="store_true", help="skip the model's prediction")
     study.set_defaults(func=cmd_study)
+
+    from memoracle.ksm.live_cli import add_live_command
+
+    add_live_command(commands)
 
 
 def _fail(message: str) -> int:
