@@ -24,7 +24,7 @@ from pymemcache.client.base import Client  # type: ignore[import-untyped]
 
 from memoracle.cli import main
 from memoracle.sphinx.peers import ServerProcess, SocketKvServer, start_sphinx_server
-from memoracle.sphinx.server import BackgroundServer
+from memoracle.sphinx.server import FEED_LINES, BackgroundServer, lines_to_feed
 from peers import peer_missing
 
 # --- the server layer, against a stand-in core ---------------------------------------
@@ -169,12 +169,28 @@ def test_a_client_that_never_reads_is_held_at_a_bounded_size(stand_in: StandInSe
     fed_requests = stand_in.core.bytes_fed // len(b"big 65536\r\n")
     assert sent > 200_000, "the kernel buffers should accept at least this much"
     assert fed_requests * 65536 < 64 * 1024 * 1024, f"{fed_requests} requests fed to the core"
+    # Once the kernel's buffers are full, the server holds its share and at most one
+    # reply more (replies are fed one at a time near the share, not 32 at a time).
+    (held,) = stand_in.server.clients.values()
+    share = stand_in.server.share()
+    deadline = time.monotonic() + 20
+    while held.unsent_bytes < share and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert share <= held.unsent_bytes <= share + 65538, f"{held.unsent_bytes} held for a share of {share}"
     other = SocketKvServer("127.0.0.1", stand_in.port, quiet=2.0)
     conn = other.connect()
     other.send(conn, b"put o 1\r\nget o\r\n")
     assert other.read_until(conn, lambda got: _lines(got, 2)) == b"OK\r\n1\r\n"
     other.close()
     greedy.close()
+
+
+def test_lines_fed_follow_the_room_left_and_the_recent_reply_size() -> None:
+    assert lines_to_feed(10 * 2**20, 0.0) == FEED_LINES  # no estimate yet
+    assert lines_to_feed(64 * 1024, 200.0) == FEED_LINES  # small replies: a full slice
+    assert lines_to_feed(5 * 65538, 65538.0) == 5
+    assert lines_to_feed(2**20, 900_000.0) == 1  # one large reply at a time
+    assert lines_to_feed(100, 900_000.0) == 1  # never zero: the caller decides when to stop
 
 
 # --- `memoracle sphinx serve` as a subprocess ----------------------------------------------

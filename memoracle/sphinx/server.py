@@ -29,9 +29,11 @@ Memory, bounded per server (what memcached does, and what this server does):
   connections share :data:`REPLY_BUDGET`: a connection's share is the budget divided
   among the connections holding unsent bytes, never below :data:`MIN_REPLY_SHARE`.
   While its unsent bytes reach its share a connection gets none of its requests fed to
-  the core and its socket is not read, until its client reads; so a client that floods
-  requests and never reads holds at most its share plus the replies to one slice (and
-  the kernel's socket buffers fill and block it), and other clients are unaffected.
+  the core and its socket is not read, until its client reads; below it, each pump feeds
+  as many lines as the connection's recent replies say fit (:func:`lines_to_feed`), so a
+  client that floods requests and never reads holds about its share plus one reply (its
+  first slice excepted, before there is an estimate), the kernel's socket buffers fill
+  and block it, and other clients are unaffected.
   Replies that reference stored values cost a few dozen bytes each whatever the value's
   size, so one ``get`` naming a large value thousands of times holds thousands of
   references, not gigabytes.
@@ -73,8 +75,7 @@ from spec.kv_api import KvServer, ReplyBuffer
 
 #: Most bytes of one connection fed to the core per pump (fairness between connections).
 FEED_LIMIT = 64 * 1024
-#: Most lines of one connection fed per pump: bounds the requests (and so the replies)
-#: one pump can add to a connection past its share.
+#: Most lines of one connection fed per pump (see :func:`lines_to_feed`).
 FEED_LINES = 32
 #: Most received-but-unfed bytes per connection (the socket is not read past them).
 INPUT_HIGH_WATER = 64 * 1024
@@ -112,6 +113,17 @@ def raise_nofile_limit() -> int:
     return hard
 
 
+def lines_to_feed(room: int, reply_estimate: float) -> int:
+    """How many lines to feed a connection with ``room`` bytes left of its share, whose
+    lines have lately produced ``reply_estimate`` bytes of reply each: as many as the
+    estimate says fit, at least one, at most :data:`FEED_LINES` (all of them while there
+    is no estimate yet). So back-pressure takes effect per reply, not per slice: a client
+    pipelining ``get`` s of a large value gets one run at a time near its share."""
+    if reply_estimate <= 0:
+        return FEED_LINES
+    return max(1, min(FEED_LINES, int(room // reply_estimate)))
+
+
 class ThrottledLog:
     """Writes a line about a recurring event at most once per ``interval`` seconds of
     ``clock``: :meth:`note` counts an occurrence and, if the last line is ``interval``
@@ -141,7 +153,7 @@ class _Client:
 
     __slots__ = (
         "sock", "fd", "conn", "inbox", "unsent", "head_offset", "unsent_bytes",
-        "reading", "writing", "eof", "gone", "closing",
+        "reading", "writing", "eof", "gone", "closing", "lines_fed", "reply_estimate",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, conn: int) -> None:
@@ -157,18 +169,22 @@ class _Client:
         self.eof = False  # the client half-closed: answer what was received, then close
         self.gone = False  # the core connection is disconnected; nothing more is fed
         self.closing = False  # close the socket once the unsent bytes are sent
+        self.lines_fed = 0  # complete lines in the slice fed by the current pump
+        self.reply_estimate = 0.0  # bytes of reply per line fed, a moving average
 
-    def take_input(self) -> bytes:
+    def take_input(self, lines: int) -> bytes:
         """The next slice of the inbox (removed from it): at most :data:`FEED_LIMIT`
-        bytes and at most :data:`FEED_LINES` lines."""
+        bytes and at most ``lines`` lines (counted in :attr:`lines_fed`)."""
         end = min(len(self.inbox), FEED_LIMIT)
         position = 0
-        for _ in range(FEED_LINES):
+        self.lines_fed = 0
+        for _ in range(lines):
             newline = self.inbox.find(b"\n", position, end)
             if newline < 0:
                 position = end
                 break
             position = newline + 1
+            self.lines_fed += 1
         chunk = bytes(self.inbox[:position])
         del self.inbox[:position]
         return chunk
@@ -317,7 +333,8 @@ class SphinxServer:
         self.mark(client.conn)
 
     # -- writing ----------------------------------------------------------------------------
-    def _queue(self, client: _Client, parts: Sequence[_Part]) -> None:
+    def _queue(self, client: _Client, parts: Sequence[_Part]) -> int:
+        """Append ``parts`` to ``client``'s unsent replies; returns their bytes."""
         added = 0
         for part in parts:
             size = len(part)
@@ -329,6 +346,7 @@ class SphinxServer:
                 self.writers += 1
             client.unsent_bytes += added
             self.unsent_total += added
+        return added
 
     def _sent(self, client: _Client, count: int) -> None:
         """``count`` more bytes of ``client``'s unsent parts were accepted by the kernel."""
@@ -457,7 +475,8 @@ class SphinxServer:
                 client = self.clients.get(conn)
                 if client is None or client.gone or not self._may_feed(client):
                     continue
-                chunk = client.take_input()
+                room = self.share() - client.unsent_bytes
+                chunk = client.take_input(lines_to_feed(room, client.reply_estimate))
                 if chunk:
                     self.core.send(conn, chunk)
                 fed.append(client)
@@ -476,9 +495,14 @@ class SphinxServer:
     def _deliver(self, client: _Client) -> None:
         conn = client.conn
         if self._receive_parts is not None:
-            self._queue(client, self._receive_parts(conn))
+            added = self._queue(client, self._receive_parts(conn))
         else:
-            self._queue(client, (self.core.receive(conn),))
+            added = self._queue(client, (self.core.receive(conn),))
+        if client.lines_fed:
+            per_line = added / client.lines_fed
+            estimate = client.reply_estimate
+            client.reply_estimate = per_line if not estimate else (3 * estimate + per_line) / 4
+            client.lines_fed = 0
         self._flush(client)
         if client.sock.fileno() < 0:
             return
