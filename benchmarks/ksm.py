@@ -21,6 +21,16 @@ corpus; the corpus itself is a fresh capture, so they vary slightly from run to 
 - ``ksm.lookahead_saving``: the fraction of comparisons lookahead eliminates (the paper:
   up to one third); baseline 1/3, ratio = saving ÷ 1/3
 - ``ksm.sharing_vs_ideal``: pages_sharing ÷ the ideal saving (1.0 = complete)
+
+The paper's experiments, on guest-like memory captured at bench time
+(:func:`memoracle.ksm.guest.capture_guests`: 8 processes of about 1,500 pages holding the
+same files of ``/usr`` in file order plus private pages; ``quick``: 4 × 500):
+
+- ``ksm.lookahead_saving_guest`` (baseline 1/3) and ``…_merging_scan`` (the merging scan
+  alone);
+- ``ksm.exclusive_cache_saved_pages`` (baseline: the double-cached host pages) and
+  ``ksm.exclusive_cache_overhead`` (extra comparisons ÷ stock comparisons);
+- ``ksm.page_cache_skip_comparisons_saved`` and ``ksm.page_cache_skip_sharing_lost``.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ import time
 
 from benchmarks.common import Figure
 from memoracle.ksm.corpus import capture
+from memoracle.ksm.guest import capture_guests
+from memoracle.ksm.paper import exclusive_cache_experiment, lookahead_experiment, page_cache_experiment
 from memoracle.ksm.study import CLAIMED_SAVING, implementation_for, study_corpus
 from spec.ksm_api import PAGE_SIZE, RunMode
 
@@ -127,6 +139,37 @@ def study_figures(quick: bool) -> list[Figure]:
     ]
 
 
+#: The guest-like capture of the paper's experiments: processes and pages per process.
+GUEST_PROCESSES, GUEST_PAGES = 8, 1500
+QUICK_GUEST_PROCESSES, QUICK_GUEST_PAGES = 4, 500
+
+
+def paper_figures(quick: bool) -> list[Figure]:
+    """The paper's experiments on guest-like memory captured now: lookahead's saving,
+    the exclusive host cache's pages saved and overhead, page-cache skipping."""
+    processes, pages = (QUICK_GUEST_PROCESSES, QUICK_GUEST_PAGES) if quick else (GUEST_PROCESSES, GUEST_PAGES)
+    capture = capture_guests(processes, pages, seed=0)
+    study = lookahead_experiment(capture)
+    cache = exclusive_cache_experiment(capture)
+    skip = page_cache_experiment(capture)
+    return [
+        {
+            "name": "ksm.lookahead_saving_guest",
+            "value": study.lookahead_saving,
+            "unit": "fraction",
+            "baseline": CLAIMED_SAVING,
+            "ratio": study.lookahead_saving / CLAIMED_SAVING,
+        },
+        {"name": "ksm.lookahead_saving_guest_merging_scan", "value": study.merging_saving, "unit": "fraction",
+         "baseline": CLAIMED_SAVING, "ratio": study.merging_saving / CLAIMED_SAVING},  # fmt: skip
+        {"name": "ksm.exclusive_cache_saved_pages", "value": cache.saved_pages, "unit": "pages",
+         "baseline": cache.double_cached_before, "ratio": cache.saved_pages / max(1, cache.double_cached_before)},  # fmt: skip
+        {"name": "ksm.exclusive_cache_overhead", "value": cache.overhead, "unit": "fraction"},
+        {"name": "ksm.page_cache_skip_comparisons_saved", "value": skip.comparisons_saved, "unit": "fraction"},
+        {"name": "ksm.page_cache_skip_sharing_lost", "value": skip.sharing_lost, "unit": "fraction"},
+    ]
+
+
 def ksm_figures(quick: bool) -> list[Figure]:
     """Every ksm.* figure (fewer repetitions when ``quick``)."""
-    return [pages_scanned_per_second(quick), *study_figures(quick)]
+    return [pages_scanned_per_second(quick), *study_figures(quick), *paper_figures(quick)]

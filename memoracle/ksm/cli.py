@@ -52,7 +52,7 @@ def add_commands(sub: Any) -> None:
     from memoracle.ksm.study import MIN_SCANS
 
     ksm = sub.add_parser("ksm", help="KSM on real data: capture a corpus, study merging and lookahead")
-    commands = add_subcommands(ksm, "ksm_command", "capture, info, study or live")
+    commands = add_subcommands(ksm, "ksm_command", "capture, info, study, live, paper or report")
 
     grab = commands.add_parser("capture", help="capture the anonymous pages of real processes")
     grab.add_argument(
@@ -88,8 +88,10 @@ def add_commands(sub: Any) -> None:
     study.set_defaults(func=cmd_study)
 
     from memoracle.ksm.live_cli import add_live_command
+    from memoracle.ksm.paper_cli import add_paper_commands
 
     add_live_command(commands)
+    add_paper_commands(commands)
 
 
 def _fail(message: str) -> int:
