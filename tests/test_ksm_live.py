@@ -80,7 +80,7 @@ def test_no_scan_completes_with_ksmds_list_empty(kernel: None) -> None:
         live.full_scans(1)
         live.madvise(pid, addr, 2, "UNMERGEABLE")
         live.full_scans(5)
-        sysfs = live._sysfs  # noqa: SLF001 - the test looks under the session
+        sysfs = live.sysfs
         assert sysfs.read_int("full_scans") == 2
         sysfs.write("sleep_millisecs", "1")
         sysfs.write("run", "1")

@@ -183,6 +183,11 @@ class LiveKsm:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def sysfs(self) -> KsmSysfs:
+        """The session's knobs and counters (for tests that look under the Protocol)."""
+        return self._sysfs
+
     def os_pid(self, pid: int) -> int:
         """The operating system's pid of process ``pid``."""
         return self._worker(pid).proc.pid
