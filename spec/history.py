@@ -38,6 +38,20 @@ Version 1 has no pending operations: every operation has returned. A reader of t
 module rejects anything else with :class:`HistoryFormatError`, whose message names the
 line and the reason (``line 7: "call" must be less than "return" (9 >= 9)``).
 
+What a reader accepts, exactly
+------------------------------
+- The file is UTF-8 (a byte that is not names its line); lines end in ``\\n`` or
+  ``\\r\\n``; blank lines are skipped.
+- A line is at most :data:`MAX_LINE_BYTES` bytes (1 MiB, its line end included): an
+  operation takes about a hundred, so a longer line is a broken file, and refusing it
+  bounds the reader's memory whatever it is given (``/dev/zero`` included).
+- Every object (header and operations) has each key once: a repeated key is an error, not
+  "the last one wins". ``"version"`` is the integer ``1`` (not ``true``, not ``1.0``).
+- Strings are Unicode text: an escaped lone surrogate (``"\\ud800"``) is refused, so
+  every name and value can be printed. An operation is a flat object: nesting (``[[[...``)
+  is refused with its line, however deep.
+- Reading takes time linear in the file and memory linear in the number of operations.
+
 The in-memory :class:`History` is columnar (``array`` columns), so that a history of
 ten million operations fits in a few hundred MiB; :meth:`History.operation` gives a
 row as an :class:`Operation`.
@@ -52,7 +66,7 @@ from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import islice, repeat
-from typing import IO, Callable, Iterable, Iterator, Literal, Union
+from typing import IO, Any, BinaryIO, Callable, Iterable, Iterator, Literal, Union
 
 FORMAT_NAME = "memoracle-history"
 FORMAT_VERSION = 1
@@ -70,6 +84,8 @@ _KIND_NAME: tuple[Kind, Kind] = ("push", "pop")
 _KEYS = ("id", "thread", "kind", "arg", "result", "call", "return")
 #: ids, calls and returns live in signed 64-bit columns, so they must be below this.
 _STAMP_LIMIT = 2**63
+#: The longest line a reader accepts, in bytes, its line end included.
+MAX_LINE_BYTES = 1 << 20
 
 
 class HistoryFormatError(ValueError):
@@ -143,6 +159,7 @@ class History:
         "capacity",
         "ids",
         "thread_names",
+        "_thread_codes",
         "thread_index",
         "kinds",
         "values",
@@ -155,6 +172,7 @@ class History:
         self.capacity = capacity
         self.ids: array[int] = array("q")
         self.thread_names: list[Thread] = []
+        self._thread_codes: dict[tuple[type, Thread], int] = {}
         self.thread_index: array[int] = array("l")
         self.kinds = bytearray()
         self.values: array[int] | list[Value] = array("q")
@@ -188,11 +206,14 @@ class History:
         return history
 
     def _thread_code(self, thread: Thread) -> int:
-        try:
-            return self.thread_names.index(thread)
-        except ValueError:
+        """The code of ``thread`` (a new one, in order of first appearance, if unseen);
+        constant time, so that 100k distinct names cost no more than 100k lookups."""
+        key = (type(thread), thread)
+        code = self._thread_codes.get(key)
+        if code is None:
+            code = self._thread_codes[key] = len(self.thread_names)
             self.thread_names.append(thread)
-            return len(self.thread_names) - 1
+        return code
 
     def _append_value(self, value: Value) -> None:
         if isinstance(self.values, array):
@@ -289,15 +310,16 @@ def _validate_header(obj: object) -> int:
         raise HistoryFormatError(1, "the header must be a JSON object")
     if obj.get("format") != FORMAT_NAME:
         raise HistoryFormatError(1, f'the header must have "format": "{FORMAT_NAME}"')
-    if obj.get("version") != FORMAT_VERSION:
+    version = obj.get("version")
+    if type(version) is not int or version != FORMAT_VERSION:
         raise HistoryFormatError(
-            1, f'unsupported "version" {obj.get("version")!r} (this reader knows {FORMAT_VERSION})'
+            1, f'unsupported "version" {_show(version)} (this reader knows {FORMAT_VERSION})'
         )
     if obj.get("spec") != SPEC_NAME:
         raise HistoryFormatError(1, f'the header must have "spec": "{SPEC_NAME}"')
     capacity = obj.get("capacity")
     if type(capacity) is not int or capacity < 1:
-        raise HistoryFormatError(1, f'"capacity" must be a positive integer, not {capacity!r}')
+        raise HistoryFormatError(1, f'"capacity" must be a positive integer, not {_show(capacity)}')
     return capacity
 
 
@@ -305,27 +327,99 @@ def _is_value(value: object) -> bool:
     return type(value) is int or type(value) is str
 
 
-def _validate_record(obj: object, line: int) -> None:
-    """Raise :class:`HistoryFormatError` unless ``obj`` is a valid format-1 operation."""
+def is_text(value: str) -> bool:
+    """Whether ``value`` is Unicode text (no lone surrogate), so that it can be printed."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _show(value: object) -> str:
+    """``value`` for an error message: JSON, ASCII only (a lone surrogate prints as its
+    escape), cut to 60 characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """``json`` object hook: the object, unless a key repeats (then :class:`_DuplicateKey`)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def parse_json_line(text: str, line: int) -> object:
+    """Parse one line of JSON under the reader's rules (see the module docstring):
+    :class:`HistoryFormatError` naming ``line`` for bad JSON, a repeated key, nesting
+    too deep for the parser, or an escaped lone surrogate anywhere in the line."""
+    try:
+        obj = json.loads(text, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as duplicate:
+        raise HistoryFormatError(line, f"the key {_show(duplicate.key)} appears twice in one object") from None
+    except RecursionError:
+        raise HistoryFormatError(line, "nested too deeply to be an operation") from None
+    except ValueError as error:
+        raise HistoryFormatError(line, f"not valid JSON ({error.args[0].split(':')[0]})") from None
+    if "\\u" in text and not _all_text(obj):
+        raise HistoryFormatError(line, "a string holds a lone surrogate (\\ud800-\\udfff): not Unicode text")
+    return obj
+
+
+def _all_text(obj: object) -> bool:
+    """Whether every string in ``obj`` (keys included) is Unicode text (iterative)."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _validate_record(obj: object, line: int) -> dict[str, Any]:
+    """``obj``, if it is a valid format-1 operation; else :class:`HistoryFormatError`."""
     if not isinstance(obj, dict):
         raise HistoryFormatError(line, f"an operation must be a JSON object, not {_type_name(obj)}")
     missing = [k for k in _KEYS if k not in obj]
     if missing:
-        raise HistoryFormatError(line, f'missing key "{missing[0]}"')
+        raise HistoryFormatError(line, f"missing key {_show(missing[0])}")
     extra = sorted(k for k in obj if k not in _KEYS)
     if extra:
-        raise HistoryFormatError(line, f'unknown key "{extra[0]}"')
+        raise HistoryFormatError(line, f"unknown key {_show(extra[0])}")
     ident = obj["id"]
     if type(ident) is not int or ident < 0:
-        raise HistoryFormatError(line, f'"id" must be a non-negative integer, not {ident!r}')
+        raise HistoryFormatError(line, f'"id" must be a non-negative integer, not {_show(ident)}')
     if ident >= _STAMP_LIMIT:
         raise HistoryFormatError(line, f'"id" {ident} is too large (the limit is 2**63 - 1)')
     thread = obj["thread"]
     if not _is_value(thread):
-        raise HistoryFormatError(line, f'"thread" must be a string or an integer, not {thread!r}')
+        raise HistoryFormatError(line, f'"thread" must be a string or an integer, not {_show(thread)}')
     kind = obj["kind"]
     if kind not in ("push", "pop"):
-        raise HistoryFormatError(line, f'"kind" must be "push" or "pop", not {kind!r}')
+        raise HistoryFormatError(line, f'"kind" must be "push" or "pop", not {_show(kind)}')
     arg, result = obj["arg"], obj["result"]
     if kind == "push":
         if not _is_value(arg):
@@ -338,20 +432,24 @@ def _validate_record(obj: object, line: int) -> None:
             )
     else:
         if arg is not None:
-            raise HistoryFormatError(line, f'a pop\'s "arg" must be null, not {arg!r}')
+            raise HistoryFormatError(line, f'a pop\'s "arg" must be null, not {_show(arg)}')
         if result is not None and not _is_value(result):
             raise HistoryFormatError(
                 line,
                 f'a pop\'s "result" must be an integer, a string or null, not {_type_name(result)}',
             )
+    for key in ("thread", "arg", "result"):
+        if type(obj[key]) is str and not is_text(obj[key]):
+            raise HistoryFormatError(line, f'"{key}" holds a lone surrogate: not Unicode text')
     call, ret = obj["call"], obj["return"]
     for key, stamp in (("call", call), ("return", ret)):
         if type(stamp) is not int or stamp < 0:
-            raise HistoryFormatError(line, f'"{key}" must be a non-negative integer, not {stamp!r}')
+            raise HistoryFormatError(line, f'"{key}" must be a non-negative integer, not {_show(stamp)}')
         if stamp >= _STAMP_LIMIT:
             raise HistoryFormatError(line, f'"{key}" {stamp} is too large (the limit is 2**63 - 1)')
     if not call < ret:
         raise HistoryFormatError(line, f'"call" must be less than "return" ({call} >= {ret})')
+    return obj
 
 
 # ---------------------------------------------------------------------- reading
@@ -481,6 +579,8 @@ def _append_compact(history: History, text: str) -> int:
     return len(calls)
 
 
+#: An escape that may be half of a surrogate pair (lines holding one are read precisely).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _VALUE_TYPES = {int, str}
 _OK_SHAPES = {
     ("push", int, bool),
@@ -495,9 +595,12 @@ _get = [operator.itemgetter(k) for k in _KEYS]
 def _append_json_lines(history: History, lines: list[str]) -> bool:
     """Append the operations on ``lines`` (any JSON layout) if every line is a valid
     operation; return False, appending nothing, if any is not or a line is blank."""
+    text = ",".join(lines)
+    if _SURROGATE_ESCAPE.search(text):
+        return False  # the precise reader checks every string
     try:
-        records = json.loads("[" + ",".join(lines) + "]")
-    except ValueError:
+        records = json.loads("[" + text + "]", object_pairs_hook=_unique_pairs)
+    except (ValueError, RecursionError):
         return False
     if set(map(type, records)) != {dict} or set(map(len, records)) != {7}:
         return False
@@ -533,11 +636,7 @@ def _append_precise(history: History, lines: Iterable[str], first_line: int, lin
     for number, text in enumerate(lines, start=first_line):
         if not text.strip():
             continue
-        try:
-            obj = json.loads(text)
-        except ValueError as error:
-            raise HistoryFormatError(number, f"not valid JSON ({error.args[0].split(':')[0]})") from None
-        _validate_record(obj, number)
+        obj = _validate_record(parse_json_line(text, number), number)
         line_map.add(len(history), number, 1)
         history._append(
             obj["id"], obj["thread"], obj["kind"], obj["arg"], obj["result"], obj["call"], obj["return"]
@@ -587,8 +686,10 @@ def _read_header(text: str | None) -> History:
     if text is None or not text.strip():
         raise HistoryFormatError(1, "empty file: expected a history header")
     try:
-        header = json.loads(text)
-    except ValueError:
+        header = json.loads(text, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as duplicate:
+        raise HistoryFormatError(1, f"the key {_show(duplicate.key)} appears twice in the header") from None
+    except (ValueError, RecursionError):
         raise HistoryFormatError(1, "the header is not valid JSON") from None
     return History(_validate_header(header))
 
@@ -621,31 +722,89 @@ def read_history_lines(lines: Iterable[str]) -> History:
     return history
 
 
+def _decode(data: bytes, first_line: int) -> str:
+    """``data`` (whole lines) as text with ``\\r\\n`` turned into ``\\n``; a byte that is not
+    UTF-8 raises :class:`HistoryFormatError` naming its line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = first_line + data.count(b"\n", 0, error.start)
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise HistoryFormatError(line, f"not UTF-8 text ({error.reason} at byte {column} of the line)") from None
+    return text.replace("\r\n", "\n") if "\r" in text else text
+
+
+def _too_long(line: int, max_line: int) -> HistoryFormatError:
+    return HistoryFormatError(line, f"longer than the longest line this reader accepts ({max_line} bytes)")
+
+
+def read_line(handle: BinaryIO, line: int = 1, max_line: int = MAX_LINE_BYTES) -> str | None:
+    """One line of ``handle`` decoded (``None`` at end of file), reading at most
+    ``max_line + 1`` bytes: :class:`HistoryFormatError` naming ``line`` if it is longer
+    than ``max_line`` bytes (its line end included) or not UTF-8."""
+    data = handle.readline(max_line + 1)
+    if not data:
+        return None
+    if len(data) > max_line:
+        raise _too_long(line, max_line)
+    return _decode(data, line)
+
+
+def line_blocks(
+    handle: BinaryIO, first_line: int = 1, *, block_bytes: int | None = None, max_line: int = MAX_LINE_BYTES
+) -> Iterator[tuple[str, int]]:
+    """The rest of ``handle`` as blocks of whole lines: ``(text, number of its first
+    line)``, each text a run of lines ending in ``\\n`` (``\\r\\n`` turned into ``\\n``; a
+    last line without one gets one).
+
+    Guarantees: every byte is read once and joined at most once (time linear in the
+    file); a line longer than ``max_line`` bytes (its line end included) raises
+    :class:`HistoryFormatError` naming it as soon as that many bytes have been read
+    without a line end (memory bounded by ``max_line`` plus one block); a byte that is
+    not UTF-8 names its line.
+    """
+    size = min(block_bytes or _BLOCK_CHARS, max_line)
+    line = first_line
+    pieces: list[bytes] = []  # the start of an unfinished line
+    pending = 0
+    while True:
+        block = handle.read(size)
+        if not block:
+            break
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            pieces.append(block)
+            pending += len(block)
+            if pending >= max_line:
+                raise _too_long(line, max_line)
+            continue
+        if pieces:
+            if pending + block.index(b"\n") + 1 > max_line:
+                raise _too_long(line, max_line)
+            pieces.append(block[:cut])
+            data = b"".join(pieces)
+        else:
+            data = block if cut == len(block) else block[:cut]
+        yield _decode(data, line), line
+        line += data.count(b"\n")
+        pieces = [block[cut:]] if cut < len(block) else []
+        pending = len(block) - cut
+    if pending:
+        yield _decode(b"".join(pieces) + b"\n", line), line
+
+
 def read_history(path: str) -> History:
     """Read a format-1 history file (see the module docstring).
 
-    The file is decoded as UTF-8 with universal newlines and read in blocks of
-    :data:`_BLOCK_CHARS` characters cut at line ends; errors name the line exactly as
+    The file is read in binary blocks of about :data:`_BLOCK_CHARS` bytes cut at line
+    ends (:func:`line_blocks`), decoded as UTF-8; errors name the line exactly as
     :func:`read_history_lines` would for the file's lines.
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            history = _read_header(handle.readline() or None)
-            line_map = _LineMap()
-            next_line, carry = 2, ""
-            while True:
-                block = handle.read(_BLOCK_CHARS)
-                if not block:
-                    break
-                block = carry + block
-                cut = block.rfind("\n") + 1
-                carry = block[cut:]
-                if cut:
-                    next_line = _append_block(history, block[:cut] if carry else block, next_line, line_map)
-            if carry:
-                _append_block(history, carry + "\n", next_line, line_map)
-    except UnicodeDecodeError as error:
-        raise HistoryFormatError(0, f"not UTF-8 text ({error.reason})") from None
+    with open(path, "rb") as handle:
+        history = _read_header(read_line(handle, 1))
+        line_map = _LineMap()
+        for text, first_line in line_blocks(handle, 2):
+            _append_block(history, text, first_line, line_map)
     history._check_distinct_ids(line_map.line_of)
     return history
 
