@@ -12,6 +12,7 @@ from typing import Callable
 
 from benchmarks.common import Figure
 from benchmarks.crash import crash_figures
+from benchmarks.history import history_figures
 from benchmarks.ksm import ksm_figures
 from benchmarks.machine import machine_figures
 from benchmarks.proofs import proof_figures
@@ -25,6 +26,7 @@ SYSTEMS: dict[str, Callable[[bool], list[Figure]]] = {
     "machine": machine_figures,
     "umfs": umfs_figures,
     "spsc": spsc_figures,
+    "history": history_figures,
     "crash": crash_figures,
     "sphinx": sphinx_figures,
     "ksm": ksm_figures,

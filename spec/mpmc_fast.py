@@ -64,7 +64,9 @@ keeps real time. QED.
 (V2) is decided by Kahn's algorithm in O(n log n): ``y`` has no predecessor among the
 remaining values iff ``a_y <= min(B, D)`` and ``c_y <= D``, where ``B`` and ``D`` are the
 least ``b`` and ``d`` remaining (``y`` itself may be included: ``a_y <= b_y``, ``c_y <= d_y``
-and ``a_y <= d_y``). When no value qualifies, the value with the least ``b`` and the one
+and ``a_y <= d_y``); both thresholds only grow, so each value enters a heap once. Among
+the values without predecessor the one whose pop is called first is taken (any choice
+is a topological order; the bounded constructions also try the earliest pop deadline). When no value qualifies, the value with the least ``b`` and the one
 with the least ``d`` are distinct and each precedes the other: the violation is
 reported as that pair (the classic "FIFO order broken" bad pattern of Henzinger et al.,
 CONCUR'13). (V4) merges the open intervals once and looks each empty pop up by
@@ -310,30 +312,37 @@ def check_mpmc(history: History, criterion: Criterion = Criterion.STRICT, *, wit
     exact = cannot_bind and not (strict and parts.failed_pushes)
 
     why = ""
-    for push_late, pop_late in _SHAPES:
-        built = _build(history, parts, dequeued, left, order, gaps, strict, push_late, pop_late)
-        problem = _replay(history, built, strict) if built is not None else (
-            "the 'full' answers cannot all be placed where it holds C values")
-        if problem is None:
-            rows = tuple(r for _, r in built) if witness and built is not None else None
-            return MpmcResult(True, True, criterion, witness=rows, exact=exact)
-        assert not exact, f"the constructed linearization fails where the theorem says it cannot: {problem}"
-        why = why or problem
+    orders = [order]
+    if not exact:
+        orders.append(_topological_order(history, dequeued, by_deadline=True)[0])
+    for sigma in orders:
+        for push_late, pop_late, fill in _SHAPES:
+            built = _build(history, parts, dequeued, left, sigma, gaps, strict, push_late, pop_late, fill)
+            problem = _replay(history, built, strict) if built is not None else (
+                "the 'full' answers cannot all be placed where it holds C values")
+            if problem is None:
+                rows = tuple(r for _, r in built) if witness and built is not None else None
+                return MpmcResult(True, True, criterion, witness=rows, exact=exact)
+            assert not exact, f"the constructed linearization fails where the theorem says it cannot: {problem}"
+            why = why or problem
     return MpmcResult(False, False, criterion,
                       why=f"capacity {capacity} may bind, and no constructed linearization holds ({why})")
 
 
-#: The constructions tried, in order: (pushes late, pops late).
-_SHAPES = ((True, False), (False, False), (False, True), (True, True))
+#: The constructions tried, in order: (pushes late, pops late, fill).
+_SHAPES = ((True, False, False), (False, False, True), (False, False, False), (False, True, False), (True, True, False))
 
 
 def _decided_violation(history: History, criterion: Criterion, reason: str, culprits: Sequence[int]) -> MpmcResult:
     return MpmcResult(True, False, criterion, violation=_violation(history, reason, culprits))
 
 
-def _topological_order(history: History, dequeued: list[tuple[int, int]]) -> tuple[list[int], tuple[int, int] | None]:
+def _topological_order(
+    history: History, dequeued: list[tuple[int, int]], by_deadline: bool = False
+) -> tuple[list[int], tuple[int, int] | None]:
     """A topological order of R over ``dequeued`` (indices into it), or the pair that
-    forms a cycle (see the module docstring)."""
+    forms a cycle (see the module docstring). Among values without predecessor, the one
+    whose pop is called first is taken (``by_deadline``: whose pop must return first)."""
     calls, rets = history.calls, history.rets
     m = len(dequeued)
     a = [calls[p] for p, _ in dequeued]
@@ -343,7 +352,8 @@ def _topological_order(history: History, dequeued: list[tuple[int, int]]) -> tup
     by_a = sorted(range(m), key=a.__getitem__)
     heap_b = sorted(zip(b, range(m)))
     heap_d = sorted(zip(d, range(m)))
-    ready: list[tuple[int, int]] = []
+    waiting: list[tuple[int, int]] = []  # a <= threshold: by c
+    ready: list[tuple[int, int]] = []  # no predecessor left: by c, or by d
     removed = bytearray(m)
     order: list[int] = []
     pointer = 0
@@ -356,9 +366,12 @@ def _topological_order(history: History, dequeued: list[tuple[int, int]]) -> tup
         threshold = least_b if least_b < least_d else least_d
         while pointer < m and a[by_a[pointer]] <= threshold:
             i = by_a[pointer]
-            heapq.heappush(ready, (c[i], i))
+            heapq.heappush(waiting, (c[i], i))
             pointer += 1
-        if not ready or ready[0][0] > least_d:
+        while waiting and waiting[0][0] <= least_d:
+            _, i = heapq.heappop(waiting)
+            heapq.heappush(ready, (d[i] if by_deadline else c[i], i))
+        if not ready:
             return order, (heap_b[0][1], heap_d[0][1])
         _, i = heapq.heappop(ready)
         removed[i] = 1
@@ -470,6 +483,7 @@ def _build(
     strict: bool,
     push_late: bool = False,
     pop_late: bool = False,
+    fill: bool = False,
 ) -> list[tuple[tuple[int, int], int]] | None:
     """The linearization of the sufficiency proof, as ``((point, tie), row)`` in order;
     under ``strict`` with "full" answers, each placed where it holds ``C`` values
@@ -479,7 +493,12 @@ def _build(
     as it allows (``min`` over later values of ``b``, ``d`` and the period's end) or pops
     as late (``min`` of later ``d``) is as valid, by the same inequalities read
     backwards. The bounded cases try these: late pushes and early pops keep the queue
-    shortest (room for pushes), early pushes and late pops keep it longest ("full")."""
+    shortest (room for pushes), early pushes and late pops keep it longest ("full");
+    ``fill`` takes each pop as late as the push needing its slot allows (pop ``k``
+    before the latest push ``k + C``) and each push as early as the freed slots allow
+    (push ``k`` after pop ``k - C``): the queue as full as it may be.
+    The replay decides whether a construction is a linearization; none is needed for
+    the exact case."""
     calls, rets = history.calls, history.rets
     gaps = sorted(set(gaps))
 
@@ -523,6 +542,26 @@ def _build(
         for k in range(n_pop - 1, -1, -1):
             point = min(point, rets[pop_rows[k]], bounds[k][1])
             pop_at[k] = point
+    elif fill:
+        # as full as the order and the capacity allow: pops as late as the pushes that need
+        # their slots let them be (pop k before push k + C, which is at its latest), then
+        # pushes as early as the freed slots allow (push k after pop k - C)
+        capacity = history.capacity
+        latest = INFINITY
+        latest_push = [0] * n_push
+        for k in range(n_push - 1, -1, -1):
+            latest = min(latest, rets[push_rows[k]], bounds[k][1], rets[pop_rows[k]] if k < n_pop else INFINITY)
+            latest_push[k] = latest
+        point = INFINITY
+        for k in range(n_pop - 1, -1, -1):
+            slot = latest_push[k + capacity] if k + capacity < n_push else INFINITY
+            point = min(point, rets[pop_rows[k]], bounds[k][1], slot)
+            pop_at[k] = point
+        point = -INFINITY
+        for k in range(n_push):
+            freed = pop_at[k - capacity] if capacity <= k < n_pop + capacity else -INFINITY
+            point = max(point, calls[push_rows[k]], bounds[k][0], freed)
+            push_at[k] = point
     else:
         point = -INFINITY
         for k in range(n_pop):

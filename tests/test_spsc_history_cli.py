@@ -57,7 +57,7 @@ def test_cli_verdicts_and_criteria(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["history", "check", str(spurious), "--criterion", "tolerant"]) == 0
     assert main(["history", "check", str(spurious), "--criterion", "strict", "--json"]) == 1
     capsys.readouterr()
-    # several producers: the generic checker decides, with a minimal sub-history
+    # several producers, distinct values: the MPMC checker decides
     many = tmp_path / "many.jsonl"
     history = simulated_history(5, 30, 2)
     ops = history.operations()
@@ -72,7 +72,7 @@ def test_cli_verdicts_and_criteria(tmp_path: Path, capsys: pytest.CaptureFixture
     text.close()
     code = main(["history", "check", str(many), "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert out["checker"] == "generic" and code == (0 if out["linearizable"] else 1)
+    assert out["checker"] == "mpmc-fast" and code == (0 if out["linearizable"] else 1)
     swapped = tmp_path / "swapped.jsonl"
     write_history(str(swapped), mutate(simulated_history(6, 60, 2), "swap_values", 1))
     assert main(["history", "check", str(swapped), "--json"]) in (0, 1)

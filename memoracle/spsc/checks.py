@@ -3,6 +3,9 @@
 - :func:`checkers_agree`: seeded small histories (linearizable, with spurious answers,
   and mutated) judged by the fast checker and the generic one under both criteria; any
   disagreement is a bug in one of them.
+- :func:`mpmc_agrees`: seeded small multi-producer multi-consumer histories (simulated,
+  mutated) judged by the MPMC checker and the generic one; every verdict the MPMC
+  checker gives must be the generic one's.
 - :func:`explorer_cells`: the fences table's key cells, explored exhaustively (the
   fence-free ring under TSO is tolerant-linearizable; without the release on the tail
   publish it breaks under the weaker model; all fences make it strict everywhere), and
@@ -17,9 +20,12 @@ from impl.cpu_emu import Model
 from memoracle.check_types import Check, Outcome
 from impl.spsc import ALL_FENCES, Fences
 from memoracle.spsc.interleave import Scenario, explore
+from memoracle.history.generate import MPMC_MUTATIONS, random_mpmc_history
 from memoracle.spsc.histories import MUTATIONS, mutate, simulated_history
 from memoracle.spsc.mutants import RING_MUTANTS
+from spec.history import History
 from spec.linearizability import check_linearizable
+from spec.mpmc_fast import check_mpmc
 from spec.spsc_fast import check_spsc
 from spec.spsc_model import Criterion, QueueSpec
 
@@ -43,6 +49,28 @@ def checkers_agree(seed: int, histories: int) -> str | None:
                     f"({criterion.value}) on simulated_history({h_seed}, {size}, {capacity}) "
                     f"mutated by {mutation}"
                 )
+    return None
+
+
+def mpmc_agrees(seed: int, histories: int) -> str | None:
+    """``None`` if the MPMC checker agrees with the generic one wherever it decides."""
+    rng = random.Random(seed)
+    names = sorted(MPMC_MUTATIONS)
+    for n in range(histories):
+        ops = random_mpmc_history(rng)
+        mutation = rng.choice([None, *names])
+        if mutation is not None:
+            ops = MPMC_MUTATIONS[mutation](ops, rng)
+        capacity = rng.choice([1, 2, 3, 100])
+        history = History.from_trusted_operations(ops, capacity)
+        for criterion in Criterion:
+            fast = check_mpmc(history, criterion)
+            if not fast.decided:
+                continue
+            generic = check_linearizable(ops, QueueSpec(capacity, criterion)).ok
+            if fast.ok != generic:
+                return (f"history {n}: MPMC checker says {fast.ok}, generic says {generic} ({criterion.value}, "
+                        f"capacity {capacity}, mutated by {mutation}): {[op.describe() for op in ops]}")
     return None
 
 
@@ -78,6 +106,15 @@ def _spsc_checkers(seed: int) -> Outcome:
     return Outcome(report is None, SPSC_HISTORIES, (report + suffix) if report else "")
 
 
+MPMC_HISTORIES = 300
+
+
+def _mpmc_checkers(seed: int) -> Outcome:
+    report = mpmc_agrees(seed, MPMC_HISTORIES)
+    suffix = f"\nreproduce: memoracle check --system spsc --seed {seed}"
+    return Outcome(report is None, MPMC_HISTORIES, (report + suffix) if report else "")
+
+
 def _spsc_explorer(seed: int) -> Outcome:
     executions, report = explorer_cells()
     return Outcome(report is None, executions, report or "")
@@ -85,5 +122,6 @@ def _spsc_explorer(seed: int) -> Outcome:
 
 SPSC_CHECKS: list[Check] = [
     Check("spsc", "fast-vs-generic", "fast SPSC checker equals Wing-Gong-Lowe on mutated histories", _spsc_checkers),
+    Check("spsc", "mpmc-vs-generic", "MPMC queue checker equals Wing-Gong-Lowe where it decides", _mpmc_checkers),
     Check("spsc", "interleavings", "fences-table cells and ring mutants, explored exhaustively", _spsc_explorer),
 ]

@@ -1,12 +1,7 @@
-"""``memoracle history check|record`` and ``memoracle interleave``: the SPSC commands.
+"""``memoracle history record`` and ``memoracle interleave``: the SPSC commands.
 
-``history check FILE`` reads a format-1 history (:mod:`spec.history`), checks it with the
-fast SPSC checker when it has one producer and one consumer and with the generic
-Wing–Gong–Lowe checker otherwise, and prints a verdict (``--json`` for tools). Exit 0 =
-linearizable, 1 = violation, 2 = malformed file (one line on stderr naming the line).
-``--html OUT`` writes a small self-contained timeline (inline SVG, no scripts): of the
-violating window, or of the first :data:`HTML_PASSING_OPERATIONS` operations of a
-linearizable history.
+``history record OUT`` records a real two-process SPSC history; ``history check`` lives in
+:mod:`memoracle.history.cli` (it checks any queue, and Jepsen and Porcupine histories).
 
 ``interleave`` explores one scenario exhaustively (within ``--max-executions``: exit 3
 when the budget runs out first) or by PCT (``--pct RUNS``), or prints the fences table
@@ -16,25 +11,17 @@ when the budget runs out first) or by PCT (``--pct RUNS``), or prints the fences
 from __future__ import annotations
 
 import argparse
-import html
-import json
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from spec.history import History, HistoryFormatError, Operation, read_history
-from spec.linearizability import check_linearizable, queue_unit
-from spec.spsc_fast import NotSpscError, check_spsc
-from spec.spsc_model import Criterion, QueueSpec
+from spec.spsc_model import Criterion
 
-from memoracle.arguments import add_subcommands, input_file, int_in, output_file, power_of_two, seed, usage_error
+from memoracle.arguments import add_subcommands, int_in, output_file, power_of_two, seed, usage_error
 from memoracle.exitcodes import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
+from memoracle.history.cli import add_check_parser
 from memoracle.progress import Progress, verdict_line
 
-#: How many operations (the first, by call time) a timeline of a linearizable history shows.
-HTML_PASSING_OPERATIONS = 200
 #: The longest history ``history record`` writes (about 90 bytes an operation).
 MAX_RECORD_OPERATIONS = 10_000_000
 #: The largest ring ``history record`` shares between its two processes (512 KiB of slots).
@@ -45,102 +32,6 @@ DEFAULT_MAX_EXECUTIONS = 200_000
 MAX_INTERLEAVE_OPERATIONS = 1_000
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of checking one history."""
-
-    linearizable: bool
-    checker: str
-    criterion: Criterion
-    operations: int
-    reason: str
-    window: tuple[Operation, ...]
-    culprits: tuple[int, ...]
-    seconds: float
-
-    def as_json(self, path: str) -> dict[str, Any]:
-        """The ``--json`` object."""
-        return {
-            "file": path,
-            "criterion": self.criterion.value,
-            "checker": self.checker,
-            "operations": self.operations,
-            "linearizable": self.linearizable,
-            "reason": self.reason,
-            "culprits": list(self.culprits),
-            "window": [op.as_json() for op in self.window],
-            "seconds": round(self.seconds, 4),
-        }
-
-
-def check_history(history: History, criterion: Criterion) -> Verdict:
-    """Check ``history`` with the fast checker if it is SPSC, else the generic one.
-    Raises :class:`HistoryFormatError` if a thread's operations overlap."""
-    started = time.perf_counter()
-    try:
-        fast = check_spsc(history, criterion)
-    except NotSpscError:
-        ops = history.operations()
-        generic = check_linearizable(ops, QueueSpec(history.capacity, criterion), unit=queue_unit)
-        seconds = time.perf_counter() - started
-        if generic.ok or generic.violation is None:
-            return Verdict(True, "generic", criterion, len(history), "", (), (), seconds)
-        violation = generic.violation
-        shown = violation.minimal or tuple(op for op in ops if op.id in set(violation.longest[-10:]))
-        return Verdict(
-            False, "generic", criterion, len(history), violation.render(), tuple(shown),
-            tuple(op.id for op in shown), seconds,
-        )
-    seconds = time.perf_counter() - started
-    if fast.ok or fast.violation is None:
-        return Verdict(True, "spsc-fast", criterion, len(history), "", (), (), seconds)
-    window = tuple(sorted((history.operation(r) for r in fast.violation.window), key=lambda o: o.call))
-    culprits = tuple(history.ids[r] for r in fast.violation.culprits)
-    return Verdict(
-        False, "spsc-fast", criterion, len(history), fast.violation.reason, window, culprits, seconds
-    )
-
-
-def timeline_html(verdict: Verdict, title: str, ops: Sequence[Operation] | None = None) -> str:
-    """A self-contained HTML page: one lane per thread, one bar per operation of
-    ``ops`` (by default the verdict's window; culprits in red), stamps on hover."""
-    ops = verdict.window if ops is None else ops
-    threads = sorted({str(op.thread) for op in ops})
-    low = min((op.call for op in ops), default=0)
-    high = max((op.ret for op in ops), default=1)
-    width, lane = 960, 46
-    scale = (width - 40) / max(1, high - low)
-    bars = []
-    for op in ops:
-        y = 30 + threads.index(str(op.thread)) * lane
-        x = 20 + (op.call - low) * scale
-        w = max(3.0, (op.ret - op.call) * scale)
-        colour = "#d33" if op.id in verdict.culprits else ("#4a7" if op.ok else "#999")
-        label = html.escape(op.describe())
-        short = html.escape(
-            f"push({op.arg})" + ("" if op.ok else " full") if op.kind == "push"
-            else f"pop→{'empty' if op.result is None else op.result}"
-        )
-        bars.append(
-            f'<g><title>{label}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="26" '
-            f'fill="{colour}" rx="3"/><text x="{x + 2:.1f}" y="{y + 17}" font-size="11">{short}</text></g>'
-        )
-    names = "".join(
-        f'<text x="2" y="{24 + i * lane}" font-size="12" font-weight="bold">{html.escape(t)}</text>'
-        for i, t in enumerate(threads)
-    )
-    height = 40 + lane * max(1, len(threads))
-    return (
-        "<!doctype html><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<body style='font-family:sans-serif'>"
-        f"<h3>{html.escape(title)}</h3><p>{html.escape(verdict.reason)}</p>"
-        f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{names}{''.join(bars)}</svg>"
-        "<p>red: the operations the verdict names; green: succeeded; grey: full/empty. "
-        "Hover a bar for its id and stamps.</p></body>\n"
-    )
-
-
 def _usage(message: str) -> int:
     sys.stderr.write(f"memoracle: {message}\n")
     return EXIT_USAGE
@@ -148,49 +39,6 @@ def _usage(message: str) -> int:
 
 def _interleave_usage(message: str) -> int:
     return usage_error("memoracle interleave", message)
-
-
-def cmd_history_check(args: argparse.Namespace) -> int:
-    """``memoracle history check FILE``."""
-    criterion = Criterion(args.criterion)
-    try:
-        history = read_history(str(args.file))
-        verdict = check_history(history, criterion)
-    except HistoryFormatError as error:
-        return _usage(f"{args.file}: {error}")
-    except OSError as error:
-        return _usage(f"{args.file}: {error.strerror or error}")
-    if args.html:
-        if verdict.linearizable:
-            shown = sorted(history.operations(), key=lambda op: op.call)[:HTML_PASSING_OPERATIONS]
-            title = (f"{args.file}: {criterion.value}ly linearizable "
-                     f"(the first {len(shown)} of {verdict.operations} operations)")  # fmt: skip
-            page = timeline_html(verdict, title, shown)
-        else:
-            page = timeline_html(verdict, f"{args.file}: not {criterion.value}ly linearizable")
-        try:
-            Path(args.html).write_text(page, encoding="utf-8", errors="backslashreplace")
-        except OSError as error:
-            return _usage(f"{args.html}: {error.strerror or error}")
-    line = verdict_line(0 if verdict.linearizable else 1, [(verdict.operations, "operation")], verdict.seconds)
-    if args.json:
-        print(json.dumps(verdict.as_json(str(args.file)), indent=2))
-        print(line, file=sys.stderr)
-        return EXIT_OK if verdict.linearizable else EXIT_VIOLATION
-    if verdict.linearizable:
-        print(
-            f"{args.file}: linearizable ({criterion.value}), {verdict.operations} operations, "
-            f"{verdict.checker} checker, {verdict.seconds:.3f}s"
-        )
-    else:
-        print(f"{args.file}: NOT linearizable ({criterion.value}), {verdict.checker} checker")
-        print(verdict.reason)
-        if verdict.checker == "spsc-fast":
-            print("operations around the violation (* = named above):")
-            for op in verdict.window:
-                print(f" {'*' if op.id in verdict.culprits else ' '} {op.describe()}")
-    print(line)
-    return EXIT_OK if verdict.linearizable else EXIT_VIOLATION
 
 
 def cmd_history_record(args: argparse.Namespace) -> int:
@@ -299,17 +147,9 @@ def _fences_table(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register ``history`` and ``interleave`` on the ``memoracle`` sub-parser set."""
-    history = sub.add_parser("history", help="check or record SPSC queue histories")
+    history = sub.add_parser("history", help="check histories (memoracle, Jepsen, Porcupine) or record SPSC ones")
     verbs = add_subcommands(history, "verb", "check or record")
-    check = verbs.add_parser("check", help="check a history file (format 1)")
-    check.add_argument("file", type=input_file, help="a history file (JSON lines, format 1)")
-    check.add_argument("--criterion", choices=["strict", "tolerant"], default="strict", help="what full/empty must mean")
-    check.add_argument("--json", action="store_true", help="print JSON")
-    check.add_argument(
-        "--html", metavar="OUT", type=output_file,
-        help="write a timeline: of the violating window, or of the first operations of a linearizable history",
-    )  # fmt: skip
-    check.set_defaults(func=cmd_history_check)
+    add_check_parser(verbs)
     record = verbs.add_parser("record", help="record a real two-process SPSC history")
     record.add_argument("output", type=output_file, help="the history file to write")
     record.add_argument(
