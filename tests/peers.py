@@ -1,4 +1,4 @@
-"""What a test does when a real peer (memcached, memccapable) is missing.
+"""What a test does when a real peer (memcached, memccapable, chromium) is missing.
 
 Locally the test is skipped with the reason. Where peers are required —
 ``MEMORACLE_REQUIRE_PEERS`` is set, as ``.ci/run`` does after installing them — a

@@ -284,7 +284,7 @@ def test_history_check_html_of_a_passing_history(tmp_path: Path, capsys: pytest.
     page = tmp_path / "ok.html"
     assert main(["history", "check", history, "--html", str(page)]) == 0
     text = page.read_text()
-    assert text.count("<rect") == 9 and "linearizable (the first 9 of 9 operations)" in text
+    assert text.count("<g class='op") == 9 and "all 9 operations" in text and "verdict linearizable" in text
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("0 violations: 9 operations")
 
 
