@@ -72,6 +72,17 @@ VERSION_REPLY = b"VERSION " + VERSION.encode() + b"\r\n"
 MN_REPLY = b"MN\r\n"
 
 
+def decimal(digits: bytes) -> int:
+    """The value of a run of decimal digits, exactly up to 20 significant digits; more
+    (a value of at least 10**20, above 2**64 and so out of every range memcached
+    accepts) count as 10**20: leading zeros do not matter, as to C's ``strtoull``, and
+    no conversion is unbounded (CPython refuses ``int()`` of over 4,300 digits)."""
+    significant = digits.lstrip(b"0")
+    if len(significant) > 20:
+        return 10**20
+    return int(significant) if significant else 0
+
+
 def _c_integer(token: bytes) -> tuple[int, bool] | None:
     """C's strto*l scan of ``token``: ``(magnitude with sign, had_minus)`` or None when
     no digits are found or something other than whitespace follows them."""
@@ -90,7 +101,7 @@ def _c_integer(token: bytes) -> tuple[int, bool] | None:
         return None
     if i < n and token[i] not in _C_SPACE:
         return None
-    value = int(token[start:i])
+    value = decimal(token[start:i])
     return (-value if minus else value), minus
 
 

@@ -33,7 +33,7 @@ from typing import Union
 
 from impl.phys_mem import Machine
 from impl.sphinx_log import HEADER, ItemTooLarge, SegmentLog, StoredValue, entry_size
-from impl.sphinx_proto import GetOp, KeyOp, memcached_item_too_large
+from impl.sphinx_proto import GetOp, KeyOp, decimal, memcached_item_too_large
 from spec.kv_api import ENTRY_HEADER
 
 _U64 = 1 << 64
@@ -119,7 +119,7 @@ def _numeric_value(value: bytes) -> int | None:
         i += 1
     if i == start or (data[i] not in _SPACE and data[i] != 0):
         return None
-    number = int(data[start:i])
+    number = decimal(data[start:i])
     if number >= _U64:
         return None
     if minus:

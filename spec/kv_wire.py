@@ -86,6 +86,17 @@ _SPACE = b" \t\n\v\f\r"
 # --------------------------------------------------------------------- C numbers
 
 
+def decimal(digits: bytes) -> int:
+    """The value of a run of decimal digits, exactly up to 20 significant digits; more
+    (a value of at least 10**20, above 2**64 and so out of every range memcached
+    accepts) count as 10**20: leading zeros do not matter, as to C's ``strtoull``, and
+    no conversion is unbounded (CPython refuses ``int()`` of over 4,300 digits)."""
+    significant = digits.lstrip(b"0")
+    if len(significant) > 20:
+        return 10**20
+    return int(significant) if significant else 0
+
+
 def c_strtoull(text: bytes) -> tuple[int, int, bool]:
     """C's ``strtoull(text, &end, 10)``: ``(value, end, erange)``. ``end`` is 0 when no
     digits were read; a leading ``-`` negates modulo 2**64.
@@ -105,7 +116,7 @@ def c_strtoull(text: bytes) -> tuple[int, int, bool]:
         i += 1
     if i == start:
         return 0, 0, False
-    value = int(text[start:i])
+    value = decimal(text[start:i])
     if value >= 2**64:
         return 2**64 - 1, i, True
     return ((-value) % 2**64 if negative else value), i, False
@@ -148,7 +159,7 @@ def safe_strtol32(text: bytes) -> int | None:
     if end == 0 or not _ends_well(text, end):
         return None
     digits = text[:end].lstrip(_SPACE)
-    magnitude = int(digits.lstrip(b"+-"))
+    magnitude = decimal(digits.lstrip(b"+-"))
     signed = -magnitude if digits.startswith(b"-") else magnitude
     if not -(2**63) <= signed < 2**63:
         return None

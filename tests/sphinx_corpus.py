@@ -35,6 +35,8 @@ def _set(key: bytes, value: bytes, flags: int = 0, exptime: int = 0, suffix: byt
 MIB = 1024 * 1024
 KEY_250 = b"k" * 250
 KEY_251 = b"k" * 251
+ZEROS = b"0" * 5000
+NINES = b"9" * 5000
 
 CASES: list[Case] = [
     # --- storage and retrieval ------------------------------------------------------
@@ -144,6 +146,14 @@ CASES: list[Case] = [
     Case("long_line_no_newline", (b"x" * 10000,)),
     Case("long_get_line", (b"get " + b" ".join(b"lg%d" % i for i in range(1000)) + b"\r\n",)),
     Case("binary_junk", (_junk(4096, seed=1),)),
+    # numbers of thousands of digits (C's strtoull skips leading zeros; more than 20
+    # significant digits are out of range; CPython refuses int() of over 4,300 digits)
+    Case("numbers_with_5000_leading_zeros", (_set(b"nz", b"5") + b"gat " + ZEROS + b"7 nz\r\nincr nz " + ZEROS
+                                             + b"3\r\nget nz\r\n",)),  # fmt: skip
+    Case("numbers_of_5000_digits", (_set(b"nd", b"5") + b"gat " + NINES + b" nd\r\nincr nd " + NINES + b"\r\n",)),
+    Case("flags_and_length_with_5000_leading_zeros", (b"set nf " + ZEROS + b"3 0 " + ZEROS + b"2\r\nab\r\nget nf\r\n",)),
+    Case("incr_of_a_5000_digit_value", (_set(b"nv", NINES) + b"incr nv 1\r\n" + _set(b"nw", ZEROS + b"42")
+                                        + b"incr nw 1\r\nget nw\r\n",)),  # fmt: skip
     Case("binary_junk_lines", (b"\r\n".join(_junk(60, seed=i) for i in range(40)) + b"\r\n",)),
     # --- sizes ------------------------------------------------------------------------
     Case("value_just_under_1mib", (_set(b"vu", b"u" * (MIB - 1024)) + b"get vu\r\n",)),

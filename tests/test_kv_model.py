@@ -103,6 +103,10 @@ def test_c_number_parsing() -> None:
     assert safe_strtoull(b"18446744073709551616") is None
     assert safe_strtoull(b"-5") is None
     assert safe_strtoull(b" 12 \r\n") == 12
+    # thousands of digits: leading zeros do not count, more than 20 digits are out of range
+    assert safe_strtoull(b"0" * 5000 + b"12") == 12 and safe_strtol32(b"-" + b"0" * 5000 + b"7") == -7
+    assert safe_strtoull(b"9" * 5000) is None and safe_strtol32(b"9" * 5000) is None
+    assert safe_strtoull(b"0" * 5000) == 0 and safe_strtoul32(b"0" * 4999 + b"4294967296") == 0
 
 
 def test_pure_helpers() -> None:

@@ -1,6 +1,7 @@
 """Regression tests of Sphinx: ``cmd_set`` counts a bad data chunk; ``stats`` waits for
 the connection's forwarded requests; hang-ups keep exactly the replies memcached
-transmits; disconnected connections are forgotten (no leak)."""
+transmits; disconnected connections are forgotten (no leak); numbers of thousands of
+digits are parsed as C does, not handed to ``int()`` whole."""
 
 from __future__ import annotations
 
@@ -213,3 +214,27 @@ def test_incoming_cpu_steering_follows_the_irq_affinity() -> None:
 def test_unknown_steering_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown steering"):
         Sphinx(threads=2, memory=4 * MB, segment_size=64 * 1024, steering="random")  # type: ignore[arg-type]
+
+
+def test_numbers_of_thousands_of_digits_are_parsed_as_c_does() -> None:
+    """CPython's ``int()`` refuses over 4,300 digits: such a number used to escape the
+    parser as ValueError (and close every connection of that server pump). The model,
+    fed the same bytes, answers the same."""
+    zeros, nines = b"0" * 5000, b"9" * 5000
+    data = (
+        b"set n 0 0 1\r\n5\r\ngat " + zeros + b"7 n\r\nincr n " + zeros + b"3\r\nincr n " + nines + b"\r\n"
+        b"set m " + zeros + b"3 0 " + zeros + b"2\r\nab\r\nget m\r\n"
+        b"set v 0 0 5000\r\n" + nines + b"\r\nincr v 1\r\n"
+    )
+    expected = (
+        b"STORED\r\nVALUE n 0 1\r\n5\r\nEND\r\n8\r\nCLIENT_ERROR invalid numeric delta argument\r\n"
+        b"STORED\r\nVALUE m 3 2\r\nab\r\nEND\r\n"
+        b"STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+    )
+    s = Sphinx(2)
+    assert roundtrip(s, s.connect(), data) == expected
+    model = ModelServer(2)
+    conn = model.connect()
+    model.send(conn, data)
+    assert model.receive(conn) == expected
+
