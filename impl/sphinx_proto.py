@@ -49,6 +49,7 @@ Not implemented (answered ``ERROR`` or as listed): the meta commands except ``mn
 
 from __future__ import annotations
 
+import re
 from typing import Union
 
 from impl.sphinx_log import entry_size
@@ -57,6 +58,12 @@ from spec.kv_api import ITEM_SIZE_MAX, KEY_MAX, REALTIME_MAXDELTA, VERSION
 #: Characters C's ``isspace`` accepts.
 _C_SPACE = b" \t\n\v\f\r"
 _MAX_TOKENS = 23
+#: A retrieval line longer than this is read in slices by :func:`_long_retrieval`, not
+#: copied whole and split.
+LONG_LINE = 64 * 1024
+#: The slice of a long line copied at a time.
+SCAN_CHUNK = 1 << 20
+_NOT_SPACE = re.compile(rb"[^ ]")
 _LONG_MIN = -(1 << 63)
 _LONG_MAX = (1 << 63) - 1
 _U64 = 1 << 64
@@ -248,12 +255,16 @@ def parse_request(
                 return 0, Control("hangup"), 0
         return None
     end = nl - 1 if nl - pos > 1 and buf[nl - 1] == 0x0D else nl
+    consumed = nl + 1 - pos
+    if end - pos > LONG_LINE:
+        long_request = _long_retrieval(buf, pos, end, now)
+        if long_request is not None:
+            return consumed, long_request, 0
     if end - pos <= 4096:
         line = bytes(buf[pos:end])
     else:  # one copy, not two (a slice of a bytearray is itself a copy)
         with memoryview(buf) as view:
             line = bytes(view[pos:end])
-    consumed = nl + 1 - pos
     if 0 in line:
         line = line[: line.index(0)]
     tokens = [t for t in line.split(b" ") if t]
@@ -314,6 +325,42 @@ def parse_request(
             return consumed, b"" if noreply else BAD_EXPTIME, 0
         return consumed, KeyOp("touch", tokens[1], 0, to_expiry(exptime, now), b"", 0, noreply, now), 0
     return consumed, _other(cmd, tokens, ntokens, now), 0
+
+
+def _long_retrieval(buf: bytes | bytearray, pos: int, end: int, now: int) -> Request | None:
+    """The request of the line ``buf[pos:end]`` if it is a ``get``/``gets``/``bget``
+    (None otherwise), exactly as splitting a copy of the line would give it, but read
+    in slices of :data:`SCAN_CHUNK` bytes and stopped at the first key over
+    :data:`KEY_MAX` (the keys after it change nothing): a line of hundreds of megabytes
+    costs neither a copy of itself nor one of its longest token."""
+    nul = buf.find(b"\0", pos, end)
+    if nul >= 0:
+        end = nul
+    found = _NOT_SPACE.search(buf, pos, end)
+    if found is None:
+        return None
+    start = found.start()
+    stop = buf.find(b" ", start, min(end, start + 5))
+    if stop < 0 or bytes(buf[start:stop]) not in (b"get", b"gets", b"bget"):
+        return None
+    with_cas = buf[start:stop] == b"gets"
+    keys: list[bytes] = []
+    partial = b""  # the token a slice ended in, continued by the next slice
+    with memoryview(buf) as view:
+        for i in range(stop, end, SCAN_CHUNK):
+            pieces = bytes(view[i : min(i + SCAN_CHUNK, end)]).split(b" ")
+            pieces[0] = partial + pieces[0]
+            partial = pieces.pop()
+            for key in pieces:
+                if len(key) > KEY_MAX:
+                    return _get([*keys, key], with_cas, False, 0, now)
+                if key:
+                    keys.append(key)
+            if len(partial) > KEY_MAX:
+                return _get([*keys, partial], with_cas, False, 0, now)
+    if partial:
+        keys.append(partial)
+    return _get(keys, with_cas, False, 0, now) if keys else ERROR
 
 
 def _get(keys: list[bytes], with_cas: bool, touch: bool, expiry: int, now: int) -> Request:

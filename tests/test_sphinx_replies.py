@@ -1,13 +1,18 @@
 """How the emulated store holds its replies and its input: stored values by reference
-(never copied on the way out, detached before their segment is reused), and a line's
-end searched for once however many pieces the line arrives in."""
+(never copied on the way out, detached before their segment is reused), a line's end
+searched for once however many pieces the line arrives in, and a long retrieval line
+read in slices (the same request as splitting a copy of it)."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from impl import sphinx_proto
 from impl.sphinx import Connection, Sphinx
 from impl.sphinx_log import StoredValue
+from impl.sphinx_proto import Control, GetOp, Request, parse_request
 from sphinx_helpers import conn_on
 
 
@@ -112,5 +117,49 @@ def _bytes_examined(store: Sphinx, pieces: int, piece: bytes) -> int:
 def test_a_long_line_in_many_pieces_is_scanned_once() -> None:
     pieces, piece = 400, b"a" * 4000
     total = pieces * len(piece)
-    assert _bytes_examined(Sphinx(2), pieces, piece) <= 2 * total
+    assert _bytes_examined(Sphinx(2), pieces, piece) <= 3 * total  # the end, then NULs and the command
     assert _bytes_examined(_RescanningSphinx(2), pieces, piece) > 50 * total  # the check can fail
+
+
+def _described(parsed: tuple[int, Request, int] | None) -> object:
+    if parsed is None:
+        return None
+    consumed, request, swallow = parsed
+    if isinstance(request, GetOp):
+        return consumed, "get", request.keys, request.with_cas, swallow
+    if isinstance(request, Control):
+        prefix = request.prefix
+        return consumed, request.kind, None if prefix is None else (prefix.keys, prefix.with_cas), swallow
+    return consumed, repr(request), swallow
+
+
+_TOKENS = st.sampled_from([b"a", b"bb", b"k" * 250, b"k" * 251, b"x" * 700, b"\t", b"\x00", b"\r", b"9"])
+
+
+@settings(max_examples=max(300, settings.default.max_examples))
+@given(
+    command=st.sampled_from([b"get", b"gets", b"bget", b"gat", b"getx", b"set", b"ge"]),
+    lead=st.sampled_from([b"", b" ", b"   "]),
+    tokens=st.lists(st.tuples(_TOKENS, st.sampled_from([b" ", b"  "])), max_size=12),
+    carriage=st.booleans(),
+    chunk=st.integers(1, 9),
+)
+def test_a_long_retrieval_read_in_slices_is_the_line_split_whole(
+    command: bytes, lead: bytes, tokens: list[tuple[bytes, bytes]], carriage: bool, chunk: int
+) -> None:
+    line = lead + command + b"".join(space + token for token, space in tokens)
+    data = line + (b"\r\n" if carriage else b"\n") + b"get next\r\n"
+    whole = _described(parse_request(data, 0, 1, 4096))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sphinx_proto, "LONG_LINE", 0)
+        patch.setattr(sphinx_proto, "SCAN_CHUNK", chunk)
+        sliced = _described(parse_request(data, 0, 1, 4096))
+    assert sliced == whole
+
+
+def test_a_long_bad_key_is_refused_without_reading_the_rest() -> None:
+    """``get a`` + a 32 MiB key: the slices stop at the first one (the line is not
+    copied); the reply is the one memcached gives."""
+    data = bytearray(b"get a " + b"k" * (32 << 20) + b"\r\n")
+    parsed = parse_request(data, 0, 1, 4096)
+    assert parsed is not None and _described(parsed) == (len(data), "bad_get_key", ([b"a"], False), 0)
