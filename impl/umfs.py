@@ -40,25 +40,33 @@ from dataclasses import dataclass, field
 
 from impl.mmu_emu import AddressSpace, Machine, Vma, VmaFlags, make_entry
 from impl.umfs_layout import (
-    INODE_KIND,
+    FREE_INODE,
     INODE_SIZE,
-    INODE_SIZE_FIELD,
+    INODE_ULOG,
     INODES_PER_PAGE,
     KIND_DIR,
     KIND_FILE,
     KIND_FREE,
-    LOG_ATTR_SIZE,
-    LOG_ATTR_VALID,
+    LOG_ATTR_BYTES,
+    LOG_ATTR_LINE,
+    LOG_IDENTITY,
     PAGE,
     ROOT_INO,
     SUPER_CLEAN,
+    SUPER_GENERATION,
+    SUPER_GENERATION_BYTES,
     CorruptImage,
     Inode,
     Superblock,
+    add_digest,
+    pack_generation,
+    pack_log_identity,
     pages_for,
+    table_term,
     u64,
     word,
 )
+from impl.umfs_meta import Metadata
 from impl.umfs_names import NamespaceOps
 from impl.umfs_tables import ZERO_PAGE, FileTables, PageAllocator, PmAccess, entry
 from impl.umfs_ulog import Txn, ULog, recover_log
@@ -90,7 +98,6 @@ from spec.umfs_api import (
 WINDOW = 1 << 39  #: one PML4 entry's span: the virtual window of one file
 SPLICE_FLAGS = P | RW | US  #: the PML4 entry's flags (the file's own entries are read-only)
 PAGES_PER_NEW_FILE = 7  #: file table (3) + U-Log table (3) + U-Log header page (1)
-_FREE = Inode(KIND_FREE, 0, 0, 0, 0, 0)  #: what a free slot reads as (its other words are ignored)
 
 
 @dataclass
@@ -154,6 +161,9 @@ class Umfs(NamespaceOps):
     Create with :meth:`mkfs` or :meth:`mount`; never construct directly.
     """
 
+    #: The checked metadata access (a variant may substitute its own).
+    meta_cls: type[Metadata] = Metadata
+
     def __init__(self, machine: Machine, sb: Superblock) -> None:
         self.machine = machine
         self.sb = sb
@@ -161,13 +171,16 @@ class Umfs(NamespaceOps):
         self.base = machine.scm_base
         self.zone = PageAllocator(self.base + sb.data_start * PAGE, sb.data_pages)
         self.tables = FileTables(self.pm, self.zone)
+        #: Checked reads and checksummed changes of inodes, attributes, directories.
+        self.meta = self.meta_cls(self.pm, self.tables, sb)
         self.processes: dict[int, UmfsProcess] = {}
         self.open_count: dict[int, int] = {}
         self.free_inodes: set[int] = set()
         self.recovered: list[tuple[int, str]] = []
-        #: Volatile, for open inodes only: the U-Log header page (where the cached
-        #: attributes live) and the kind, so the read path need not re-read the inode.
-        self._open_headers: dict[int, int] = {}
+        #: Whether the image had been unmounted cleanly when it was mounted.
+        self.mounted_clean = False
+        #: Volatile, for open inodes only: the kind, so the read path need not re-read
+        #: the inode (``meta.cached`` holds where their attributes are cached).
         self._open_kinds: dict[int, int] = {}
         self._next_pid = 1
         self._seq = 1
@@ -192,12 +205,13 @@ class Umfs(NamespaceOps):
             total - data_start, ROOT_INO, 1,
         )  # fmt: skip
         pm.store(base + PAGE, bytes(inode_pages * PAGE))
-        pm.persist("mkfs", [(base + PAGE, inode_pages * PAGE)])
+        pm.store(base + SUPER_GENERATION, pack_generation(1))
+        pm.persist("mkfs", [(base + PAGE, inode_pages * PAGE), (base + SUPER_GENERATION, SUPER_GENERATION_BYTES)])
         fs = cls(machine, sb)
         fs.zone.reset(set())
         fs.free_inodes = set(range(1, sb.inode_count + 1))
         txn = Txn(fs.pm, fs.zone, "mkfs")
-        fs._plan_new_inode(txn, ROOT_INO, KIND_DIR, nlink=2)
+        fs._plan_new_inode(txn, ROOT_INO, KIND_DIR, 2, ROOT_INO)
         for phase_writes in txn.writes.values():
             for paddr, data in phase_writes:
                 pm.store(paddr, data)
@@ -210,12 +224,14 @@ class Umfs(NamespaceOps):
     def mount(cls, machine: Machine) -> Umfs:
         """Mount the SCM image, recovering from a crash if one happened.
 
-        Raises :class:`CorruptImage` with the reason if the image is not a mountable
-        UMFS (bad magic, checksum, impossible sizes, pointers outside the data zone).
+        Raises :class:`CorruptImage` with the reason and the structure's location if
+        the image is not a UMFS this code can trust (see :meth:`_recover` for what is
+        checked).
         """
         pm = PmAccess(machine)
         sb = Superblock.unpack(pm.read(machine.scm_base, 128), machine.scm_base, machine.scm.size // PAGE)
         fs = cls(machine, sb)
+        fs.mounted_clean = bool(sb.clean)
         fs._recover()
         if sb.clean:
             fs._write_superblock(clean=0)
@@ -238,109 +254,148 @@ class Umfs(NamespaceOps):
         self.pm.persist("superblock", [(self.base + SUPER_CLEAN, 8)])
 
     def _recover(self) -> None:
-        """Undo in-flight operations, write back cached attributes, reclaim orphans,
-        rebuild the allocators. Idempotent: a crash in here is recovered by mounting again."""
-        live = []
-        for ino, inode in self._all_inodes():
-            if inode.kind not in (KIND_FREE, KIND_FILE, KIND_DIR):
-                raise CorruptImage(f"inode {ino} has impossible kind {inode.kind}")
-            if inode.kind != KIND_FREE:
-                for name, pointer in (("file table", inode.fpt), ("U-Log", inode.ulog)):
-                    if not self.zone.contains(pointer):
-                        raise CorruptImage(f"inode {ino}: {name} pointer {pointer:#x} outside the data zone")
-                live.append(ino)
-        for ino in live:
-            if self._inode(ino).kind == KIND_FREE:  # its creation was just undone
-                continue
-            op = recover_log(self._log(ino), self._valid_region)
+        """Undo the operation in flight, verify every inode and every file table, write
+        back cached attributes, reclaim orphans, rebuild the allocators.
+
+        1. *Undo.* Every slot that is not free is followed to its U-Log, whether its
+           checksum holds or not: the operation in flight may have torn the very inode
+           whose log undoes it (a directory's link count, a file's size). This is safe
+           because a live inode's U-Log pointer never changes, a new inode's slot is
+           written only after its U-Log is durable, and a log is trusted only with its
+           state word and CRC.
+        2. *Verify* every slot (:meth:`Metadata.all_inodes`) and the generation counter.
+        3. *Walk* every live inode's file table and U-Log table: each page owned once,
+           the file table's digest and page count those of the inode's size (or of its
+           cached attributes, if it was open at the crash).
+           Every U-Log header page's identity is its inode's; its attribute cache line
+           is valid (checksum), or idle — all zeros after a clean unmount, or at most
+           the prefix of a cache being filled (of the inode's own attributes), which is
+           cleared. A clean image has every U-Log idle.
+        4. *Write back* cached attributes and *reclaim* orphans, each a transaction.
+
+        Idempotent: a crash in here is recovered by mounting again. Work and memory are
+        bounded by the image: one pass over the inode zone, one visit per data page.
+        """
+        meta = self.meta
+        raw = self.pm.read(self.base + PAGE, self.sb.inode_count * INODE_SIZE)
+        for ino in range(1, self.sb.inode_count + 1):
+            slot = raw[(ino - 1) * INODE_SIZE : ino * INODE_SIZE]
+            top = word(slot, INODE_ULOG)
+            if not any(slot) or not self.zone.contains(top):
+                continue  # free; or a slot that step 2 rejects unless an undo restores it
+            log = self._log_at(top)
+            meta.check_log_identity(ino, top, log.header())
+            state = self.pm.read_u64(log.header())
+            if self.mounted_clean and state:
+                raise CorruptImage(f"state word {state:#x} after a clean unmount", f"U-Log of inode {ino}", log.header() - self.base)
+            op = recover_log(log, self._valid_region)
             if op is not None:
                 self.recovered.append((ino, op))
-        live = [ino for ino in live if self._inode(ino).kind != KIND_FREE]  # undone creations
-        for ino in live:
-            header = self._log(ino).header()
-            if self.pm.read_u64(header + LOG_ATTR_VALID):
-                self.pm.store(self._inode_addr(ino) + INODE_SIZE_FIELD, self.pm.read(header + LOG_ATTR_SIZE, 8))
-                self.pm.persist("recovery-attrs", [(self._inode_addr(ino) + INODE_SIZE_FIELD, 8)])
-                self.pm.store(header + LOG_ATTR_VALID, u64(0))
-                self.pm.persist("recovery-attrs", [(header + LOG_ATTR_VALID, 8)])
-        used: set[int] = set()
-        self.free_inodes = set()
-        for ino, inode in self._all_inodes():
-            if inode.kind != KIND_FREE and inode.nlink == 0:
-                self.pm.store(self._inode_addr(ino) + INODE_KIND, u64(KIND_FREE))
-                self.pm.persist("recovery-orphans", [(self._inode_addr(ino), 8)])
-                inode = self._inode(ino)
-            if inode.kind == KIND_FREE:
-                self.free_inodes.add(ino)
-                continue
-            for page in self._pages_of(ino):
-                if page in used:
-                    raise CorruptImage(f"page {page:#x} is referenced twice (inode {ino})")
-                used.add(page)
-        root = self._inode(ROOT_INO)
-        if root.kind != KIND_DIR:
-            raise CorruptImage("the root inode is not a directory")
-        self.zone.reset(used)
+        inodes = meta.all_inodes()
+        next_generation = meta.next_generation()
+        live = [(ino, inode) for ino, inode in inodes if inode.kind != KIND_FREE]
+        owners: dict[int, str] = {}
+        cached: dict[int, int] = {}
+        leftovers: list[int] = []  # idle attribute lines left non-zero by a crash
+        for ino, inode in live:
+            if inode.generation >= next_generation:
+                raise CorruptImage(
+                    f"generation {inode.generation} was never handed out (next {next_generation})",
+                    f"inode {ino}", meta.inode_addr(ino) - self.base,
+                )  # fmt: skip
+            files = self.tables.scan(inode.fpt, owners, f"inode {ino} file table")
+            self.tables.scan(inode.ulog, owners, f"inode {ino} U-Log")
+            header = self._log_at(inode.ulog).header()
+            meta.check_log_identity(ino, inode.ulog, header, inode.generation)
+            found = meta.read_attr_line(ino, header)
+            size, digest = found if found is not None else (inode.size, inode.digest)
+            if found is not None:
+                cached[ino] = header
+            elif meta.check_idle_attr_line(ino, header, inode, self.mounted_clean):
+                leftovers.append(header)
+            meta.check_table(ino, files, size, digest)
+        root = meta.inode(ROOT_INO)
+        if root.kind != KIND_DIR or root.parent != ROOT_INO:
+            raise CorruptImage("the root is not a directory that is its own parent", f"inode {ROOT_INO}")
+        self.zone.reset(set(owners))
+        for header in leftovers:  # ignored either way; cleared so they cannot age
+            self.pm.store(header + LOG_ATTR_LINE, bytes(LOG_ATTR_BYTES))
+            self.pm.persist("recovery-attrs", [(header + LOG_ATTR_LINE, LOG_ATTR_BYTES)])
+        for ino, header in sorted(cached.items()):
+            txn = Txn(self.pm, self.zone, "close")
+            meta.plan_write_back(txn, ino, header)
+            self._commit(txn, ino)
+        self.free_inodes = {ino for ino, inode in inodes if inode.kind == KIND_FREE}
+        for ino, inode in live:
+            if inode.nlink == 0:
+                self._free_inode_now(ino)
 
     def _valid_region(self, paddr: int, length: int) -> bool:
+        """Whether an undo record may restore ``[paddr, paddr + length)``: the superblock's
+        generation counter, the inode zone or the data zone."""
+        generation = self.base + SUPER_GENERATION
+        in_generation = generation <= paddr and paddr + length <= generation + SUPER_GENERATION_BYTES
         inode_zone = (self.base + PAGE, self.base + (1 + self.sb.inode_pages) * PAGE)
         in_inodes = inode_zone[0] <= paddr and paddr + length <= inode_zone[1]
         in_data = self.zone.first <= paddr and paddr + length <= self.zone.limit
-        return in_inodes or in_data
+        return in_generation or in_inodes or in_data
 
     # ================================================================ inodes
 
     def _inode_addr(self, ino: int) -> int:
-        return self.base + PAGE + (ino - 1) * INODE_SIZE
+        return self.meta.inode_addr(ino)
 
     def _all_inodes(self) -> list[tuple[int, Inode]]:
-        """Every inode slot, read in one pass over the inode zone."""
-        raw = self.pm.read(self.base + PAGE, self.sb.inode_count * INODE_SIZE)
-        return [
-            (i + 1, Inode.unpack(raw[i * INODE_SIZE : i * INODE_SIZE + 48]) if word(raw, i * INODE_SIZE) else _FREE)
-            for i in range(self.sb.inode_count)
-        ]
+        """Every inode slot, verified, read in one pass over the inode zone."""
+        return self.meta.all_inodes()
 
     def _inode(self, ino: int) -> Inode:
-        return Inode.unpack(self.pm.read(self._inode_addr(ino), 48))
+        """Inode ``ino``, verified (:meth:`Metadata.inode`)."""
+        return self.meta.inode(ino)
 
     def _log(self, ino: int) -> ULog:
-        return ULog(self.pm, self.tables, self._inode(ino).ulog)
+        """Inode ``ino``'s U-Log, its header page's identity verified."""
+        inode = self._inode(ino)
+        log = self._log_at(inode.ulog)
+        self.meta.check_log_identity(ino, inode.ulog, log.header(), inode.generation)
+        return log
 
-    def _size_addr(self, ino: int) -> int:
-        """Where ``ino``'s size lives now: the U-Log while the file is open (the paper's
-        cached attributes), else the inode."""
-        header = self._open_headers.get(ino)
-        if header is not None:
-            return header + LOG_ATTR_SIZE
-        return self._inode_addr(ino) + INODE_SIZE_FIELD
+    def _log_at(self, top: int) -> ULog:
+        """The U-Log whose top-level table is at ``top``."""
+        return ULog(self.pm, self.tables, top)
 
     def _kind(self, ino: int) -> int:
         kind = self._open_kinds.get(ino)
         return kind if kind is not None else self._inode(ino).kind
 
     def _size(self, ino: int) -> int:
-        return self.pm.read_u64(self._size_addr(ino))
+        """``ino``'s size: in its U-Log while open (the paper's cached attributes), else
+        in the inode."""
+        return self.meta.attrs(ino)[0]
 
     def _pages_of(self, ino: int) -> list[int]:
         inode = self._inode(ino)
-        pages = []
+        owners: dict[int, str] = {}
         for top in (inode.fpt, inode.ulog):
-            tables, data = self.tables.walk(top)
-            pages += tables + [page for _, page in data]
-        return pages
+            self.tables.scan(top, owners, f"inode {ino}")
+        return list(owners)
 
-    def _plan_new_inode(self, txn: Txn, ino: int, kind: int, nlink: int) -> None:
-        """Plan a fresh file: its table, its U-Log with a header page, its inode slot."""
+    def _plan_new_inode(self, txn: Txn, ino: int, kind: int, nlink: int, parent: int) -> None:
+        """Plan a fresh file: its table, its U-Log with a header page, its inode slot (of a
+        new generation; ``parent`` is a directory's parent, 0 for a file).
+
+        The slot is written in the attributes phase, after the fence that makes the new
+        tables durable: a slot with any new word persisted points to a whole U-Log."""
         pdpt, pd, pt, log_pdpt, log_pd, log_pt, header = txn.allocate(PAGES_PER_NEW_FILE)
         for table, child in ((pdpt, pd), (pd, pt), (log_pdpt, log_pd), (log_pd, log_pt), (log_pt, header)):
             txn.writes["tables"].append((table, entry(child).ljust(PAGE, b"\0")))
-        for page in (pt, header):
-            txn.writes["tables"].append((page, ZERO_PAGE))
-        inode = Inode(kind, nlink, 0, pdpt, log_pdpt, self._seq).pack().ljust(INODE_SIZE, b"\0")
-        # Everything but the kind first, the kind last: a live kind never meets stale pointers.
-        txn.write(self._inode_addr(ino) + 8, inode[8:], "tables")
-        txn.write(self._inode_addr(ino), inode[:8], "attrs")
+        generation = self.meta.plan_generation(txn)
+        identity = bytes(LOG_IDENTITY) + pack_log_identity(ino, generation, log_pdpt)
+        txn.writes["tables"].append((pt, ZERO_PAGE))
+        txn.writes["tables"].append((header, identity.ljust(PAGE, b"\0")))
+        digest = add_digest(table_term(3, 0, word(entry(pd))), table_term(2, 0, word(entry(pt))))
+        inode = Inode(kind, nlink, 0, pdpt, log_pdpt, generation, parent, digest)
+        self.meta.plan_slot(txn, ino, inode)
 
     def _lock(self, ino: int) -> threading.Lock:
         return self._locks.setdefault(ino, threading.Lock())
@@ -416,24 +471,18 @@ class Umfs(NamespaceOps):
         del process.windows[ino]
 
     def _cache_attrs(self, ino: int) -> None:
-        """First opener: the size moves to the U-Log (written, then marked valid)."""
-        header = self._log(ino).header()
-        size = self.pm.read(self._inode_addr(ino) + INODE_SIZE_FIELD, 8)
-        self.pm.store(header + LOG_ATTR_SIZE, size)
-        self.pm.store(header + LOG_ATTR_VALID, u64(1))
-        self.pm.persist("attr-cache", [(header + LOG_ATTR_VALID, 16)])
-        self._open_headers[ino] = header
+        """First opener: size and digest move to the U-Log's attribute cache."""
+        self.meta.cache_attrs(ino, self._log(ino).header())
         self._open_kinds[ino] = self._inode(ino).kind
 
     def _write_back_attrs(self, ino: int) -> None:
-        """Last closer: the cached size goes back to the inode, then the cache is dropped."""
-        header = self._log(ino).header()
-        size_field = self._inode_addr(ino) + INODE_SIZE_FIELD
-        self.pm.store(size_field, self.pm.read(header + LOG_ATTR_SIZE, 8))
-        self.pm.persist("attr-writeback", [(size_field, 8)])
-        self.pm.store(header + LOG_ATTR_VALID, u64(0))
-        self.pm.persist("attr-writeback", [(header + LOG_ATTR_VALID, 8)])
-        del self._open_headers[ino], self._open_kinds[ino]
+        """Last closer: size and digest go back to the inode and the cache is cleared, in
+        one transaction of the file's own U-Log."""
+        header = self.meta.cached.pop(ino)
+        txn = Txn(self.pm, self.zone, "close")
+        self.meta.plan_write_back(txn, ino, header)
+        self._commit(txn, ino)
+        del self._open_kinds[ino]
 
     # ================================================================ open / close
 
@@ -492,11 +541,12 @@ class Umfs(NamespaceOps):
                 self._free_inode_now(ino)
 
     def _free_inode_now(self, ino: int) -> None:
-        """Reclaim an orphan: one atomic store of its kind, then its pages."""
-        pages = self._pages_of(ino)
-        self.pm.store(self._inode_addr(ino) + INODE_KIND, u64(KIND_FREE))
-        self.pm.persist("reclaim", [(self._inode_addr(ino), 8)])
-        self.zone.give_back(pages)
+        """Reclaim an orphan: its slot cleared, in a transaction of the root's U-Log (not
+        its own: a slot torn by clearing would no longer lead to it), then its pages."""
+        txn = Txn(self.pm, self.zone, "reclaim")
+        txn.free_after.extend(self._pages_of(ino))
+        self.meta.plan_slot(txn, ino, FREE_INODE)
+        self._commit(txn, ROOT_INO)
         self.free_inodes.add(ino)
 
     # ================================================================ data
@@ -572,12 +622,12 @@ class Umfs(NamespaceOps):
     def _write_at(self, ino: int, position: int, data: bytes) -> None:
         """The paper's write: back up old data in the U-Log; extend the table; write data;
         update the size; invalidate the log."""
-        size = self._size(ino)
+        size, digest = self.meta.attrs(ino)
         end = position + len(data)
         old_pages, new_pages = pages_for(size), pages_for(max(size, end))
         txn = Txn(self.pm, self.zone, "write")
-        fresh = txn.grow(self.tables, self._inode(ino).fpt, old_pages, new_pages)
         top = self._inode(ino).fpt
+        fresh = txn.grow(self.tables, top, old_pages, new_pages)
         for index in range(position // PAGE, pages_for(end)):
             page_start = index * PAGE
             lo, hi = max(position, page_start), min(end, page_start + PAGE)
@@ -594,11 +644,11 @@ class Umfs(NamespaceOps):
         for index in range(old_pages, position // PAGE):  # a hole: zero pages
             txn.writes["data"].append((fresh[index - old_pages], ZERO_PAGE))
         if end > size:
-            txn.write(self._size_addr(ino), u64(end), "attrs")
+            self.meta.plan_attrs(txn, ino, end, add_digest(digest, txn.digest_delta.get(top, 0)))
         self._commit(txn, ino)
 
     def _truncate(self, ino: int, length: int) -> None:
-        size = self._size(ino)
+        size, digest = self.meta.attrs(ino)
         if length == size:
             return
         txn = Txn(self.pm, self.zone, "truncate")
@@ -612,6 +662,7 @@ class Umfs(NamespaceOps):
                 at = self.tables.entry_addr(top, index, 1)
                 dropped = self.tables.lookup(top, index)
                 assert at is not None and dropped is not None
+                txn.add_to_digest(top, -table_term(1, index, self.pm.read_u64(at)))
                 txn.write(at, u64(0), "tables")
                 txn.free_after.append(dropped)
             if length % PAGE:  # keep "past the size is zero" for a later extension
@@ -619,7 +670,7 @@ class Umfs(NamespaceOps):
                 assert last is not None
                 tail = min(size, new_pages * PAGE) - length
                 txn.write(last + length % PAGE, bytes(tail), "data")
-        txn.write(self._size_addr(ino), u64(length), "attrs")
+        self.meta.plan_attrs(txn, ino, length, add_digest(digest, txn.digest_delta.get(top, 0)))
         self._commit(txn, ino)
         if length < size:
             self._shoot_down(ino, new_pages, old_pages)
@@ -702,21 +753,29 @@ class Umfs(NamespaceOps):
 
     def observe(self) -> dict[str, tuple[str, int, bytes | tuple[str, ...]]]:
         """Every path with its kind, link count, and contents (files) or names (dirs),
-        read from SCM; the same shape as the model's snapshot."""
-        snapshot: dict[str, tuple[str, int, bytes | tuple[str, ...]]] = {}
+        read from SCM through the checked lookups; the same shape as the model's snapshot.
 
-        def visit(path: str, ino: int) -> None:
-            inode = self._inode(ino)
+        Iterative (a tree as deep as ``PATH_MAX`` allows is fine), and every entry is
+        verified both ways (:meth:`Metadata.child`), so a damaged image is
+        :class:`CorruptImage`, never a wrong tree, a loop or a RecursionError."""
+        snapshot: dict[str, tuple[str, int, bytes | tuple[str, ...]]] = {}
+        root = self._inode(ROOT_INO)
+        pending: list[tuple[str, int, Inode]] = [("/", ROOT_INO, root)]
+        visited: set[int] = set()
+        while pending:
+            path, ino, inode = pending.pop()
             if inode.kind == KIND_FILE:
                 snapshot[path] = ("file", inode.nlink, self._contents(ino))
-                return
-            entries = self._entries(ino)
+                continue
+            if ino in visited:
+                raise CorruptImage(f"directory {ino} has two names (one is {path!r})", f"inode {ino}")
+            visited.add(ino)
+            entries = self.meta.entries(ino)
             snapshot[path] = ("dir", inode.nlink, tuple(sorted(entries)))
-            for name in sorted(entries):
-                visit(f"/{name}" if path == "/" else f"{path}/{name}", entries[name][0])
-
-        visit("/", ROOT_INO)
-        return snapshot
+            for name in sorted(entries, reverse=True):
+                child = self.meta.child(ino, entries[name])
+                pending.append((f"/{name}" if path == "/" else f"{path}/{name}", entries[name].ino, child))
+        return dict(sorted(snapshot.items()))
 
     def _contents(self, ino: int) -> bytes:
         """A file's bytes, read through the direct map (not a process mapping)."""
@@ -726,7 +785,7 @@ class Umfs(NamespaceOps):
         for index in range(pages_for(size)):
             page = self.tables.lookup(top, index)
             if page is None:
-                raise CorruptImage(f"inode {ino} is missing page {index}")
+                raise CorruptImage(f"missing page {index}", f"inode {ino} file table")
             out += self.pm.read(page, min(PAGE, size - index * PAGE))
         return bytes(out)
 

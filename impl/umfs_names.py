@@ -3,7 +3,8 @@
 :class:`NamespaceOps` is a mixin of :class:`impl.umfs.Umfs` (split out to keep each module
 to one job). It holds path resolution in the model's order (``_parse``, ``_find``,
 ``_lookup``, ``_resolve``, ``_parent``), the directory format's reading and planning
-(``_dir_slots``, ``_entries``, ``_plan_add_entry``), and the operations ``stat``,
+(``_entries``, ``_plan_add_entry``, through the checked :class:`~impl.umfs_meta.Metadata`),
+and the operations ``stat``,
 ``listdir``, ``mkdir``, ``rmdir``, ``link``, ``unlink``, ``rename`` with the helpers that
 plan link-count changes and free inodes.
 
@@ -21,21 +22,18 @@ import threading
 from typing import Callable
 
 from impl.umfs_layout import (
-    DIRENT_SIZE,
-    DIRENTS_PER_PAGE,
-    INODE_KIND,
-    INODE_NLINK,
+    FREE_INODE,
     KIND_DIR,
     KIND_FILE,
-    KIND_FREE,
     PAGE,
     ROOT_INO,
-    CorruptImage,
     Inode,
+    add_digest,
     pack_dirent,
+    pages_for,
     u64,
-    unpack_dirent,
 )
+from impl.umfs_meta import Metadata, Slot
 from impl.umfs_tables import FileTables, PageAllocator, PmAccess
 from impl.umfs_ulog import Txn
 from spec.umfs_api import (
@@ -53,10 +51,6 @@ from spec.umfs_api import (
 )
 
 
-def _pages(size: int) -> int:
-    return -(-size // PAGE)
-
-
 class NamespaceOps:
     """Paths, directories and the namespace operations of UMFS (a mixin of ``Umfs``)."""
 
@@ -64,52 +58,39 @@ class NamespaceOps:
     pm: PmAccess
     zone: PageAllocator
     tables: FileTables
+    meta: Metadata  #: checked reads and checksummed changes of the metadata
     free_inodes: set[int]  #: volatile: the free inode slots
     open_count: dict[int, int]  #: volatile: open descriptions per inode
     _fs_lock: threading.RLock
-    _inode: Callable[[int], Inode]  #: read an inode slot
-    _inode_addr: Callable[[int], int]  #: the physical address of an inode slot
+    _inode: Callable[[int], Inode]  #: read an inode slot, verified
     _kind: Callable[[int], int]  #: an inode's kind (cached while open)
-    _size: Callable[[int], int]  #: a file's size (cached in its U-Log while open)
-    _size_addr: Callable[[int], int]  #: where that size lives now
     _stat: Callable[[int], Stat]
     _pages_of: Callable[[int], list[int]]  #: every page an inode owns
-    _plan_new_inode: Callable[[Txn, int, int, int], None]  #: (txn, ino, kind, nlink)
+    _plan_new_inode: Callable[[Txn, int, int, int, int], None]  #: (txn, ino, kind, nlink, parent)
     _commit: Callable[[Txn, int], None]  #: run a transaction through an inode's U-Log
 
     # ================================================================ directories
 
-    def _dir_slots(self, dino: int) -> list[tuple[int, int, bytes]]:
-        """Every slot of the directory: ``(slot address, ino or 0, name)``."""
-        top = self._inode(dino).fpt
-        slots = []
-        for index in range(_pages(self._size(dino))):
-            page = self.tables.lookup(top, index)
-            if page is None:
-                raise CorruptImage(f"directory {dino} is missing page {index}")
-            raw = self.pm.read(page, PAGE)
-            for slot in range(DIRENTS_PER_PAGE):
-                ino, name = unpack_dirent(raw[slot * DIRENT_SIZE : (slot + 1) * DIRENT_SIZE])
-                slots.append((page + slot * DIRENT_SIZE, ino, name))
-        return slots
-
-    def _entries(self, dino: int) -> dict[str, tuple[int, int]]:
-        """name → (ino, slot address) of the directory's entries."""
-        return {
-            name.decode("utf-8"): (ino, slot) for slot, ino, name in self._dir_slots(dino) if ino
-        }
+    def _entries(self, dino: int) -> dict[str, Slot]:
+        """name → slot of the directory's entries (pages and names verified)."""
+        return self.meta.entries(dino)
 
     def _plan_add_entry(self, txn: Txn, dino: int, name: str, ino: int) -> None:
-        record = pack_dirent(ino, name.encode("utf-8"))
-        for slot, used, _ in self._dir_slots(dino):
-            if not used:
-                txn.write(slot, record, "attrs")
+        """Plan an entry ``name`` → ``ino`` in the first free slot of ``dino``, or in a
+        new page (the directory grows: its size and table digest change with it)."""
+        generation = self.meta.planned_inode(txn, ino).generation
+        record = pack_dirent(ino, generation, name.encode("utf-8"))
+        for slot in self.meta.dir_slots(dino):
+            if not slot.ino:
+                self.meta.plan_dirent(txn, dino, slot, record)
                 return
-        size = self._size(dino)
-        old = _pages(size)
-        (page,) = txn.grow(self.tables, self._inode(dino).fpt, old, old + 1)
-        txn.writes["data"].append((page, record.ljust(PAGE, b"\0")))
-        txn.write(self._size_addr(dino), u64((old + 1) * PAGE), "attrs")
+        size, digest = self.meta.attrs(dino)
+        directory = self._inode(dino)
+        old = pages_for(size)
+        (page,) = txn.grow(self.tables, directory.fpt, old, old + 1)
+        txn.writes["data"].append((page, self.meta.dir_page(dino, directory.generation, old, record)))
+        grown = add_digest(digest, txn.digest_delta.get(directory.fpt, 0))
+        self.meta.plan_attrs(txn, dino, (old + 1) * PAGE, grown)
 
     # ================================================================ paths (the model's order)
 
@@ -134,8 +115,11 @@ class NamespaceOps:
             raise NotDirectory(path[:80])
         if len(name.encode("utf-8")) > NAME_MAX:
             raise NameTooLong(path[:80])
-        found = self._entries(dino).get(name)
-        return found[0] if found else None
+        slot = self._entries(dino).get(name)
+        if slot is None:
+            return None
+        self.meta.child(dino, slot)  # the entry and its inode agree (or CorruptImage)
+        return slot.ino
 
     def _lookup(self, dino: int, name: str, path: str) -> int:
         ino = self._find(dino, name, path)
@@ -185,13 +169,17 @@ class NamespaceOps:
         ino = self._take_inode()
         txn = Txn(self.pm, self.zone, "create" if kind == KIND_FILE else "mkdir")
         try:
-            self._plan_new_inode(txn, ino, kind, 1 if kind == KIND_FILE else 2)
+            if kind == KIND_FILE:
+                self._plan_new_inode(txn, ino, kind, 1, 0)
+            else:
+                self._plan_new_inode(txn, ino, kind, 2, parent)
             self._plan_add_entry(txn, parent, name, ino)
         except NoSpace:
+            txn.abort()
             self.free_inodes.add(ino)
             raise
         if kind == KIND_DIR:
-            txn.write(self._inode_addr(parent) + INODE_NLINK, u64(self._inode(parent).nlink + 1), "attrs")
+            self.meta.plan_inode(txn, parent, nlink=self._inode(parent).nlink + 1)
         self._commit(txn, parent)
         return ino
 
@@ -206,13 +194,13 @@ class NamespaceOps:
     def _plan_drop(self, txn: Txn, links: dict[int, int], ino: int) -> None:
         """Plan freeing ``ino`` if it will have no links and no descriptor refers to it."""
         if links[ino] == 0 and not self.open_count.get(ino, 0):
-            txn.write(self._inode_addr(ino) + INODE_KIND, u64(KIND_FREE), "attrs")
             txn.free_after.extend(self._pages_of(ino))
+            self.meta.plan_slot(txn, ino, FREE_INODE)
 
     def _plan_links(self, txn: Txn, links: dict[int, int]) -> None:
         for ino, count in sorted(links.items()):
             if count != self._inode(ino).nlink:
-                txn.write(self._inode_addr(ino) + INODE_NLINK, u64(count), "attrs")
+                self.meta.plan_inode(txn, ino, nlink=count)
 
     def _finish(self, txn: Txn, log_ino: int, links: dict[int, int]) -> None:
         freed = [ino for ino, count in links.items() if count == 0 and not self.open_count.get(ino, 0)]
@@ -229,7 +217,7 @@ class NamespaceOps:
             if self._kind(ino) == KIND_DIR:
                 raise IsDirectory(path[:80])
             txn = Txn(self.pm, self.zone, "unlink")
-            txn.write(self._entries(parent)[name][1], u64(0), "attrs")
+            self.meta.plan_dirent(txn, parent, self._entries(parent)[name], u64(0))
             links = {ino: self._inode(ino).nlink - 1}
             self._plan_links(txn, links)
             self._plan_drop(txn, links, ino)
@@ -247,7 +235,7 @@ class NamespaceOps:
             if self._entries(ino):
                 raise NotEmpty(path[:80])
             txn = Txn(self.pm, self.zone, "rmdir")
-            txn.write(self._entries(parent)[name][1], u64(0), "attrs")
+            self.meta.plan_dirent(txn, parent, self._entries(parent)[name], u64(0))
             links = {ino: 0, parent: self._inode(parent).nlink - 1}
             self._plan_links(txn, links)
             self._plan_drop(txn, links, ino)
@@ -291,7 +279,7 @@ class NamespaceOps:
             def link_count(ino: int) -> int:
                 return links.get(ino, self._inode(ino).nlink)
 
-            record = pack_dirent(source, new_name.encode("utf-8"))
+            record = pack_dirent(source, self._inode(source).generation, new_name.encode("utf-8"))
             if target is not None:
                 victim_dir = self._kind(target) == KIND_DIR
                 if moving_dir and not victim_dir:
@@ -300,7 +288,7 @@ class NamespaceOps:
                     raise IsDirectory(new[:80])
                 if victim_dir and self._entries(target):
                     raise NotEmpty(new[:80])
-                txn.write(self._entries(new_parent)[new_name][1], record, "attrs")
+                self.meta.plan_dirent(txn, new_parent, self._entries(new_parent)[new_name], record)
                 if victim_dir:
                     links[target] = 0
                     links[new_parent] = link_count(new_parent) - 1
@@ -308,10 +296,11 @@ class NamespaceOps:
                     links[target] = link_count(target) - 1
             else:
                 self._plan_add_entry(txn, new_parent, new_name, source)
-            txn.write(self._entries(old_parent)[old_name][1], u64(0), "attrs")
+            self.meta.plan_dirent(txn, old_parent, self._entries(old_parent)[old_name], u64(0))
             if moving_dir and old_parent != new_parent:
                 links[old_parent] = link_count(old_parent) - 1
                 links[new_parent] = link_count(new_parent) + 1
+                self.meta.plan_inode(txn, source, parent=new_parent)
             self._plan_links(txn, links)
             if target is not None:
                 self._plan_drop(txn, links, target)

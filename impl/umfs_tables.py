@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import heapq
 import struct
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from impl.phys_mem import Machine
-from impl.umfs_layout import PAGE, CorruptImage, u64
+from impl.umfs_layout import PAGE, CorruptImage, add_digest, table_term, u64
 from spec.paging import ADDR_MASK, A, P, US
 
 ENTRY_FLAGS = P | US | A
@@ -124,6 +125,16 @@ class PageAllocator:
         return paddr in self._free_set
 
 
+@dataclass
+class TableScan:
+    """What :meth:`FileTables.scan` found: table pages, ``(index, data page)`` pairs in
+    index order, and the digest (:func:`impl.umfs_layout.table_term`)."""
+
+    tables: list[int]
+    data: list[tuple[int, int]]
+    digest: int
+
+
 def _indices(page_index: int) -> tuple[int, int, int]:
     return (page_index >> 18) & 511, (page_index >> 9) & 511, page_index & 511
 
@@ -139,6 +150,8 @@ class FileTables:
         paddr = entry & ADDR_MASK
         if not entry & P or not self.zone.contains(paddr):
             raise CorruptImage(f"{where}: entry {entry:#x} points outside the data zone")
+        if entry != paddr | ENTRY_FLAGS:  # UMFS writes no other flags (and the MMU adds none)
+            raise CorruptImage(f"{where}: entry {entry:#x} has flags {entry & ~ADDR_MASK:#x}, not {ENTRY_FLAGS:#x}")
         return paddr
 
     def entry_addr(self, top: int, page_index: int, level: int) -> int | None:
@@ -180,22 +193,52 @@ class FileTables:
     def walk(self, top: int) -> tuple[list[int], list[tuple[int, int]]]:
         """Every table page and every ``(page_index, data page)`` reachable from ``top``.
 
-        Raises :class:`CorruptImage` for an entry pointing outside the data zone.
+        Raises :class:`CorruptImage` for an entry pointing outside the data zone or at a
+        page already reached.
+        """
+        scan = self.scan(top, {}, "table")
+        return scan.tables, scan.data
+
+    def scan(self, top: int, owners: dict[int, str], owner: str) -> TableScan:
+        """Walk the table at ``top`` as :meth:`walk` does, and compute its digest.
+
+        Every page reached is recorded in ``owners`` (page → who owns it) under
+        ``owner``; a page found there already — twice in this table, or in another —
+        is :class:`CorruptImage` naming both owners. Hence the work and memory of
+        scanning every table of an image are bounded by its number of data pages,
+        whatever the tables hold.
         """
         if not self.zone.contains(top):
-            raise CorruptImage(f"table pointer {top:#x} outside the data zone")
+            raise CorruptImage(f"table pointer {top:#x} outside the data zone", owner)
+
+        def claim(page: int) -> None:
+            if page in owners:
+                raise CorruptImage(
+                    f"page {page:#x} is referenced twice (also by {owners[page]})", owner, page - self.pm.base
+                )
+            owners[page] = owner
+
+        claim(top)
         tables = [top]
         data: list[tuple[int, int]] = []
+        digest = 0
         for i3, pdpte in self._present(top):
-            pd_addr = self._next(pdpte, f"PDPT {top:#x}[{i3}]")
+            pd_addr = self._next(pdpte, f"{owner}: PDPT {top:#x}[{i3}]")
+            claim(pd_addr)
             tables.append(pd_addr)
+            digest = add_digest(digest, table_term(3, i3, pdpte))
             for i2, pde in self._present(pd_addr):
-                pt_addr = self._next(pde, f"PD {pd_addr:#x}[{i2}]")
+                pt_addr = self._next(pde, f"{owner}: PD {pd_addr:#x}[{i2}]")
+                claim(pt_addr)
                 tables.append(pt_addr)
+                digest = add_digest(digest, table_term(2, (i3 << 9) | i2, pde))
                 base = (i3 << 18) | (i2 << 9)
                 for i1, pte in self._present(pt_addr):
-                    data.append((base | i1, self._next(pte, f"PT {pt_addr:#x}[{i1}]")))
-        return tables, data
+                    page = self._next(pte, f"{owner}: PT {pt_addr:#x}[{i1}]")
+                    claim(page)
+                    data.append((base | i1, page))
+                    digest = add_digest(digest, table_term(1, base | i1, pte))
+        return TableScan(tables, data, digest)
 
     def count_new_tables(self, top: int, old_pages: int, new_pages: int) -> int:
         """How many PD and PT pages growing from ``old_pages`` to ``new_pages`` needs."""

@@ -4,8 +4,9 @@ Every change UMFS makes to live persistent state is a :class:`Txn`, committed th
 the U-Log of the file it changes (for a directory operation, the parent directory's):
 
 1. **Log.** The old bytes of every region the operation will change are written to the
-   U-Log as undo records; then the header — count, size, operation, a CRC-32 over
-   header and records — and, last, the ``state`` word :data:`LOG_VALID`. Records and
+   U-Log as undo records; then the header — count, size, operation, a checksum
+   (64-bit BLAKE2b, :func:`~impl.umfs_layout.log_checksum`) over header and records —
+   and, last, the ``state`` word :data:`LOG_VALID`. Records and
    header are flushed and fenced (persist site ``"log"``).
 2. **Tables** (site ``"tables"``): new pages are initialised and linked into the file
    page table ("in kernel mode", as the paper says for appends).
@@ -18,13 +19,14 @@ Fresh pages (allocated by this operation, unreachable before it) need no undo: u
 the links to them makes them unreachable again. Pages and inodes the operation frees go
 back to the volatile allocators only after step 5.
 
-Recovery (:func:`recover_log`) trusts a header only if ``state`` is valid *and* the
-checksum matches (a torn header or torn records never validate; and since nothing is
-changed before step 1's fence, an invalid log means nothing needs undoing). It applies
-the undo records in reverse order, persists them, then invalidates the log: idempotent,
-so a crash during recovery is recovered by recovering again.
-
-A U-Log grows (unlogged: extra log pages are harmless) to hold the largest operation.
+**Checksums travel with what they cover.** A transaction that changes a checksummed
+structure (an inode, a directory page, an attribute cache line; :mod:`impl.umfs_meta`)
+plans the structure's new checksum too, computed over the structure as the transaction
+will leave it (:meth:`Txn.planned`), in the attributes phase. The checksum word is
+therefore logged and restored like any other changed word: after recovery every
+structure has the checksum of its recovered contents. Likewise :meth:`Txn.grow` adds what
+each new table entry contributes to the file page table's digest to
+:attr:`Txn.digest_delta`, for the caller to store with the file's size.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from impl.umfs_layout import (
     LOG_VALID,
     PAGE,
     CorruptImage,
+    add_digest,
     log_checksum,
+    table_term,
     u64,
     word,
 )
@@ -64,6 +68,7 @@ OPS = {
     "link": 7,
     "rename": 8,
     "close": 9,
+    "reclaim": 10,
 }
 OP_NAMES = {code: name for name, code in OPS.items()}
 
@@ -84,6 +89,8 @@ class Txn:
     undo: list[tuple[int, bytes]] = field(default_factory=list)
     fresh: set[int] = field(default_factory=set)
     free_after: list[int] = field(default_factory=list)
+    #: Per file page table (by its top), what new and removed entries change its digest.
+    digest_delta: dict[int, int] = field(default_factory=dict)
 
     def write(self, paddr: int, data: bytes, phase: str) -> None:
         """Plan a store of ``data`` at ``paddr`` in ``phase``; log its old bytes unless
@@ -91,6 +98,21 @@ class Txn:
         if paddr - paddr % PAGE not in self.fresh:
             self.undo.append((paddr, self.pm.read(paddr, len(data))))
         self.writes[phase].append((paddr, data))
+
+    def planned(self, paddr: int, length: int) -> bytes:
+        """The bytes at ``paddr`` as they will be once every planned write is done."""
+        out = bytearray(self.pm.read(paddr, length))
+        end = paddr + length
+        for phase in PHASES:
+            for at, data in self.writes[phase]:
+                lo, hi = max(at, paddr), min(at + len(data), end)
+                if lo < hi:
+                    out[lo - paddr : hi - paddr] = data[lo - at : hi - at]
+        return bytes(out)
+
+    def add_to_digest(self, top: int, term: int) -> None:
+        """Record that the table at ``top`` gains (or, negated, loses) ``term``."""
+        self.digest_delta[top] = add_digest(self.digest_delta.get(top, 0), term)
 
     def allocate(self, count: int) -> list[int]:
         """Take ``count`` fresh pages, or raise ``NoSpace`` (nothing changed)."""
@@ -120,15 +142,16 @@ class Txn:
         fresh_tables: dict[int, bytearray] = {}
         planned: dict[int, int] = {}  # entries of existing tables written by this plan
 
-        def set_entry(at: int, target: int) -> None:
+        def set_entry(at: int, target: int, level: int, index: int) -> None:
             table = at - at % PAGE
             planned[at] = target
+            self.add_to_digest(top, table_term(level, index, word(entry(target))))
             if table in fresh_tables:
                 fresh_tables[table][at % PAGE : at % PAGE + 8] = entry(target)
             else:
                 self.write(at, entry(target), "tables")
 
-        def child(at: int) -> int:
+        def child(at: int, level: int, index: int) -> int:
             """The table the entry at ``at`` points to, creating a fresh one if absent."""
             if at in planned:
                 return planned[at]
@@ -137,14 +160,14 @@ class Txn:
                 return current & ADDR_MASK
             new = next(spare)
             fresh_tables[new] = bytearray(PAGE)
-            set_entry(at, new)
+            set_entry(at, new, level, index)
             return new
 
         for n, index in enumerate(range(old_pages, new_pages)):
             i3, i2, i1 = (index >> 18) & 511, (index >> 9) & 511, index & 511
-            pd = child(top + 8 * i3)
-            pt = child(pd + 8 * i2)
-            set_entry(pt + 8 * i1, data[n])
+            pd = child(top + 8 * i3, 3, i3)
+            pt = child(pd + 8 * i2, 2, (i3 << 9) | i2)
+            set_entry(pt + 8 * i1, data[n], 1, index)
         for table, contents in fresh_tables.items():
             self.writes["tables"].insert(0, (table, bytes(contents)))
         return data

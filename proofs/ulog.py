@@ -33,6 +33,13 @@ The theorems
     set, leaving image ``J``: ``recover(J)`` holds the same file words as
     ``recover(I)``. Since ``J`` is again an image, this covers any number of crashes
     during recovery.
+``ulog_append_keeps_metadata_checksum``
+    The append theorem for UMFS's protocol with its metadata checksum: the inode's
+    checksum (*any* function of size and link) is stored after the size, on its line,
+    in the attributes epoch, and its old value is logged in the size's record. If it
+    matched before the append, then after every crash and recovery it matches the
+    recovered size and link — a crash between a metadata write and its checksum's is
+    undone by the U-Log like any other. (The other theorems ignore the checksum word.)
 ``ulog_inplace_write_fenced_header_needs_no_checksum`` and ``…_append_…``
     The two operation theorems for a variant that is *not* UMFS's protocol: the records
     are flushed and fenced before the header is written, and recovery checks only
@@ -41,8 +48,9 @@ The theorems
 
 Mutants (``expect="refuted"``): the missing fence between logging and the update, the
 log invalidated before the update is flushed and fenced (both for each operation), an
-append that does not log the old size, recovery that trusts a valid ``state`` without
-checking the checksum, and recovery that invalidates before its restores are fenced.
+append that does not log the old size, an append that stores the metadata checksum but
+does not log it, recovery that trusts a valid ``state`` without checking the checksum,
+and recovery that invalidates before its restores are fenced.
 Each counterexample prints the write, the crash point, the pending stores and whether
 each persisted, and the words of the old, new, crashed and recovered files, in hex.
 
@@ -103,9 +111,11 @@ from proofs.ulog_programs import (
     LOCATIONS,
     LOG_VALID,
     LOG_WORDS,
+    MCSUM,
     MUTANT_INVALIDATE_BEFORE_FLUSH,
     MUTANT_MISSING_FENCE,
     MUTANT_RECOVERY_EARLY_INVALIDATE,
+    MUTANT_SEAL_NOT_LOGGED,
     MUTANT_SIZE_NOT_LOGGED,
     MUTANT_UNCHECKED,
     PROTOCOL,
@@ -114,6 +124,7 @@ from proofs.ulog_programs import (
     RECORD_VALUES,
     RECORD_WORDS,
     RECOVERY,
+    SEALED,
     SIZE,
     STATE,
     UNCHECKED_RECOVERY,
@@ -138,6 +149,7 @@ from proofs.ulog_programs import (
     recovery_program,
     same_file,
     uninterpreted_checksum,
+    uninterpreted_metadata_checksum,
 )
 
 __all__ = [
@@ -231,16 +243,20 @@ def write_claim(v: WriteVars, append: bool, protocol: Protocol) -> Claim:
     Hypotheses: ``size <= 16``; in place, ``off <= size`` and ``len <= size - off``; an
     append, ``1 <= len <= 16 - size``; the log is idle (``stale state != LOG_VALID``);
     the crash is allowed by the persistency model; if recovery checks the checksum, it
-    is ideal for the crash image's covered words against the committed ones.
+    is ideal for the crash image's covered words against the committed ones; with a
+    sealing protocol (``ulog_append_keeps_metadata_checksum``), the inode checksum
+    matches size and link before the operation.
     Conclusion: the recovered file is the old or the new file, and the new one if the
-    whole program ran.
+    whole program ran; sealing, the recovered inode checksum matches the recovered size
+    and link (whatever checksum function ``seal`` is).
     """
     ctx = v.ctx
     checksum = uninterpreted_checksum(ctx)
+    seal = uninterpreted_metadata_checksum(ctx)
     initial = initial_image(v)
     if append:
-        program = append_program(v, checksum, protocol)
-        new_file = append_new_file(v)
+        program = append_program(v, checksum, protocol, seal)
+        new_file = append_new_file(v, seal if protocol.seal else None)
         bounds = z3.And(
             z3.ULE(v.size, DATA_WORDS),
             z3.ULE(1, v.length),
@@ -268,10 +284,12 @@ def write_claim(v: WriteVars, append: bool, protocol: Protocol) -> Claim:
         v.stale[STATE] != word(LOG_VALID, ctx),
         the_crash.allowed,
         ideal_checksum if protocol.recovery.check_checksum else z3.BoolVal(True, ctx),
+        v.mcsum == seal(v.size, v.link) if protocol.seal else z3.BoolVal(True, ctx),
     )
     conclusion = z3.And(
         z3.Or(same_file(recovered, initial), same_file(recovered, new_file)),
         z3.Implies(the_crash.point == len(program), same_file(recovered, new_file)),
+        recovered[MCSUM] == seal(recovered[SIZE], recovered[LINK]) if protocol.seal else z3.BoolVal(True, ctx),
     )
     valid = log_is_valid(image, checksum, check_checksum=protocol.recovery.check_checksum)
     return Claim(
@@ -372,9 +390,9 @@ def _table(
 def _file_words(
     images: Sequence[Mapping[int, Z3Expr]], value: Callable[[Z3Expr], int]
 ) -> list[int]:
-    """Size, link, and the data words below the largest size shown."""
+    """Size, link, the inode checksum, and the data words below the largest size shown."""
     top = max(min(value(image[SIZE]), DATA_WORDS) for image in images)
-    return [SIZE, LINK] + list(range(top))
+    return [SIZE, LINK, MCSUM] + list(range(top))
 
 
 def _explain_write(claim: Claim, v: WriteVars, append: bool, protocol: Protocol) -> Explain:
@@ -430,6 +448,11 @@ def _explain_write(claim: Claim, v: WriteVars, append: bool, protocol: Protocol)
         new_ok = as_bool(evaluate(same_file(claim.recovered, claim.expected[1][1])))
         if not old_ok and not new_ok:
             lines.append("violation: the recovered file is neither the old file nor the new file")
+        elif protocol.seal and not as_bool(evaluate(claim.conclusion)) and (old_ok or new_ok):
+            lines.append(
+                "violation: the recovered inode checksum is not the checksum of the recovered "
+                "size and link (it was stored but not restored)"
+            )
         else:
             lines.append(
                 "violation: the operation completed but the file did not recover to the new file"
@@ -622,6 +645,26 @@ for _protocol in (MUTANT_MISSING_FENCE, MUTANT_INVALIDATE_BEFORE_FLUSH, MUTANT_S
             expect="refuted",
         )
     )
+ULOG_APPEND_KEEPS_METADATA_CHECKSUM = register(
+    Theorem(
+        name="ulog_append_keeps_metadata_checksum",
+        statement=(
+            "ulog_append_recovers for UMFS's protocol with its inode checksum (any function of "
+            "size and link) stored with the size in the attributes epoch and logged with it: "
+            "if it matched before, then after every crash and recovery it matches the recovered "
+            "size and link"
+        ),
+        check=_check_write(True, SEALED),
+    )
+)
+register(
+    Theorem(
+        name=f"ulog_append_keeps_metadata_checksum:{MUTANT_SEAL_NOT_LOGGED.name}",
+        statement=f"ulog_append_keeps_metadata_checksum for the {MUTANT_SEAL_NOT_LOGGED.description}",
+        check=_check_write(True, MUTANT_SEAL_NOT_LOGGED),
+        expect="refuted",
+    )
+)
 register(
     Theorem(
         name=f"ulog_recovery_idempotent:{MUTANT_RECOVERY_EARLY_INVALIDATE.name}",

@@ -17,7 +17,10 @@ The model of the file and the U-Log (bounds)
   line while the file is open), and a ``link`` word (on its own line): the page-table
   entry an append links its new page through. The file a user sees is
   ``(size, link, data[0..size))``; words at or beyond ``size`` are not part of it, so
-  an append's new words need no undo (UMFS writes them into fresh pages).
+  an append's new words need no undo (UMFS writes them into fresh pages). Beside the size,
+  on its line, a ``checksum`` word: the inode's metadata checksum, which UMFS stores in the
+  attributes epoch with the size and logs with it (:data:`SEALED`); only the theorem
+  about it reads it (as an uninterpreted function of size and link), the others ignore it.
 - **U-Log**: a header line ``state, count, checksum`` (``state`` stored last, as UMFS
   does) and two record slots, each ``addr, len, val[0..15]`` (18 words; addresses are
   word indices). UMFS packs records end to end in bytes; fixed slots change nothing the
@@ -28,7 +31,10 @@ The model of the file and the U-Log (bounds)
   *any* function. The operation theorems assume it is *ideal* for the one pair that
   matters: the covered contents of the crash image have the committed contents' checksum
   only if they are the committed contents (a torn or stale record set never validates).
-  UMFS uses CRC-32, which meets this except with probability about 2**-32 per torn log.
+  UMFS uses a 64-bit BLAKE2b, which meets this except with probability about 2**-64 per
+  torn log. (A CRC-32 would not: the records hold old copies of structures that end in
+  their own CRC-32, and two such copies differ by a CRC codeword, which a CRC-32 over the
+  records cannot see — the crash explorer found a torn record validating that way.)
   The recovery theorem assumes nothing about the checksum.
 - **Recovery** (:func:`recovery_program`): if ``state == VALID`` and the stored checksum
   matches, restore the records in reverse order (record ``k < count`` writes
@@ -68,6 +74,7 @@ __all__ = [
     "DATA",
     "LINK",
     "SIZE",
+    "MCSUM",
     "STATE",
     "COUNT",
     "CHECKSUM",
@@ -78,6 +85,7 @@ __all__ = [
     "LOG_VALID",
     "COVERED_WORDS",
     "Checksum",
+    "MetadataChecksum",
     "Recovery",
     "Protocol",
     "WriteVars",
@@ -90,6 +98,7 @@ __all__ = [
     "recovery_program",
     "recover",
     "uninterpreted_checksum",
+    "uninterpreted_metadata_checksum",
     "fresh_write_vars",
     "initial_image",
     "inplace_write_program",
@@ -105,6 +114,8 @@ __all__ = [
     "UNCHECKED_RECOVERY",
     "MUTANT_UNCHECKED",
     "FENCED_HEADER",
+    "SEALED",
+    "MUTANT_SEAL_NOT_LOGGED",
     "RECOVERY",
     "MUTANT_RECOVERY_EARLY_INVALIDATE",
 ]
@@ -123,10 +134,11 @@ RECORD_WORDS = 2 + RECORD_VALUES
 DATA: tuple[int, ...] = tuple(range(DATA_WORDS))  # lines 0 and 1
 LINK = 16  # line 2
 SIZE = 24  # line 3
+MCSUM = 25  # line 3 too: the inode's metadata checksum (of size and link), as in UMFS's inode
 STATE, COUNT, CHECKSUM = 32, 33, 34  # line 4: the log header
 RECORDS = 40  # lines 5 .. 9: the record slots
 
-FILE_WORDS: tuple[int, ...] = DATA + (LINK, SIZE)
+FILE_WORDS: tuple[int, ...] = DATA + (LINK, SIZE, MCSUM)
 LOG_WORDS: tuple[int, ...] = (STATE, COUNT, CHECKSUM) + tuple(
     range(RECORDS, RECORDS + RECORD_SLOTS * RECORD_WORDS)
 )
@@ -159,7 +171,7 @@ def location_name(loc: int) -> str:
     """A word's name: ``data[3]``, ``link``, ``size``, ``log.state``, ``rec1.val[0]``…"""
     if loc in DATA:
         return f"data[{loc}]"
-    names = {LINK: "link", SIZE: "size", STATE: "log.state", COUNT: "log.count"}
+    names = {LINK: "link", SIZE: "size", MCSUM: "inode.checksum", STATE: "log.state", COUNT: "log.count"}
     names[CHECKSUM] = "log.checksum"
     if loc in names:
         return names[loc]
@@ -172,6 +184,19 @@ def location_name(loc: int) -> str:
 
 #: The log checksum: a 64-bit term of the :data:`COVERED_WORDS` covered words.
 Checksum = Callable[[Sequence[Z3Expr]], Z3Expr]
+#: The inode's metadata checksum: a 64-bit term of the size and the link.
+MetadataChecksum = Callable[[Z3Expr, Z3Expr], Z3Expr]
+
+
+def uninterpreted_metadata_checksum(ctx: Z3Context) -> MetadataChecksum:
+    """An arbitrary metadata checksum: an uninterpreted function of size and link."""
+    sort = z3.BitVecSort(WORD_BITS, ctx)
+    function = z3.Function("inode_checksum", sort, sort, sort)
+
+    def checksum(size: Z3Expr, link: Z3Expr) -> Z3Expr:
+        return function(size, link)
+
+    return checksum
 
 # --------------------------------------------------------------------- recovery
 
@@ -312,6 +337,9 @@ class Protocol:
     ``invalidate_after_fence``: ``state := 0`` is stored only after the last update
     epoch is flushed and fenced (UMFS: yes).
     ``log_size``: an append logs the old size (UMFS: yes).
+    ``seal``: the attributes epoch also stores the inode's metadata checksum of the new
+    size and link (UMFS: yes; modelled by the theorem about it only).
+    ``log_seal``: that checksum's old value is logged, in the size's record (UMFS: yes).
     ``recovery``: the recovery procedure that runs after the crash.
     """
 
@@ -321,6 +349,8 @@ class Protocol:
     fence_before_header: bool = False
     invalidate_after_fence: bool = True
     log_size: bool = True
+    seal: bool = False
+    log_seal: bool = True
     recovery: Recovery = RECOVERY
 
 
@@ -344,6 +374,18 @@ MUTANT_UNCHECKED = Protocol(
     "mutant_unchecked_header",
     "UMFS's protocol, recovered by a recovery that does not check the checksum",
     recovery=UNCHECKED_RECOVERY,
+)
+#: UMFS's protocol with its metadata checksum: stored with the size, logged with it.
+SEALED = Protocol(
+    "ulog_sealed",
+    "UMFS's U-Log protocol, the inode checksum stored with the size and logged with it",
+    seal=True,
+)
+MUTANT_SEAL_NOT_LOGGED = Protocol(
+    "mutant_checksum_not_logged",
+    "mutant: the inode checksum is stored with the size, but only the size is logged",
+    seal=True,
+    log_seal=False,
 )
 #: Not UMFS's protocol: the records are flushed and fenced before the header is written,
 #: and recovery checks only ``state == VALID``. Proved too: with that fence, the
@@ -371,6 +413,7 @@ class WriteVars:
     link: Z3Expr
     new_link: Z3Expr
     stale: Mapping[int, Z3Expr]
+    mcsum: Z3Expr  #: the inode checksum word before the operation
 
 
 def fresh_write_vars() -> WriteVars:
@@ -386,6 +429,7 @@ def fresh_write_vars() -> WriteVars:
         link=word_var("link", ctx),
         new_link=word_var("new_link", ctx),
         stale={loc: word_var(f"stale.{location_name(loc)}", ctx) for loc in LOG_WORDS},
+        mcsum=word_var("inode.checksum", ctx),
     )
 
 
@@ -400,6 +444,7 @@ def initial_image(v: WriteVars) -> dict[int, Z3Expr]:
     image = {m: v.old[m] for m in DATA}
     image[LINK] = v.link
     image[SIZE] = v.size
+    image[MCSUM] = v.mcsum
     image.update(v.stale)
     return image
 
@@ -499,16 +544,24 @@ def inplace_write_program(
     return builder.program()
 
 
-def append_program(v: WriteVars, checksum: Checksum, protocol: Protocol = PROTOCOL) -> Program:
+def append_program(
+    v: WriteVars, checksum: Checksum, protocol: Protocol = PROTOCOL, seal: MetadataChecksum | None = None
+) -> Program:
     """UMFS's append of ``new[m]`` for ``size <= m < size + len``: log the old link and
     the old size (two records), fence; link; fence; store the new words, fence;
-    ``size := size + len``, fence; invalidate."""
+    ``size := size + len``, fence; invalidate. With ``protocol.seal``, the size's record
+    also holds the old inode checksum (the next word), and the attributes epoch stores
+    ``checksum := seal(size + len, new_link)`` after the size, on the same line."""
     builder = ProgramBuilder(v.ctx)
     one = word(1, v.ctx)
     records = [_Record(word(LINK, v.ctx), f"{LINK} (link)", one, "1", ((v.link, "old link"),))]
     if protocol.log_size:
-        old_size = ((v.size, "old size"),)
-        records.append(_Record(word(SIZE, v.ctx), f"{SIZE} (size)", one, "1", old_size))
+        old_size: tuple[tuple[Z3Expr, str], ...] = ((v.size, "old size"),)
+        if protocol.seal and protocol.log_seal:
+            old_size += ((v.mcsum, "old inode.checksum"),)
+            records.append(_Record(word(SIZE, v.ctx), f"{SIZE} (size)", word(2, v.ctx), "2", old_size))
+        else:
+            records.append(_Record(word(SIZE, v.ctx), f"{SIZE} (size)", one, "1", old_size))
     _log_epoch(builder, v, records, checksum, protocol)
     builder.begin("tables")
     builder.store(LINK, v.new_link, "link := new_link")
@@ -521,7 +574,10 @@ def append_program(v: WriteVars, checksum: Checksum, protocol: Protocol = PROTOC
     builder.fence()
     builder.begin("attrs")
     builder.store(SIZE, v.size + v.length, "size := size + len")
-    _finish(builder, v, [SIZE], protocol)
+    if protocol.seal:
+        assert seal is not None, "a sealing protocol needs the metadata checksum"
+        builder.store(MCSUM, seal(v.size + v.length, v.new_link), "inode.checksum := seal(size + len, new_link)")
+    _finish(builder, v, [SIZE, MCSUM] if protocol.seal else [SIZE], protocol)
     return builder.program()
 
 
@@ -531,15 +587,17 @@ def inplace_new_file(v: WriteVars) -> dict[int, Z3Expr]:
     image = {m: z3.If(_in_range(m, v.off, v.length), v.new[m], v.old[m]) for m in DATA}
     image[LINK] = v.link
     image[SIZE] = v.size
+    image[MCSUM] = v.mcsum
     return image
 
 
-def append_new_file(v: WriteVars) -> dict[int, Z3Expr]:
+def append_new_file(v: WriteVars, seal: MetadataChecksum | None = None) -> dict[int, Z3Expr]:
     """The file the append specifies: new words in ``[size, size + len)``, the new link,
-    size ``size + len``."""
+    size ``size + len`` (and, sealing, the inode checksum of those)."""
     image = {m: z3.If(_in_range(m, v.size, v.length), v.new[m], v.old[m]) for m in DATA}
     image[LINK] = v.new_link
     image[SIZE] = v.size + v.length
+    image[MCSUM] = v.mcsum if seal is None else seal(v.size + v.length, v.new_link)
     return image
 
 

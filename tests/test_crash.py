@@ -44,6 +44,7 @@ def test_payload_is_deterministic_and_never_zero_at_the_start() -> None:
         (("creat", "/b"), ("rename", "/a", "/b")),
         (("link", "/a", "/d/c"), ("unlink", "/a")),
         (("rename", "/d", "/e"), ("rmdir", "/e")),
+        (("truncate", "/a", 12000),),  # regression: a torn U-Log record that a CRC-32 validated
     ],
 )
 def test_umfs_recovers_every_crash_image(ops: tuple[tuple[object, ...], ...]) -> None:
@@ -119,3 +120,20 @@ def test_fuzzing_passes_umfs() -> None:
     # (the fuzz profile asks for more than there are of at most 3 operations).
     space = sum(len(ALPHABET) ** n for n in range(1, 4))
     assert smallest is None and stats.workloads >= min(examples, space // 2)
+
+
+def test_the_ulog_checksum_sees_records_that_differ_by_a_crc_codeword() -> None:
+    """Two undo records of an attribute cache line (data, then its own CRC-32) differ by a
+    CRC-32 codeword: a CRC-32 over the log could not tell them apart (so a record torn
+    between stale and new bytes validated, and recovery restored the stale line); the
+    U-Log's checksum must."""
+    import struct
+    import zlib
+
+    from impl.umfs_layout import log_checksum, pack_attrs
+
+    head = struct.pack("<QQ", 0x1000000F040, 32)
+    old, new = head + pack_attrs(2, 5000, 0x1234), head + pack_attrs(2, 12000, 0x9999)
+    crc = [zlib.crc32(old), zlib.crc32(new)]
+    assert old != new and crc[0] == crc[1]  # what went wrong with CRC-32
+    assert log_checksum(1, 1, len(old), 9, old) != log_checksum(1, 1, len(new), 9, new)

@@ -33,9 +33,7 @@ MAY_IMPORT = {  # the project packages each top-level package may import
     "memoracle": {"memoracle", "spec", "impl", "proofs"}, "benchmarks": set(TOPS)}
 THIRD_PARTY = {"proofs": {"z3", "rich"}}  # rich draws the proofs' results table
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
-# TEMPORARY: fsck (check_umfs) reads Umfs's private state (fs._inode, fs._dir_slots, ...);
-# to be removed when it declares what it uses, as the NamespaceOps mixin does.
-KNOWN_PRIVATE_REACH = {"impl/umfs_check.py"}
+KNOWN_PRIVATE_REACH: set[str] = set()  # modules allowed to reach private state: none
 
 
 def _constant(value: object) -> bool:

@@ -105,6 +105,7 @@ def write_substitution(v: ulog.WriteVars, values: Mapping[str, Any]) -> list[tup
     pairs += [(v.old[m], values["old"][m]) for m in ulog.DATA]
     pairs += [(v.new[m], values["new"][m]) for m in ulog.DATA]
     pairs += [(v.stale[loc], values["stale"][loc]) for loc in ulog.LOG_WORDS]
+    pairs += [(v.mcsum, values.get("mcsum", 0x5EA1))]  # the inode checksum word (unsealed here)
     return [(var, _bv(value, v.ctx)) for var, value in pairs]
 
 
@@ -393,6 +394,7 @@ THEOREMS = [
     "ulog_recovery_idempotent",
     "ulog_inplace_write_fenced_header_needs_no_checksum",
     "ulog_append_fenced_header_needs_no_checksum",
+    "ulog_append_keeps_metadata_checksum",
 ]
 
 
@@ -409,7 +411,7 @@ def test_registry_holds_the_ulog_theorems_and_mutants() -> None:
         assert f"{theorem}:mutant_invalidate_before_flush" in names
     ours = [t for t in proofs.THEOREMS if t.name.startswith("ulog_")]
     assert all((t.expect == "refuted") == (":mutant_" in t.name) for t in ours)
-    assert len(ours) == len(THEOREMS) + 7
+    assert len(ours) == len(THEOREMS) + 8
 
 
 def test_every_ulog_theorem_gives_its_expected_result(results: dict[str, ProofResult]) -> None:

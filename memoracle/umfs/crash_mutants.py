@@ -21,6 +21,7 @@ closed) and a directory ``/d``, not crashed.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -28,11 +29,11 @@ from impl.umfs import Umfs
 from impl.umfs_layout import (
     DIRENT_SIZE,
     DIRENTS_PER_PAGE,
-    INODE_KIND,
-    INODE_SIZE_FIELD,
-    KIND_FILE,
-    KIND_FREE,
-    LOG_ATTR_SIZE,
+    DIRPAGE_CHECKSUM,
+    FREE_INODE,
+    INODE_SIZE,
+    LOG_ATTR_BYTES,
+    LOG_ATTR_LINE,
     LOG_ATTR_VALID,
     LOG_CHECKSUM,
     LOG_COUNT,
@@ -44,6 +45,7 @@ from impl.umfs_layout import (
     LOG_VALID,
     PAGE,
     CorruptImage,
+    add_digest,
     log_checksum,
     pack_dirent,
     pages_for,
@@ -113,8 +115,8 @@ class _MutantUmfs(Umfs):
 
     log_cls: type[ULog] = ULog
 
-    def _log(self, ino: int) -> ULog:
-        return self.log_cls(self.pm, self.tables, self._inode(ino).ulog)
+    def _log_at(self, top: int) -> ULog:
+        return self.log_cls(self.pm, self.tables, top)
 
 
 def _skip(flush: Sequence[str] = (), fence: Sequence[str] = ()) -> Callable[[Umfs], None]:
@@ -173,30 +175,49 @@ class LinkBeforeLogLog(ULog):
 
 class ReinsertUndoLog(ULog):
     """Class 9: recovery undoes a removed directory entry *logically* — it re-adds the
-    name in the first free slot of the directory page — and decides whether to by
-    looking at the entry's original slot. The re-insertion does not fill that slot, so
-    a recovery that is itself interrupted and run again adds the name a second time."""
+    name in the first free slot of the directory page, re-sealing the page's checksum —
+    and decides whether to by looking at the entry's original slot. The re-insertion does
+    not fill that slot, so a recovery that is itself interrupted and run again adds the
+    name a second time."""
 
     def pending(self) -> tuple[str, list[tuple[int, bytes]]] | None:
         found = super().pending()
         if found is None or found[0] not in ("unlink", "rmdir", "rename"):
             return found
         op, undo = found
+        reinserted: dict[int, int] = {}  # directory page → slot the name goes back to
         rewritten = []
         for paddr, old in undo:
             page, at = paddr - paddr % PAGE, paddr % PAGE
             is_entry = (
                 len(old) == 8 and word(old) != 0 and self.tables.zone.contains(page)
-                and at % DIRENT_SIZE == 0 and at < DIRENTS_PER_PAGE * DIRENT_SIZE
+                and at % DIRENT_SIZE == 0 and at < DIRPAGE_CHECKSUM
             )  # fmt: skip
             if is_entry and self.pm.read_u64(paddr) == 0:  # the entry was removed: re-add it
-                _, name = unpack_dirent(self.pm.read(paddr, DIRENT_SIZE))
-                raw = self.pm.read(page, DIRENTS_PER_PAGE * DIRENT_SIZE)
+                _, generation, name = unpack_dirent(self.pm.read(paddr, DIRENT_SIZE))
+                raw = self.pm.read(page, DIRPAGE_CHECKSUM)
                 free = next(s for s in range(DIRENTS_PER_PAGE) if word(raw, s * DIRENT_SIZE) == 0)
                 # BUG: not idempotent — the slot tested above stays empty.
-                rewritten.append((page + free * DIRENT_SIZE, pack_dirent(word(old), name)))
+                rewritten.append((page + free * DIRENT_SIZE, pack_dirent(word(old), generation, name)))
+                reinserted[page] = free
             else:
                 rewritten.append((paddr, old))
+        for page in reinserted:  # re-seal: the page's checksum for its new contents
+            checksum_at = page + DIRPAGE_CHECKSUM
+            old_checksum = next((old for paddr, old in undo if paddr == checksum_at), None)
+            if old_checksum is None:
+                continue
+            before, after = bytearray(self.pm.read(page, PAGE)), bytearray(self.pm.read(page, PAGE))
+            for paddr, old in undo:  # the page as the operation found it …
+                if page <= paddr < page + PAGE:
+                    before[paddr - page : paddr - page + len(old)] = old
+            for paddr, old in rewritten:  # … and as this recovery leaves it
+                if page <= paddr < page + PAGE:
+                    after[paddr - page : paddr - page + len(old)] = old
+            # CRC-32 is affine: crc(a, s) ^ crc(b, s) == crc(a ^ b, 0) ^ crc(0…0, 0).
+            delta = bytes(x ^ y for x, y in zip(before[:DIRPAGE_CHECKSUM], after[:DIRPAGE_CHECKSUM]))
+            sealed = word(old_checksum) ^ zlib.crc32(delta) ^ zlib.crc32(bytes(DIRPAGE_CHECKSUM))
+            rewritten = [(p, o) for p, o in rewritten if p != checksum_at] + [(checksum_at, u64(sealed))]
         return op, rewritten
 
 
@@ -339,21 +360,26 @@ class NeverCommitted(_MutantUmfs):
 
 class SizeBeforeLinks(Umfs):
     """Class 6: a zero-extending ``ftruncate`` skips the U-Log ("new pages hold nothing
-    to back up") and updates the file's size and its page-table pointers as separate
-    in-place stores, the size first: a crash between leaves a size that claims pages the
-    table does not link."""
+    to back up") and updates the file's attributes (size, table digest, their checksum)
+    and its page-table pointers as separate in-place stores, the attributes first: a crash
+    between leaves attributes that claim pages the table does not link (or an attribute
+    line torn between its words)."""
 
     def _truncate(self, ino: int, length: int) -> None:
-        size = self._size(ino)
+        size, digest = self.meta.attrs(ino)
         if length <= size:
             super()._truncate(ino, length)
             return
         txn = Txn(self.pm, self.zone, "truncate")
-        pages = txn.grow(self.tables, self._inode(ino).fpt, pages_for(size), pages_for(length))
+        top = self._inode(ino).fpt
+        pages = txn.grow(self.tables, top, pages_for(size), pages_for(length))
         txn.writes["data"] += [(page, ZERO_PAGE) for page in pages]
-        # BUG: the size is published (atomically, but alone) before the pointers.
-        self.pm.store(self._size_addr(ino), u64(length))
-        self.pm.persist("attrs", [(self._size_addr(ino), 8)])
+        attrs = Txn(self.pm, self.zone, "truncate")
+        self.meta.plan_attrs(attrs, ino, length, add_digest(digest, txn.digest_delta.get(top, 0)))
+        # BUG: the attributes are published (in place, alone) before the pointers.
+        for paddr, data in attrs.writes["attrs"]:
+            self.pm.store(paddr, data)
+        self.pm.persist("attrs", [(paddr, len(data)) for paddr, data in attrs.writes["attrs"]])
         regions = []
         for phase in ("tables", "data"):
             for paddr, data in txn.writes[phase]:
@@ -364,48 +390,48 @@ class SizeBeforeLinks(Umfs):
 
 class SizeNotLogged(Umfs):
     """Class 8: a write or truncate logs the old bytes of data and tables but not the
-    old size: recovery unlinks the new pages and restores the data, and the size stays
-    new."""
+    old attributes (size, table digest and their checksum): recovery unlinks the new
+    pages and restores the data, and the size stays new."""
 
     def _commit(self, txn: Txn, log_ino: int) -> None:
         if txn.op in ("write", "truncate"):
-            size_at = self._size_addr(log_ino)
-            txn.undo = [(paddr, old) for paddr, old in txn.undo if paddr != size_at]  # BUG
+            header = self.meta.cached.get(log_ino)  # the attributes live in the U-Log …
+            start = header + LOG_ATTR_LINE if header is not None else self._inode_addr(log_ino)
+            end = start + (LOG_ATTR_BYTES if header is not None else INODE_SIZE)  # … or the inode
+            txn.undo = [(paddr, old) for paddr, old in txn.undo if not start <= paddr < end]  # BUG
         super()._commit(txn, log_ino)
 
 
 class FreeBeforeUnlink(Umfs):
-    """Class 11: ``unlink`` of a file's last name frees its inode with one atomic store
-    (as the orphan reclaim at close does) *before* the transaction that removes the
+    """Class 11: ``unlink`` of a file's last name frees its inode (the slot cleared in
+    place, persisted, as if it were an orphan) *before* the transaction that removes the
     directory entry: a crash between leaves an entry naming a free inode."""
 
-    def unlink(self, path: str) -> None:
-        with self._fs_lock:
-            parent, name = self._parent(self._parse(path), path)
-            found = self._entries(parent).get(name) if name is not None else None
-            if found is not None:
-                ino, inode = found[0], self._inode(found[0])
-                if inode.kind == KIND_FILE and inode.nlink == 1 and not self.open_count.get(ino, 0):
-                    # BUG: the inode is freed outside the log, before its entry goes.
-                    self.pm.store(self._inode_addr(ino) + INODE_KIND, u64(KIND_FREE))
-                    self.pm.persist("reclaim", [(self._inode_addr(ino), 8)])
-            super().unlink(path)  # the logged removal of the entry and the link
+    def _plan_drop(self, txn: Txn, links: dict[int, int], ino: int) -> None:
+        super()._plan_drop(txn, links, ino)
+        if txn.op == "unlink" and links[ino] == 0 and not self.open_count.get(ino, 0):
+            # BUG: the inode is freed outside the log, before its entry goes.
+            self.pm.store(self._inode_addr(ino), FREE_INODE.pack(ino))
+            self.pm.persist("reclaim", [(self._inode_addr(ino), INODE_SIZE)])
 
 
 class WritebackClearsCacheFirst(Umfs):
     """Class 6 (second form): the last ``close`` writes the cached attributes back in the
-    wrong order — it clears the U-Log's ``attr_valid`` word before it stores the size in
-    the inode: a crash between loses the size (the pair is updated non-atomically)."""
+    wrong order — it clears the U-Log's ``attr_valid`` word (in place, persisted) before
+    the transaction that stores the size in the inode: a crash between loses the size
+    (the pair is updated non-atomically)."""
 
     def _write_back_attrs(self, ino: int) -> None:
-        header = self._log(ino).header()
-        size_field = self._inode_addr(ino) + INODE_SIZE_FIELD
-        size = self.pm.read(header + LOG_ATTR_SIZE, 8)
+        header = self.meta.cached.pop(ino)
+        cached = self.meta.read_attr_line(ino, header)
+        assert cached is not None
         self.pm.store(header + LOG_ATTR_VALID, u64(0))  # BUG: the cache is dropped first
         self.pm.persist("attr-writeback", [(header + LOG_ATTR_VALID, 8)])
-        self.pm.store(size_field, size)
-        self.pm.persist("attr-writeback", [(size_field, 8)])
-        del self._open_headers[ino], self._open_kinds[ino]
+        txn = Txn(self.pm, self.zone, "close")
+        self.meta.plan_inode(txn, ino, size=cached[0], digest=cached[1])
+        txn.write(header + LOG_ATTR_LINE, bytes(LOG_ATTR_BYTES), "attrs")
+        self._commit(txn, ino)
+        del self._open_kinds[ino]
 
 
 class EntryBeforeInode(Umfs):
@@ -540,7 +566,7 @@ UMFS_MUTANTS: dict[str, MutantSpec] = dict(
         ),
         _spec(
             "free_inode_before_entry", 11,
-            "unlink frees the inode (kind := free, persisted) outside the log, before the "
+            "unlink frees the inode (its slot cleared in place, persisted) outside the log, before the "
             "transaction that removes its directory entry",
             [("unlink", "/a")], FreeBeforeUnlink,
         ),
