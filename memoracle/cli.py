@@ -240,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_crash_commands(sub)  # crash umfs
 
+    from memoracle.umfs.image_cli import add_commands as add_umfs_commands
+
+    add_umfs_commands(sub)  # umfs mkfs|fsck|ls|cat
+
     report = sub.add_parser("report", help="write the report's pictures (PNG)")
     report.add_argument("--output", type=output_directory, default=Path("reports"), help="directory for the pictures")
     report.add_argument(

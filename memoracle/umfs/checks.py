@@ -3,7 +3,9 @@
 - ``conformance``: a seeded step sequence on UMFS and on the model side by side
   (:mod:`memoracle.umfs.campaign`), fsck after every step;
 - ``crash``: a few workloads crashed everywhere the persistency model allows, and again
-  inside their recovery (:class:`memoracle.umfs.crash_explorer.CrashExplorer`).
+  inside their recovery (:class:`memoracle.umfs.crash_explorer.CrashExplorer`);
+- ``corruption``: images with damaged metadata are read as a program would: each is
+  detected or harmless (:mod:`memoracle.umfs.corruption`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,17 @@ def _crash(seed: int) -> Outcome:
     return Outcome(True, explorer.stats.images)
 
 
+def _corruption(seed: int) -> Outcome:
+    from memoracle.umfs.corruption import run_campaign
+
+    report = run_campaign(seed, random_meta=150, random_any=50, per_field=1)
+    first = report.violations[0][1] if report.violations else None
+    detail = "" if first is None else f"{first.verdict}: trial {first.trial.index} {first.trial.what}: {first.detail}"
+    return Outcome(report.ok, report.trials, detail)
+
+
 UMFS_CHECKS: list[Check] = [
     Check("umfs", "conformance", "UMFS agrees with the model step by step; fsck after each", _umfs),
     Check("umfs", "crash", "crash images of 5 workloads (and of their recovery) recover to allowed trees", _crash),
+    Check("umfs", "corruption", "damaged metadata is detected or harmless, never read wrong", _corruption),
 ]
