@@ -165,7 +165,8 @@ class GenericViolation:
 
     def render(self) -> str:
         """A readable report: the minimal violating sub-history and the longest prefix."""
-        lines = [f"not linearizable (partition {self.partition!r}, {self.operations} operations)"]
+        where = "" if self.partition is None else f"partition {self.partition!r}, "
+        lines = [f"not linearizable ({where}{self.operations} operations)"]
         if self.minimal is not None:
             which = "a minimal" if self.minimal_complete else "a small (budget-limited)"
             lines.append(f"{which} violating sub-history ({len(self.minimal)} operations):")
@@ -263,8 +264,17 @@ def _search(ops: Sequence[O], spec: ObjectSpec[S, O], meter: _Meter | None = Non
     extra: frozenset[int] = frozenset()  # linearized indeterminate ops
     cache: set[tuple[int, frozenset[int], frozenset[int], S]] = set()
     stack: list[tuple[int, S]] = []  # (call node, state before it)
+    # The longest prefix found, kept as a copy of the stack that is brought up to date
+    # from ``shared`` on (the stack's length is never below it since the last copy), so
+    # that keeping it costs O(1) amortized per step, not O(depth) per backtrack.
     best: list[int] = []
-    best_dirty = False
+    shared = 0
+
+    def remember() -> None:
+        nonlocal shared
+        del best[shared:]
+        best.extend(node_op[k] for k, _ in stack[shared:])
+        shared = len(stack)
     node = nxt[0]
     try:
         while nxt[0] != 0:
@@ -288,20 +298,19 @@ def _search(ops: Sequence[O], spec: ObjectSpec[S, O], meter: _Meter | None = Non
                         stack.append((node, state))
                         state, low, above, extra = after, new_low, new_above, new_extra
                         lift(node)
-                        if len(stack) > len(best):
-                            best_dirty = True
                         node = nxt[0]
                         continue
                 node = nxt[node]
             else:
                 if optional[node_op[node]]:
                     break  # every required operation is linearized
-                if best_dirty:
-                    best = [node_op[k] for k, _ in stack]
-                    best_dirty = False
+                if len(stack) > len(best):
+                    remember()
                 if not stack:
                     return _Search(False, best, len(cache))
                 node, state = stack.pop()
+                if shared > len(stack):
+                    shared = len(stack)
                 i = node_op[node]
                 if optional[i]:
                     extra = extra - {i}
@@ -314,8 +323,8 @@ def _search(ops: Sequence[O], spec: ObjectSpec[S, O], meter: _Meter | None = Non
                 unlift(node)
                 node = nxt[node]
     except _Exhausted as exhausted:
-        if best_dirty:
-            best = [node_op[k] for k, _ in stack]
+        if len(stack) > len(best):
+            remember()
         raise _ExhaustedSearch(exhausted.why, best, len(cache)) from None
     return _Search(True, [node_op[k] for k, _ in stack], len(cache))
 

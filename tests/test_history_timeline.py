@@ -78,6 +78,36 @@ def test_every_operation_of_a_small_history_is_drawn_in_a_real_browser(tmp_path:
     assert culprits == set(verdict.culprits)
 
 
+@pytest.mark.parametrize("name,fmt,model", [
+    ("jepsen-register-stale-read.edn", "jepsen", "register"),
+    ("porcupine-kv-lost-write.jsonl", "porcupine", "kv"),
+    ("jepsen-register-ok.edn", "jepsen", "register"),
+])  # fmt: skip
+def test_foreign_histories_are_drawn_whole_in_a_real_browser(tmp_path: Path, name: str, fmt: str, model: str) -> None:
+    binary = chromium()
+    source = Path(__file__).resolve().parent.parent / "examples" / name
+    page = tmp_path / "page.html"
+    code = main(["history", "check", str(source), "--format", fmt, "--model", model, "--html", str(page)])
+    assert code in (0, 1)
+    from memoracle.history.cli import read_foreign
+
+    expected = sorted(bar.id for bar in read_foreign(str(source), fmt, model).bars())
+    done = subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    dom = done.stdout
+    marker = re.search(r'id="memoracle-rendered"[^>]*data-ops="(\d+)"', dom)
+    assert marker is not None and int(marker.group(1)) == len(expected)
+    assert sorted(int(i) for i in re.findall(r'<g class="op[^"]*" data-id="(\d+)"', dom)) == expected
+    errors = re.search(r'<pre id="memoracle-errors">(.*?)</pre>', dom, re.S)
+    assert errors is not None and errors.group(1).strip() == ""
+    if code == 1:
+        assert 'culprit' in dom
+    if model == "kv":
+        assert "key x" in dom and "key y" in dom
+
+
 def test_a_page_with_a_script_error_is_caught_by_the_browser_test_s_probe(tmp_path: Path) -> None:
     """The probe itself can fail: a page whose script throws shows the error."""
     binary = chromium()
