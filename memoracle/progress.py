@@ -12,7 +12,8 @@ Two things, shared by every command so that they all look and behave alike:
               progress.advance(1, violations=len(found))
 
   prints, when stderr is not a terminal, lines such as
-  ``crash umfs --ops 2: 120/272 workloads, 0 violations, 45 s``.
+  ``crash umfs --ops 2: 120/272 workloads, 0 violations, 45 s, ETA 56 s`` (the estimate
+  of the time left assumes the rest goes as fast as what is done).
   ``total=None`` when the amount of work is not known in advance. ``enabled=False``
   silences it (for tests, or a caller that has its own display).
 
@@ -32,7 +33,7 @@ from types import TracebackType
 from typing import Sequence, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
 #: Seconds between plain progress lines when stderr is not a terminal.
@@ -128,13 +129,23 @@ class Progress:
         """Seconds since the context was entered."""
         return time.perf_counter() - self._started
 
+    def eta(self) -> float | None:
+        """Seconds left if the rest goes as fast as what is done; None when unknown
+        (no total, nothing done yet, or all done)."""
+        if self.total is None or not 0 < self.done < self.total:
+            return None
+        return self.elapsed * (self.total - self.done) / self.done
+
     def line(self) -> str:
-        """The plain progress line: ``label: done/total unit, v violations, 45 s``."""
+        """The plain progress line: ``label: done/total unit, v violations, 45 s, ETA 56 s``."""
         amount = f"{self.done:,}/{self.total:,}" if self.total is not None else f"{self.done:,}"
         parts = [f"{amount} {self.unit}"]
         if self.violations is not None:
             parts.append(plural(self.violations, "violation"))
         parts.append(format_seconds(self.elapsed))
+        left = self.eta()
+        if left is not None:
+            parts.append(f"ETA {format_seconds(left)}")
         return f"{self.label}: {', '.join(parts)}"
 
     def __enter__(self) -> Progress:
@@ -144,6 +155,8 @@ class Progress:
         stream = self.stream
         if stream.isatty():
             columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+            if self.total is not None:
+                columns += [TextColumn("ETA"), TimeRemainingColumn()]
             bar = RichProgress(*columns, console=Console(file=stream), transient=True)
             bar.start()
             self._task = bar.add_task(self.label, total=self.total)

@@ -7,6 +7,8 @@
 - ``ksm study FILE [--json] [--max-page-sharing M] [--use-zero-pages] [--max-scans S]``:
   merge the corpus with the implementation, with and without lookahead, and report
   sharing against the ideal and comparisons (:mod:`memoracle.ksm.study`).
+- ``ksm campaign [--seed S] [--runs N] [--steps K] [--mutant M] [--jobs N | --cluster A]``:
+  the lockstep campaign over many seeds (:mod:`memoracle.ksm.campaign`).
 
 Exit codes: 0 = done and every check held, 1 = the study found a violation (contents
 changed, lookahead merged different pages, the ideal not reached, the model disagrees),
@@ -51,8 +53,8 @@ def add_commands(sub: Any) -> None:
     """Register ``memoracle ksm`` and its sub-commands on ``sub``."""
     from memoracle.ksm.study import MIN_SCANS
 
-    ksm = sub.add_parser("ksm", help="KSM on real data: capture a corpus, study merging and lookahead")
-    commands = add_subcommands(ksm, "ksm_command", "capture, info, study, live, paper or report")
+    ksm = sub.add_parser("ksm", help="KSM: lockstep campaigns; real data: capture a corpus, study merging and lookahead")
+    commands = add_subcommands(ksm, "ksm_command", "capture, info, study, live, paper, report or campaign")
 
     grab = commands.add_parser("capture", help="capture the anonymous pages of real processes")
     grab.add_argument(
@@ -87,11 +89,13 @@ def add_commands(sub: Any) -> None:
     study.add_argument("--no-model", action="store_true", help="skip the model's prediction")
     study.set_defaults(func=cmd_study)
 
+    from memoracle.ksm.campaign import add_command as add_campaign
     from memoracle.ksm.live_cli import add_live_command
     from memoracle.ksm.paper_cli import add_paper_commands
 
     add_live_command(commands)
     add_paper_commands(commands)
+    add_campaign(commands)  # ksm campaign
 
 
 def _fail(message: str) -> int:

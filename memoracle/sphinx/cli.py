@@ -1,4 +1,4 @@
-"""The ``memoracle sphinx ...`` commands.
+"""The ``memoracle sphinx ...`` commands (``sphinx campaign``: :mod:`memoracle.sphinx.campaign`).
 
 ``memoracle sphinx serve --port 11211 --threads 4 [--memory BYTES] [--host 127.0.0.1]
 [--seed N] [--steering reuseport|incoming_cpu]`` serves the emulated Sphinx store (:class:`impl.sphinx.Sphinx`) over real
@@ -38,8 +38,8 @@ def parse_bytes(text: str) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``memoracle sphinx`` and its sub-commands on ``sub``."""
-    sphinx = sub.add_parser("sphinx", help="the Sphinx key-value store (serve)")
-    commands = add_subcommands(sphinx, "sphinx_command", "serve")
+    sphinx = sub.add_parser("sphinx", help="the Sphinx key-value store (serve, campaign)")
+    commands = add_subcommands(sphinx, "sphinx_command", "serve or campaign")
     serve = commands.add_parser("serve", help="serve the emulated Sphinx store over real TCP (memcached protocol)")
     serve.add_argument("--port", default="11211", help="TCP port (default 11211; 0 = any free port)")
     serve.add_argument("--threads", default=str(DEFAULT_THREADS), help=f"emulated cores (default {DEFAULT_THREADS})")
@@ -56,6 +56,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         help="bind connections as SO_REUSEPORT does (default) or to their RX queue's IRQ core",
     )
     serve.set_defaults(func=cmd_serve)
+
+    from memoracle.sphinx.campaign import add_command as add_campaign
+
+    add_campaign(commands)  # sphinx campaign
 
 
 def _usage(message: str) -> int:

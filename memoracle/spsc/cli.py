@@ -4,7 +4,9 @@
 :mod:`memoracle.history.cli` (it checks any queue, and Jepsen and Porcupine histories).
 
 ``interleave`` explores one scenario exhaustively (within ``--max-executions``: exit 3
-when the budget runs out first) or by PCT (``--pct RUNS``), or prints the fences table
+when the budget runs out first) or by PCT (``--pct RUNS``, a campaign of shards that runs
+in this process, on ``--jobs N`` or on a ``--cluster``: :mod:`memoracle.spsc.pct_campaign`),
+or prints the fences table
 (``--table``, for the ``--model``/``--variant``/``--criterion`` given, all by default).
 """
 
@@ -58,19 +60,20 @@ def cmd_history_record(args: argparse.Namespace) -> int:
 
 #: ``interleave`` options that do not apply to ``--table`` (it runs a fixed workload,
 #: exhaustively).
-_NOT_WITH_TABLE = ("fences", "capacity", "pushes", "pops", "bound", "pct", "depth", "seed", "max_executions")
+_NOT_WITH_TABLE = ("fences", "capacity", "pushes", "pops", "bound", "pct", "depth", "seed", "max_executions",
+                   "jobs", "cluster", "journal", "resume")  # fmt: skip
 
 
 def cmd_interleave(args: argparse.Namespace) -> int:
     """``memoracle interleave``: explore one scenario, or print the fences table."""
     from impl.cpu_emu import Model
     from memoracle.spsc.fences_table import parse_fences
-    from memoracle.spsc.interleave import Scenario, explore, pct
+    from memoracle.spsc.interleave import Scenario, explore
 
     if args.table:
         return _fences_table(args)
     if args.pct is None:
-        for name in ("depth", "seed"):
+        for name in ("depth", "seed", "jobs", "cluster", "journal", "resume"):
             if getattr(args, name) is not None:
                 return _interleave_usage(f"--{name} applies to --pct only")
     elif args.bound is not None or args.max_executions is not None:
@@ -87,24 +90,21 @@ def cmd_interleave(args: argparse.Namespace) -> int:
     scenario = Scenario(Model(model), variant, fences, capacity, pushes, pops)
     criterion = Criterion(criterion_name)
     budget = _or(args.max_executions, DEFAULT_MAX_EXECUTIONS)
+    knobs = ",".join(fences.enabled())
+    extra = f" --pct {args.pct} --depth {_or(args.depth, 3)} --seed {_or(args.seed, 0)}" if args.pct else ""
+    extra += f" --bound {args.bound}" if args.bound is not None else ""
+    reproduce = (f"memoracle interleave --model {model} --variant {variant} --criterion {criterion_name} "
+                 f"--fences '{knobs}' --capacity {capacity} --pushes {pushes} --pops {pops}{extra}")  # fmt: skip
     started = time.perf_counter()
-    with Progress(args.pct, f"interleave {scenario.describe()}", unit="executions") as progress:
-        if args.pct is not None:
-            result = pct(scenario, criterion, runs=args.pct, depth=_or(args.depth, 3), seed=_or(args.seed, 0),
-                         progress=progress.advance)  # fmt: skip
-        else:
-            result = explore(scenario, criterion, bound=args.bound, max_executions=budget, progress=progress.advance)
+    if args.pct is not None:
+        return _pct(args, scenario, criterion, reproduce, started)
+    with Progress(None, f"interleave {scenario.describe()}", unit="executions") as progress:
+        result = explore(scenario, criterion, bound=args.bound, max_executions=budget, progress=progress.advance)
     seconds = time.perf_counter() - started
     counts: list[tuple[int, str]] = [(result.executions, "execution")]
     if result.violation is not None:
         print(result.violation.render())
-        knobs = ",".join(fences.enabled())
-        extra = f" --pct {args.pct} --depth {_or(args.depth, 3)} --seed {_or(args.seed, 0)}" if args.pct else ""
-        extra += f" --bound {args.bound}" if args.bound is not None else ""
-        print(f"found after {result.executions} executions; reproduce: memoracle interleave "
-              f"--model {model} --variant {variant} --criterion {criterion_name} "
-              f"--fences '{knobs}' --capacity {capacity} --pushes {pushes} "
-              f"--pops {pops}{extra}")  # fmt: skip
+        print(f"found after {result.executions} executions; reproduce: {reproduce}")
         print(verdict_line(1, counts, seconds))
         return EXIT_VIOLATION
     if args.pct is None and not result.exhausted:
@@ -112,9 +112,37 @@ def cmd_interleave(args: argparse.Namespace) -> int:
               f"but the search was cut before it covered every execution")  # fmt: skip
         print(verdict_line(0, counts, seconds, inconclusive=f"--max-executions {budget:,} reached"))
         return EXIT_INCONCLUSIVE
-    how = "every execution" if args.pct is None else f"{args.pct:,} PCT samples (depth {_or(args.depth, 3)})"
     bound = "" if args.bound is None else f" within {args.bound} preemptions"
-    print(f"{how}{bound} {criterion.value}ly linearizable ({result.pruned} branches pruned): {scenario.describe()}")
+    print(f"every execution{bound} {criterion.value}ly linearizable ({result.pruned} branches pruned): "
+          f"{scenario.describe()}")  # fmt: skip
+    print(verdict_line(0, counts, seconds))
+    return EXIT_OK
+
+
+def _pct(args: argparse.Namespace, scenario: Any, criterion: Criterion, reproduce: str, started: float) -> int:
+    """``interleave --pct RUNS``: PCT runs as a campaign of shards on any back-end."""
+    from memoracle.execution.options import print_failures, run_campaign
+    from memoracle.spsc.pct_campaign import PctConfig, merge_pct, pct_campaign
+
+    config = PctConfig(scenario, criterion, args.pct, _or(args.depth, 3), _or(args.seed, 0))
+    execution = run_campaign(pct_campaign(config, reproduce), args, "memoracle interleave",
+                             label=f"interleave --pct {args.pct:,} {scenario.describe()}")  # fmt: skip
+    if isinstance(execution, int):
+        return execution
+    merged = merge_pct(execution.results(), args.pct)
+    failed = print_failures(execution)
+    seconds = time.perf_counter() - started
+    counts: list[tuple[int, str]] = [(merged["executions"], "execution")]
+    if merged["violation"] is not None:
+        print(merged["violation"]["report"])
+        print(f"found after {merged['executions']} executions (run {merged['violation']['run']}); "
+              f"reproduce: {reproduce}")  # fmt: skip
+        print(verdict_line(1 + failed, counts, seconds))
+        return EXIT_VIOLATION
+    if failed:
+        print(verdict_line(failed, counts, seconds))
+        return EXIT_VIOLATION
+    print(f"{args.pct:,} PCT samples (depth {config.depth}) {criterion.value}ly linearizable: {scenario.describe()}")
     print(verdict_line(0, counts, seconds))
     return EXIT_OK
 
@@ -182,4 +210,7 @@ def add_commands(sub: Any) -> None:
     inter.add_argument("--pct", type=int_in(1, 100_000_000), help="PCT runs instead of exhaustive search")
     inter.add_argument("--depth", type=int_in(1, 1_000), help="PCT depth (default 3)")
     inter.add_argument("--seed", type=seed, help="PCT seed (default 0)")
+    from memoracle.execution.options import add_execution_options
+
+    add_execution_options(inter)  # --pct runs as shards: --jobs, --cluster, --journal, --resume
     inter.set_defaults(func=cmd_interleave)

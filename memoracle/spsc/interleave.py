@@ -18,7 +18,9 @@ Search strategies:
   checked. Executions are re-run from the start for every branch (stateless model
   checking), so programs may be ordinary generators.
 - :func:`pct`: randomized PCT (Burckhardt et al.): random priorities for each core and
-  each core's store buffer, and ``depth - 1`` random priority-change points; seeded.
+  each core's store buffer, and ``depth - 1`` random priority-change points; each run
+  seeded on its own (:func:`pct_rng`), so that runs can be sharded
+  (:mod:`memoracle.spsc.pct_campaign`).
 
 A violation is reported with the schedule step by step and the history, and can be
 replayed from its schedule (:func:`replay`).
@@ -283,6 +285,12 @@ def _take(frame: _Frame, choice: Action) -> tuple[dict[Action, Footprint], int, 
     return child_sleep, preemptions, last_core
 
 
+def pct_rng(seed: int, run: int) -> random.Random:
+    """The random source of PCT run ``run`` of ``seed``: each run has its own, so runs can
+    be split across shards (and machines) and still be the same runs."""
+    return random.Random(f"pct/{seed}/{run}")
+
+
 def pct(
     scenario: Scenario,
     criterion: Criterion,
@@ -290,13 +298,15 @@ def pct(
     runs: int,
     depth: int = 3,
     seed: int = 0,
+    first_run: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> ExploreResult:
-    """Randomized PCT: ``runs`` executions, each with random agent priorities and
-    ``depth - 1`` priority-change points; agents are the cores and their store buffers.
-    ``progress(1)`` is called after each execution."""
-    rng = random.Random(seed)
-    for n in range(runs):
+    """Randomized PCT: runs ``first_run`` … ``first_run + runs - 1``, each with random agent
+    priorities and ``depth - 1`` priority-change points drawn from :func:`pct_rng`; agents
+    are the cores and their store buffers. Stops at the first violation (``executions``
+    then counts the runs up to and including it). ``progress(1)`` after each execution."""
+    for n in range(first_run, first_run + runs):
+        rng = pct_rng(seed, n)
         run = start(scenario)
         agents = [("step", 0), ("step", 1), ("drain", 0), ("drain", 1)]
         priority = {agent: rng.random() + depth for agent in agents}
@@ -322,5 +332,5 @@ def pct(
             progress(1)
         violation = _judge(run, scenario, criterion, schedule)
         if violation is not None:
-            return ExploreResult(n + 1, 0, violation, False)
+            return ExploreResult(n - first_run + 1, 0, violation, False)
     return ExploreResult(runs, 0, None, False)

@@ -1,6 +1,7 @@
 """A seeded, Hypothesis-free conformance campaign: UMFS against the model.
 
-``memoracle check`` runs it: random steps in the harness's step language
+``memoracle check`` runs it, and ``memoracle umfs campaign`` runs it over many seeds on any
+back-end (:func:`add_command`): random steps in the harness's step language
 (:mod:`memoracle.umfs.conformance`), drawn from a ``random.Random(seed)``, applied to a
 fresh :class:`~spec.umfs_model.ModelFs` and a fresh UMFS side by side, with both trees,
 descriptors and invariants compared after every step. A disagreement is reported with
@@ -10,6 +11,7 @@ the script that replays it.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from impl.mmu_emu import Machine
 from impl.umfs import Umfs
@@ -72,14 +74,37 @@ def random_step(rng: random.Random, session: Session) -> Step:
     return (kind, path)
 
 
-def umfs_campaign(seed: int, steps: int) -> str | None:
-    """Run ``steps`` random steps; ``None`` if UMFS agreed with the model throughout."""
+def run_one(seed: int, steps: int, mutant: str | None = None) -> str | None:
+    """Run ``steps`` random steps on the model and UMFS (or the model mutant ``mutant`` of
+    :data:`~memoracle.umfs.model_mutants.FS_MUTANTS`); ``None`` if they agreed throughout,
+    else the report of the first disagreement."""
     rng = random.Random(seed)
-    session = Session(ModelFs(), make_umfs(), reproduce="replay(ModelFs, make_umfs, steps)")
+    if mutant is None:
+        session = Session(ModelFs(), make_umfs(), reproduce="replay(ModelFs, make_umfs, steps)")
+    else:
+        from memoracle.umfs.model_mutants import FS_MUTANTS
+
+        session = Session(ModelFs(), FS_MUTANTS[mutant](), reproduce=f"replay(ModelFs, {mutant}, steps)")
     try:
         for _ in range(steps):
             session.apply(random_step(rng, session))
             session.after_step()
     except ConformanceError as error:
-        return f"{error}\nreproduce: memoracle check --system umfs --seed {seed}"
+        return str(error)
     return None
+
+
+def umfs_campaign(seed: int, steps: int) -> str | None:
+    """Run ``steps`` random steps; ``None`` if UMFS agreed with the model throughout."""
+    report = run_one(seed, steps)
+    return None if report is None else f"{report}\nreproduce: memoracle check --system umfs --seed {seed}"
+
+
+def add_command(commands: Any) -> None:
+    """Register ``umfs campaign`` (``memoracle umfs campaign --seed S --runs N ...``): run
+    ``k`` is :func:`run_one` with seed ``S + k``, on any back-end (:mod:`memoracle.execution`)."""
+    from memoracle.execution.seeded import add_campaign_command
+    from memoracle.umfs.model_mutants import FS_MUTANTS
+
+    add_campaign_command(commands, "umfs", run_one, steps=300, mutants=list(FS_MUTANTS),
+                         what="UMFS against the model step by step, fsck after each")  # fmt: skip

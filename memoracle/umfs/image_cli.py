@@ -46,7 +46,7 @@ CAT_CHUNK = 1 << 20
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``memoracle umfs`` and its sub-commands on ``sub``."""
-    umfs = sub.add_parser("umfs", help="make, check and read UMFS image files (mkfs, fsck, ls, cat)")
+    umfs = sub.add_parser("umfs", help="make, check and read UMFS image files (mkfs, fsck, ls, cat); seeded campaigns")
     commands = umfs.add_subparsers(dest="umfs_command", required=True, metavar="COMMAND", parser_class=type(umfs))
 
     mkfs = commands.add_parser("mkfs", help="write a fresh UMFS image file")
@@ -84,6 +84,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     corrupt.add_argument("--trial", type=int, action="append", help="run only trial N of each specimen (repeatable)")
     corrupt.add_argument("--json", action="store_true", help="print JSON")
     corrupt.set_defaults(func=cmd_corrupt)
+
+    from memoracle.umfs.campaign import add_command as add_campaign
+
+    add_campaign(commands)  # umfs campaign: UMFS against the model over many seeds
 
 
 def _usage(message: str) -> int:
