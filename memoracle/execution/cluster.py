@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from memoracle.execution.backends import SKIPPED, Needed, OnDone, SchedulerLost, VersionMismatch, Where
 from memoracle.execution.campaign import Campaign, Plain, run_task
+from memoracle.execution import version
 from memoracle.execution.version import code_version
 
 #: Seconds to wait for a scheduler to answer at connect.
@@ -77,7 +78,7 @@ class DaskCluster:
             if self.where.local_workers is not None:
                 cluster = LocalCluster(  # type: ignore[no-untyped-call]
                     n_workers=self.where.local_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.CRITICAL,
+                    dashboard_address=":0", silence_logs=logging.CRITICAL,
                 )  # fmt: skip
                 self._stack.enter_context(cluster)
                 self.client = self._stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
@@ -117,12 +118,12 @@ class DaskCluster:
             first = str(warning.message).strip().splitlines()[0]
             self.stream.write(f"memoracle: warning: Dask workers differ from this process: {first} (see dask's versions)\n")
         mine = code_version()
-        theirs: dict[str, str] = self.client.run(code_version)
-        other = {worker: version for worker, version in theirs.items() if version != mine}
+        theirs: dict[str, str] = self.client.run(version.code_version)
+        other = {worker: code for worker, code in theirs.items() if code != mine}
         if other:
-            worker, version = sorted(other.items())[0]
+            worker, code = sorted(other.items())[0]
             raise VersionMismatch(
-                f"worker {worker} runs memoracle {version}, this process {mine}: install the same "
+                f"worker {worker} runs memoracle {code}, this process {mine}: install the same "
                 f"memoracle on every worker ({len(other)} of {len(theirs)} differ)"
             )
 
