@@ -45,6 +45,16 @@ _DASK_LOGGERS = ("distributed", "distributed.client", "distributed.scheduler", "
                  "distributed.nanny", "distributed.core", "distributed.comm", "tornado", "asyncio")  # fmt: skip
 
 
+def as_completed(futures: Any) -> Any:
+    """``distributed.as_completed`` (imported when a cluster is used)."""
+    from distributed import as_completed as completed
+
+    return completed(futures)  # type: ignore[no-untyped-call]
+
+
+from distributed import KilledWorker  # noqa: E402 - this module is imported only when a cluster is used
+
+
 def quiet_dask_logs() -> None:
     """Let only critical Dask log records through (the CLI reports what matters itself)."""
     for name in _DASK_LOGGERS:
@@ -133,15 +143,10 @@ class DaskCluster:
 
     def run(self, campaign: Campaign, shards: Sequence[int], on_done: OnDone, needed: Needed) -> None:
         """Submit every shard under its key; report envelopes as they complete; cancel
-        the shards no longer ``needed``."""
-        from distributed import as_completed
-        from distributed.client import FutureCancelledError
-
-        try:
-            from distributed import KilledWorker
-        except ImportError:  # older layouts
-            from distributed.scheduler import KilledWorker
-
+        the shards no longer ``needed``. A shard that came back ``KilledWorker`` may only
+        have shared a worker with the one that kills it (Dask blames every task a dying
+        worker held), so it is run once more alone, at the end, under
+        ``KEY-alone``: only a shard that kills its workers alone too is crashed."""
         if shards and self.workers() == 0:
             self.stream.write(f"memoracle: waiting for workers to join {self.address}\n")
         futures = {
@@ -149,24 +154,17 @@ class DaskCluster:
             for shard in shards
         }
         reported: set[int] = set()
+        suspects: list[int] = []
         try:
-            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            for future in as_completed(futures):
                 shard = futures[future]
                 if shard in reported:
                     continue
                 reported.add(shard)
-                try:
-                    envelope: dict[str, Plain] = future.result()
-                except KilledWorker as error:
-                    on_done(shard, {"crashed": f"it took down Dask workers again and again (KilledWorker: {_reason(error)})"})
+                envelope = self._envelope(future)
+                if envelope is None:
+                    suspects.append(shard)
                     continue
-                except (FutureCancelledError, OSError, TimeoutError) as error:
-                    raise SchedulerLost(f"lost the Dask scheduler at {self.address}: {_reason(error)}") from None
-                except Exception as error:  # noqa: BLE001 - CommClosedError and kin
-                    if self.client.status not in ("running",):
-                        raise SchedulerLost(f"lost the Dask scheduler at {self.address}: {_reason(error)}") from None
-                    raise
-                future.release()
                 on_done(shard, envelope)
                 if campaign.first_unit is not None:  # a campaign that may skip shards
                     for other, index in futures.items():
@@ -174,10 +172,36 @@ class DaskCluster:
                             other.cancel()
                             reported.add(index)
                             on_done(index, SKIPPED)
+            for shard in sorted(suspects):
+                if not needed(shard):
+                    on_done(shard, SKIPPED)
+                    continue
+                alone = self.client.submit(run_task, campaign.task(shard), key=f"{campaign.key(shard)}-alone", pure=False)
+                envelope = self._envelope(alone)
+                crashed = {"crashed": "it took down the Dask workers that ran it, among others and alone (KilledWorker)"}
+                on_done(shard, crashed if envelope is None else envelope)
         finally:
             for future in futures:
                 if not future.done():
                     future.cancel()
+
+    def _envelope(self, future: Any) -> dict[str, Plain] | None:
+        """The future's envelope, or None for ``KilledWorker``; SchedulerLost when the
+        scheduler went away."""
+        from distributed.client import FutureCancelledError
+
+        try:
+            envelope: dict[str, Plain] = future.result()
+        except KilledWorker:
+            return None
+        except (FutureCancelledError, OSError, TimeoutError) as error:
+            raise SchedulerLost(f"lost the Dask scheduler at {self.address}: {_reason(error)}") from None
+        except Exception as error:  # noqa: BLE001 - CommClosedError and kin
+            if self.client.status != "running":
+                raise SchedulerLost(f"lost the Dask scheduler at {self.address}: {_reason(error)}") from None
+            raise
+        future.release()
+        return envelope
 
 
 def _probe(address: str) -> None:
