@@ -14,7 +14,9 @@ Framing rules reproduced (all observed on memcached 1.6.18):
   NUL; tokens are separated by spaces only (a tab belongs to a token); at most 23 tokens
   count for the argument-count checks (as memcached's 24-slot tokenizer).
 - No ``\\n`` within 2048 buffered bytes: unless the buffer starts with ``get `` or
-  ``gets `` (after at most 100 spaces) the server hangs up.
+  ``gets `` (after at most 100 spaces) the server hangs up. (The caller may say where its
+  search for the ``\\n`` stopped, ``scan_from``; a retrieval line over :data:`LONG_LINE`
+  bytes is read in slices, with the same result as a whole-line split.)
 - Commands are case-sensitive; a command of fewer than two bytes, an unknown command or
   a wrong argument count answers ``ERROR``; an unknown command whose last token starts
   with ``HTTP/`` makes the server hang up (``GET / HTTP/1.0``).
