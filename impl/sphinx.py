@@ -67,7 +67,12 @@ Overridable hooks (for mutants; override in a subclass of :class:`Sphinx`):
   to expire when none is free (default: the oldest);
 - :meth:`Sphinx.place_forwarded_reply` ``(conn, slot, parts, data)`` — where a reply
   coming back from another thread goes in the connection's reply order (default: into
-  its slot, written once every earlier slot is).
+  its slot, written once every earlier slot is);
+- :meth:`Sphinx.expiry_of` ``(exptime, now) -> expiry`` — how a command's exptime (or a
+  ``flush_all`` delay) becomes a Unix time (default: memcached's ``realtime()`` rule,
+  :func:`impl.sphinx_proto.to_expiry`);
+- :meth:`Sphinx.flush_point` ``(oldest_live) -> oldest_live`` — the second from which a
+  ``flush_all`` kills what was stored at or before it (0: none).
 
 ``stats`` lists, in memcached's order: ``pid uptime time version pointer_size
 curr_connections total_connections cmd_get cmd_set cmd_flush cmd_touch get_hits
@@ -91,7 +96,7 @@ import mmh3
 
 from impl.nic_emu import Flow, IrqMode, Nic, ipv4, rss_hash
 from impl.phys_mem import Machine
-from impl.sphinx_proto import BAD_CHUNK, MN_REPLY, Control, GetOp, KeyOp, Request, parse_request
+from impl.sphinx_proto import BAD_CHUNK, MN_REPLY, Control, GetOp, KeyOp, Request, parse_request, to_expiry
 from impl.sphinx_state import Connection as Connection
 from impl.sphinx_log import StoredValue
 from impl.sphinx_state import Message, SphinxCounters, Worker
@@ -103,6 +108,7 @@ from spec.kv_api import (
     DEFAULT_MEMORY,
     DEFAULT_THREADS,
     OWNER_HASH_SEED,
+    PROCESS_STARTED_BEFORE,
     SEGMENT_SIZE,
     VERSION,
 )
@@ -236,6 +242,18 @@ class Sphinx:
             slot.parts[index] = chunk
         slot.missing -= len(parts)
         self._flush_slots(conn)
+
+    def flush_point(self, oldest_live: int) -> int:
+        """The flush point of a ``flush_all`` whose ``realtime(delay) - 1`` (or
+        ``now - 1``) is ``oldest_live``; 0, no flush at all, when that is at or before
+        memcached's ``process_started`` (its realtime() takes a Unix time at or before
+        ``process_started + 1`` as that second, relative time 1)."""
+        return oldest_live if oldest_live > self.started - PROCESS_STARTED_BEFORE else 0
+
+    def expiry_of(self, exptime: int, now: int) -> int:
+        """The Unix time a command's ``exptime`` names at ``now`` (0 = never): relative
+        up to 30 days, else a Unix time; negative means already expired."""
+        return to_expiry(exptime, now)
 
     def _victim_chooser(self, thread: int) -> Callable[[], int]:
         def choose() -> int:
@@ -418,7 +436,10 @@ class Sphinx:
             budget = self._process_connection(w, c, budget)
             touched[c.id] = c
         for c in touched.values():
-            self._transmit(w, c)
+            # A connection stalled at a barrier is still inside its read (memcached runs
+            # the read's requests in one go): what it wrote so far waits for the read's end.
+            if not c.stalled:
+                self._transmit(w, c)
 
     def _transmit(self, w: Worker, c: Connection) -> None:
         if c.out and not c.client_closed:
@@ -546,7 +567,7 @@ class Sphinx:
             if newline < 0:
                 c.scanned = len(buf)
                 newline = len(buf)
-            parsed = parse_request(buf, pos, self.clock(), self.segment_size, scan_from=newline)
+            parsed = parse_request(buf, pos, self.clock(), self.segment_size, scan_from=newline, expiry=self.expiry_of)
             if parsed is None:
                 break
             consumed, request, swallow = parsed
@@ -674,6 +695,7 @@ class Sphinx:
             for worker in self.workers:
                 worker.partition.stats.reset()
             self.cmd_flush = 0
+            self.total_connections = 0
             self._reply_now(c, b"RESET\r\n")
         else:  # stats settings
             self._reply_now(c, self.settings_text())
@@ -717,6 +739,7 @@ class Sphinx:
 
     def _dispatch_flush(self, w: Worker, c: Connection, op: Control) -> None:
         self.cmd_flush += 1
+        op.deadline = self.flush_point(op.deadline)
         w.partition.flush(op.deadline, self.clock())
         ok = b"" if op.noreply else b"OK\r\n"
         others = [t for t in range(self.threads) if t != w.index]

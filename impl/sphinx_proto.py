@@ -52,7 +52,7 @@ Not implemented (answered ``ERROR`` or as listed): the meta commands except ``mn
 from __future__ import annotations
 
 import re
-from typing import Union
+from typing import Callable, Union
 
 from impl.sphinx_log import entry_size
 from spec.kv_api import ITEM_SIZE_MAX, KEY_MAX, REALTIME_MAXDELTA, VERSION
@@ -235,8 +235,17 @@ _STORAGE = {b"set": "set", b"add": "add", b"replace": "replace", b"append": "app
             b"prepend": "prepend", b"cas": "cas"}
 
 
+#: How a command's exptime becomes an absolute expiry: ``(exptime, now) -> expiry``.
+ExpiryRule = Callable[[int, int], int]
+
+
 def parse_request(
-    buf: bytes | bytearray, pos: int, now: int, segment_size: int, scan_from: int = 0
+    buf: bytes | bytearray,
+    pos: int,
+    now: int,
+    segment_size: int,
+    scan_from: int = 0,
+    expiry: ExpiryRule = to_expiry,
 ) -> Parsed | None:
     """Parse the request at ``buf[pos:]``; ``None`` when more bytes are needed.
 
@@ -245,6 +254,8 @@ def parse_request(
     be discarded before the next request, however they arrive. ``scan_from`` is where
     to start looking for the line's end: the caller knows ``buf[pos:scan_from]`` holds
     no ``\n`` (so a caller that remembers how far it looked scans a long line once).
+    Exptimes (and a ``flush_all`` delay) are converted by ``expiry`` (memcached's rule:
+    :func:`to_expiry`).
     """
     nl = buf.find(b"\n", scan_from if scan_from > pos else pos)
     if nl < 0:
@@ -286,14 +297,14 @@ def parse_request(
             exptime = strtol32(tokens[1])
             if exptime is None:
                 return consumed, BAD_EXPTIME, 0
-            return consumed, _get(tokens[2:], cmd == b"gats", True, to_expiry(exptime, now), now), 0
+            return consumed, _get(tokens[2:], cmd == b"gats", True, expiry(exptime, now), now), 0
         return consumed, ERROR, 0
     op = _STORAGE.get(cmd)
     if op is not None:
         want = (7, 8) if op == "cas" else (6, 7)
         if ntokens not in want:
             return consumed, ERROR, 0
-        return _storage(buf, pos, consumed, op, tokens, ntokens, now, segment_size)
+        return _storage(buf, pos, consumed, op, tokens, ntokens, now, segment_size, expiry)
     if cmd == b"delete":
         if not 3 <= ntokens <= 5:
             return consumed, ERROR, 0
@@ -325,8 +336,8 @@ def parse_request(
         exptime = strtol32(tokens[2])
         if exptime is None:
             return consumed, b"" if noreply else BAD_EXPTIME, 0
-        return consumed, KeyOp("touch", tokens[1], 0, to_expiry(exptime, now), b"", 0, noreply, now), 0
-    return consumed, _other(cmd, tokens, ntokens, now), 0
+        return consumed, KeyOp("touch", tokens[1], 0, expiry(exptime, now), b"", 0, noreply, now), 0
+    return consumed, _other(cmd, tokens, ntokens, now, expiry), 0
 
 
 def _long_retrieval(buf: bytes | bytearray, pos: int, end: int, now: int) -> Request | None:
@@ -375,7 +386,7 @@ def _get(keys: list[bytes], with_cas: bool, touch: bool, expiry: int, now: int) 
 
 def _storage(
     buf: bytes | bytearray, pos: int, consumed: int, op: str, tokens: list[bytes],
-    ntokens: int, now: int, segment_size: int,
+    ntokens: int, now: int, segment_size: int, expiry: ExpiryRule,
 ) -> Parsed | None:
     noreply = tokens[ntokens - 2] == b"noreply"
     key = tokens[1]
@@ -406,10 +417,10 @@ def _storage(
     if buf[stop - 2 : stop] != b"\r\n":
         return stop - pos, Control("bad_chunk", noreply), 0
     data = bytes(buf[start : stop - 2])
-    return stop - pos, KeyOp(op, key, flags, to_expiry(exptime, now), data, cas, noreply, now), 0
+    return stop - pos, KeyOp(op, key, flags, expiry(exptime, now), data, cas, noreply, now), 0
 
 
-def _other(cmd: bytes, tokens: list[bytes], ntokens: int, now: int) -> Request:
+def _other(cmd: bytes, tokens: list[bytes], ntokens: int, now: int, expiry: ExpiryRule) -> Request:
     first = cmd[0]
     if first == 0x6D and len(cmd) == 2:  # meta commands: only mn
         return MN_REPLY if cmd == b"mn" else ERROR
@@ -436,7 +447,7 @@ def _other(cmd: bytes, tokens: list[bytes], ntokens: int, now: int) -> Request:
                 return b"" if noreply else BAD_EXPTIME
             delay = parsed
         # memcached: oldest_live = realtime(delay) - 1, or now - 1 without a delay.
-        deadline = (to_expiry(delay, now) if delay > 0 else now) - 1
+        deadline = (expiry(delay, now) if delay > 0 else now) - 1
         return Control("flush", noreply, deadline)
     if cmd == b"version":
         return VERSION_REPLY

@@ -4,10 +4,16 @@
 Semantics (memcached 1.6.18's, within the log contract of :mod:`spec.kv_api`):
 
 - An item is *live* while ``now < expiry`` (or ``expiry == 0``) and it is not flushed.
-  A dead item is noticed lazily: the lookup that finds it drops its index entry.
-- ``flush_all`` without a delay drops every index entry of every thread at once; with a
-  delay it records ``oldest_live`` (memcached's ``realtime(delay) - 1``): once
-  ``now >= oldest_live``, every item stored at or before ``oldest_live`` is dead.
+  A dead item is noticed lazily, as memcached's ``do_item_get`` does: the lookup that
+  finds it — by any command, ``set`` included — drops its index entry and counts
+  ``get_flushed`` (checked first) or ``get_expired``. Until then it stays in the index
+  (``curr_items`` counts it); if its segment expires first it is reclaimed silently
+  (memcached counts only live items it pulls from an LRU tail as evictions).
+- ``flush_all`` records ``oldest_live`` (memcached's ``realtime(delay) - 1``, or
+  ``now - 1`` without a delay; 0 when that is no flush point at all): once
+  ``now >= oldest_live``, every item stored at or before ``oldest_live`` is dead; a
+  flush whose point is already reached also kills every item stored before it (its CAS
+  unique is below ``oldest_cas``, the next unique at the flush).
 - Successful ``set add replace cas append prepend incr decr`` append one entry and take
   a new CAS unique ``(c_t - 1) * T + t + 1``. ``append``/``prepend`` keep the old flags
   and expiry; ``incr``/``decr`` keep flags and expiry and, like memcached, write the new
@@ -96,10 +102,9 @@ class PartitionStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def reset(self) -> None:
-        """``stats reset``: zero every counter but ``total_items`` (as memcached)."""
+        """``stats reset``: zero every counter (``total_items`` too, as memcached)."""
         for f in fields(self):
-            if f.name != "total_items":
-                setattr(self, f.name, 0)
+            setattr(self, f.name, 0)
 
 
 def _numeric_value(value: bytes) -> int | None:
@@ -140,11 +145,21 @@ class Partition:
         self.log = SegmentLog(machine, segments, segment_size)
         self.log.on_evict = self._evicted
         self.cas_counter = 0
-        self.oldest_live: int | None = None
+        self.oldest_live = 0
+        self.oldest_cas = 0
         self.stats = PartitionStats()
+        #: The time of the store in progress (what an eviction is judged at).
+        self.now = 0
+
+    def flushed(self, stored: int, cas: int, now: int) -> bool:
+        """Whether ``flush_all`` has killed an item stored at ``stored`` with ``cas``."""
+        oldest = self.oldest_live
+        return bool(oldest) and now >= oldest and (stored <= oldest or cas < self.oldest_cas)
 
     def _evicted(self, key: bytes, addr: int) -> None:
-        self.stats.evictions += 1
+        expiry, cas, stored = HEADER.unpack_from(self.log.dram, addr)[4:7]
+        if not self.flushed(stored, cas, self.now) and not (expiry and self.now >= expiry):
+            self.stats.evictions += 1
 
     def next_cas(self) -> int:
         """Take the next CAS unique of this thread (the log contract's formula)."""
@@ -154,23 +169,24 @@ class Partition:
     # -- lookup ----------------------------------------------------------------------
     def lookup(self, key: bytes, now: int) -> tuple[int, int, int, int, int, int] | None:
         """``(addr, key length, value length, flags, expiry, cas)`` of the live item of
-        ``key``, or None (dropping a dead item's index entry)."""
+        ``key``, or None (dropping and counting a dead item's index entry)."""
         addr = self.log.index.get(key)
         if addr is None:
             return None
         klen, vlen, flags, _magic, expiry, cas, stored, _ = HEADER.unpack_from(self.log.dram, addr)
-        if expiry and now >= expiry:
-            del self.log.index[key]
-            return None
-        oldest = self.oldest_live
-        if oldest is not None and now >= oldest and stored <= oldest:
-            del self.log.index[key]
-            return None
-        return addr, klen, vlen, flags, expiry, cas
+        if self.flushed(stored, cas, now):
+            self.stats.get_flushed += 1
+        elif expiry and now >= expiry:
+            self.stats.get_expired += 1
+        else:
+            return addr, klen, vlen, flags, expiry, cas
+        del self.log.index[key]
+        return None
 
     def _store(self, key: bytes, value: bytes, flags: int, expiry: int, now: int) -> int:
         """Append a new value of ``key``; returns its CAS unique."""
         cas = self.next_cas()
+        self.now = now
         self.log.append(key, value, flags, expiry, cas, now)
         self.stats.total_items += 1
         return cas
@@ -223,11 +239,11 @@ class Partition:
         key = op.key
         now = op.now
         stats = self.stats
+        found = self.lookup(key, now)
         if kind == "set":
             stats.cmd_set += 1
             self._store(key, op.data, op.flags, op.expiry, now)
             return b"STORED\r\n"
-        found = self.lookup(key, now)
         if kind == "add" or kind == "replace":
             stats.cmd_set += 1
             if (found is None) == (kind == "add"):
@@ -308,10 +324,11 @@ class Partition:
 
     def flush(self, oldest_live: int, now: int) -> None:
         """``flush_all``: everything stored at or before ``oldest_live`` dies once
-        ``now >= oldest_live``; with no delay the index is emptied at once."""
-        if oldest_live < now:
-            self.log.index.clear()
+        ``now >= oldest_live``; if that is already so, everything stored before now
+        dies too. 0: no flush point (a pending flush is cancelled)."""
         self.oldest_live = oldest_live
+        if oldest_live <= now:
+            self.oldest_cas = self.cas_counter * self.threads + self.thread + 1
 
     def curr_items(self) -> int:
         """Items in the index (dead ones not yet noticed included, as memcached)."""

@@ -22,10 +22,13 @@ predicts its evictions, so both sides follow these rules:
   what is left of that segment, the segment is closed and the lowest-numbered free
   segment becomes current. If none is free, the *oldest* closed segment (FIFO in the
   order segments became current) is expired: every key whose current entry lies in it
-  disappears, the segment becomes free, and the allocation is retried.
-- ``touch``/``gat``/``gats`` change the expiry time in place (no new entry); ``delete``,
-  ``flush_all`` and lazily noticed expiry only drop index entries. Nothing is ever
-  compacted: overwritten entries stay in their segment as garbage until it expires.
+  disappears (``evictions`` counts those whose item was still live), the segment becomes
+  free, and the allocation is retried.
+- ``touch``/``gat``/``gats`` change the expiry time in place (no new entry); ``delete``
+  drops an index entry. Expiry and ``flush_all`` are lazy, as in memcached: a dead
+  (expired or flushed) item keeps its index entry until a lookup by any command finds
+  it (and drops it) or its segment expires (an eviction like any other). Nothing is
+  ever compacted: overwritten entries stay in their segment as garbage until it expires.
 - An item whose :func:`entry_size` exceeds ``segment_size`` cannot be stored (with the
   defaults every item under :data:`ITEM_SIZE_MAX` fits).
 - CAS uniques: each thread ``t`` keeps a counter ``c_t`` (starting at 0) incremented for
@@ -54,6 +57,10 @@ REALTIME_MAXDELTA = 60 * 60 * 24 * 30
 VERSION = "1.6.18-sphinx"
 #: Seed of the owner hash.
 OWNER_HASH_SEED = 1
+#: memcached's ``process_started`` is this many seconds before its real start
+#: (``ITEM_UPDATE_INTERVAL + 2``, so that relative times are never 0); a ``flush_all``
+#: whose delay names a Unix time at or before ``process_started + 1`` flushes nothing.
+PROCESS_STARTED_BEFORE = 62
 
 
 def entry_size(key_length: int, value_length: int) -> int:
@@ -81,17 +88,29 @@ def item_fits(key_length: int, value_length: int, flags: int) -> bool:
 STATS_FIELDS: tuple[str, ...] = (
     "pid", "uptime", "time", "version", "pointer_size", "curr_connections",
     "total_connections", "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "get_hits",
-    "get_misses", "delete_misses", "delete_hits", "incr_misses", "incr_hits",
-    "decr_misses", "decr_hits", "cas_misses", "cas_hits", "cas_badval", "touch_hits",
-    "touch_misses", "store_too_large", "limit_maxbytes", "threads", "curr_items",
-    "total_items", "evictions",
+    "get_misses", "get_expired", "get_flushed", "delete_misses", "delete_hits",
+    "incr_misses", "incr_hits", "decr_misses", "decr_hits", "cas_misses", "cas_hits",
+    "cas_badval", "touch_hits", "touch_misses", "store_too_large", "limit_maxbytes",
+    "threads", "curr_items", "total_items", "evictions",
 )  # fmt: skip
-#: The fields whose values are deterministic and compared by harnesses (the others --
-#: pid, clocks, connection counts, item counts that depend on lazy expiry, evictions --
-#: are compared by name only). Counters count keys: ``get a b`` adds 2 to ``cmd_get``;
-#: ``gat``/``gats`` count in ``cmd_touch``/``touch_*``; ``cmd_set`` counts storage
-#: commands whose data block was read (a bad data chunk too, an item too large not).
-STATS_COMPARED: frozenset[str] = frozenset(STATS_FIELDS[7:27]) | {"version", "pointer_size"}
+#: The fields a harness does not compare by value: ``pid`` names a process, not a state.
+#: Every other field is deterministic under a virtual clock and compared (clocks,
+#: connection and item counts included). Counters count keys: ``get a b`` adds 2 to
+#: ``cmd_get``; ``gat``/``gats`` count in ``cmd_touch``/``touch_*``; ``cmd_set`` counts
+#: storage commands whose data block was read (a bad data chunk too, an item too large
+#: not); ``get_expired``/``get_flushed`` count lookups, by any command, that found the
+#: key's item expired or flushed (memcached's ``do_item_get``).
+STATS_NOT_COMPARED: frozenset[str] = frozenset({"pid"})
+#: The fields whose values harnesses compare: every field but :data:`STATS_NOT_COMPARED`.
+STATS_COMPARED: frozenset[str] = frozenset(STATS_FIELDS) - STATS_NOT_COMPARED
+#: The cumulative counters (``stats reset`` zeroes exactly these, as memcached does).
+STATS_COUNTERS: tuple[str, ...] = (
+    "total_connections", "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "get_hits",
+    "get_misses", "get_expired", "get_flushed", "delete_misses", "delete_hits",
+    "incr_misses", "incr_hits", "decr_misses", "decr_hits", "cas_misses", "cas_hits",
+    "cas_badval", "touch_hits", "touch_misses", "store_too_large", "total_items",
+    "evictions",
+)  # fmt: skip
 
 
 @runtime_checkable

@@ -30,14 +30,33 @@ Semantics (memcached 1.6.18, measured; choices marked *choice*)
   the new number is no longer than the old value it is written *in place*, padded with
   spaces to the old length (``decr`` of ``100`` by 1 stores ``99 ``); otherwise the
   value becomes the number. Either way it is a new value (new CAS, one log entry).
-- ``flush_all`` drops every item now; ``flush_all <delay>`` (delay normalised like an
-  exptime) drops, when the clock reaches the deadline, every item stored before it. A
-  later ``flush_all`` replaces a pending one. *Choice*: memcached compares its items'
-  last-access times at one-second granularity; the model uses store times, which agrees
-  whenever the clock advances in whole seconds between the command and the deadline.
+- ``flush_all [delay]`` sets memcached's *flush point* ``oldest_live``
+  (:func:`flush_point`): ``realtime(delay) - 1``, or ``now - 1`` without a delay. From
+  the second ``oldest_live`` on, every item stored at or before it is flushed; a flush
+  whose point is already reached when it is sent also flushes every item stored before
+  the command (memcached's ``oldest_cas``). So ``flush_all <n>`` takes effect at
+  ``now + n - 1`` — one second before ``now + n`` — and ``flush_all 1`` at once, taking
+  with it the items stored in the rest of the current second. A delay naming a Unix
+  time at or before memcached's ``process_started`` + 1
+  (:data:`spec.kv_api.PROCESS_STARTED_BEFORE` seconds before the server started) gives no flush point: such a ``flush_all`` flushes
+  nothing and cancels a pending one. A later ``flush_all`` replaces a pending one.
+  *Choice*: memcached compares its items' last-access times at one-second granularity;
+  the model uses store times, which agrees whenever the clock advances in whole seconds
+  between the command and the flush point.
+- Expiry and flushing are lazy (memcached's ``do_item_get``): a dead item stays in the
+  index until a lookup by any command (retrievals, storage commands ``set`` included,
+  ``delete``, ``incr``/``decr``, ``touch``, a too-large ``set``) finds it, drops it and
+  counts ``get_flushed`` (checked first) or ``get_expired``; or until its segment
+  expires, which reclaims it silently. ``evictions`` counts the items a segment's expiry
+  drops that were still live — the stored key's own old value included — as memcached
+  counts the live items it pulls from an LRU tail (dead ones are "reclaimed"). ``curr_items`` counts the
+  index, dead items included (memcached's crawler may reclaim them earlier; a store
+  without one cannot).
 - ``stats`` answers :data:`spec.kv_api.STATS_FIELDS` in order; ``stats reset`` zeroes
-  the counters and answers ``RESET``. Values of :data:`spec.kv_api.STATS_COMPARED` are
-  deterministic; ``pid`` is 0, ``uptime``/``time`` come from the virtual clock.
+  :data:`spec.kv_api.STATS_COUNTERS` (``total_items`` and ``total_connections``
+  included, as memcached 1.6.18 does) and answers ``RESET``. Every value but ``pid``
+  (:data:`spec.kv_api.STATS_COMPARED`) is deterministic; ``pid`` is 0,
+  ``uptime``/``time`` come from the virtual clock.
 - ``verbosity`` answers ``OK`` and changes nothing; ``version`` answers ``VERSION`` +
   :data:`spec.kv_api.VERSION`.
 - Replies leave in batches (:class:`ModelServer`): what one ``send`` makes the server
@@ -70,9 +89,10 @@ from spec.kv_api import (
     DEFAULT_THREADS,
     KEY_MAX,
     OWNER_HASH_SEED,
+    PROCESS_STARTED_BEFORE,
     REALTIME_MAXDELTA,
     SEGMENT_SIZE,
-    STATS_COMPARED,
+    STATS_COUNTERS,
     STATS_FIELDS,
     VERSION,
     entry_size,
@@ -102,11 +122,7 @@ from spec.murmur3 import owner_of
 #: The virtual clock's default start (a Unix time, 2023-11-14).
 DEFAULT_EPOCH = 1_700_000_000
 NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value"
-_COUNTERS = tuple(name for name in STATS_FIELDS if name in STATS_COMPARED) + (
-    "total_connections",
-    "total_items",
-    "evictions",
-)
+_COUNTERS = STATS_COUNTERS
 
 
 # --------------------------------------------------------------------- pure helpers
@@ -127,6 +143,28 @@ def normalise_exptime(exptime: int, now: int) -> int:
     if exptime > REALTIME_MAXDELTA:
         return exptime
     return now + exptime
+
+
+def flush_point(delay: int, now: int, started: int) -> int:
+    """memcached's flush point ``oldest_live`` (a Unix time; 0 = none) after
+    ``flush_all [delay]`` at ``now``, for a server whose ``process_started`` is
+    ``started``: ``realtime(delay) - 1`` for a positive delay (relative up to 30 days,
+    else a Unix time, one at or before ``started`` counting as ``started + 1``), else
+    ``now - 1``; a point at ``started`` (relative time 0) means no flush at all.
+
+    pre: started + 1 < now
+    post: __return__ == 0 or started < __return__
+    post: delay > 0 or __return__ == now - 1
+    post: not (0 < delay <= 2592000) or __return__ == now + delay - 1
+    """
+    if delay <= 0:
+        new_oldest = now
+    elif delay > REALTIME_MAXDELTA:
+        new_oldest = max(delay, started + 1)
+    else:
+        new_oldest = now + delay
+    oldest_live = new_oldest - 1
+    return 0 if oldest_live <= started else oldest_live
 
 
 def is_expired(deadline: int, now: int) -> bool:
@@ -255,13 +293,15 @@ class SegmentLog:
 
 @dataclass(frozen=True)
 class Item:
-    """A stored item: value, flags, deadline (0 = never), cas unique, store time."""
+    """A stored item: value, flags, deadline (0 = never), cas unique, store time, and
+    its place in the order of all stores (1, 2, ...)."""
 
     value: bytes
     flags: int
     deadline: int
     cas: int
     stored_at: int
+    order: int = 0
 
 
 @dataclass(frozen=True)
@@ -287,7 +327,7 @@ class _Snapshot:
     items: dict[bytes, Item | None]
     counters: list[int]
     stats: dict[str, int]
-    flush_deadline: int
+    flush: tuple[int, int]
 
 
 @dataclass
@@ -306,7 +346,11 @@ class KvModel:
     items: dict[bytes, Item] = field(default_factory=dict)
     counters: list[int] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
-    flush_deadline: int = 0
+    #: The flush point (:func:`flush_point`; 0 = none) and the number of stores made
+    #: before the last flush whose point was reached when it was sent.
+    oldest_live: int = 0
+    flushed_stores: int = 0
+    stores: int = 0
     start: int = 0
     log: SegmentLog | None = None
 
@@ -331,13 +375,27 @@ class KvModel:
             entry_size(key_length, value_length) <= self.segment_size
         )
 
+    def flushed(self, item: Item) -> bool:
+        """Whether a ``flush_all`` has flushed ``item`` (memcached's ``item_is_flushed``)."""
+        point = self.oldest_live
+        if not point or point > self.now:
+            return False
+        return item.stored_at <= point or item.order <= self.flushed_stores
+
     def live(self, key: bytes) -> Item | None:
-        """``key``'s item if it exists and has not expired (an expired one is dropped)."""
+        """The lookup of ``key`` every command makes: its item, or None; a flushed or
+        expired item is dropped and counted (``get_flushed``, else ``get_expired``)."""
         item = self.items.get(key)
-        if item is not None and is_expired(item.deadline, self.now):
-            self.forget(key)
+        if item is None:
             return None
-        return item
+        if self.flushed(item):
+            self.stats["get_flushed"] += 1
+        elif is_expired(item.deadline, self.now):
+            self.stats["get_expired"] += 1
+        else:
+            return item
+        self.forget(key)
+        return None
 
     def forget(self, key: bytes) -> None:
         """Drop ``key`` from the index (delete, expiry, flush, or an accepted eviction)."""
@@ -347,28 +405,29 @@ class KvModel:
     def _store(self, key: bytes, value: bytes, flags: int, deadline: int) -> Item:
         thread = self.owner(key)
         self.counters[thread] += 1
+        self.stores += 1
         item = Item(
-            value, flags, deadline, cas_unique(self.counters[thread], thread, self.threads), self.now
+            value,
+            flags,
+            deadline,
+            cas_unique(self.counters[thread], thread, self.threads),
+            self.now,
+            self.stores,
         )
         if self.log is not None:
             for gone in self.log.place(thread, key, entry_size(len(key), len(value))):
-                if gone != key:
+                old = self.items.pop(gone, None)
+                if old is not None and not self.flushed(old) and not is_expired(old.deadline, self.now):
                     self.stats["evictions"] += 1
-                self.items.pop(gone, None)
         self.items[key] = item
         self.stats["total_items"] += 1
         return item
 
     def advance_clock(self, seconds: int) -> None:
-        """Move the clock forward; a pending ``flush_all`` whose deadline is reached
-        drops every item stored before it."""
+        """Move the clock forward (expiry and flushes are noticed by lookups)."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         self.now += seconds
-        if self.flush_deadline and self.now >= self.flush_deadline:
-            for key in sorted(k for k, it in self.items.items() if it.stored_at < self.flush_deadline):
-                self.forget(key)
-            self.flush_deadline = 0
 
     # -- execution ----------------------------------------------------------------
     def execute(self, event: Event) -> bytes:
@@ -402,19 +461,15 @@ class KvModel:
             return b"TOUCHED\r\n", event.noreply
         if isinstance(event, FlushAll):
             self.stats["cmd_flush"] += 1
-            deadline = normalise_exptime(event.delay, self.now) if event.delay > 0 else 0
-            if deadline and deadline > self.now:
-                self.flush_deadline = deadline
-            else:
-                for key in sorted(self.items):
-                    self.forget(key)
-                self.flush_deadline = 0
+            self.oldest_live = flush_point(event.delay, self.now, self.start - PROCESS_STARTED_BEFORE)
+            if self.oldest_live <= self.now:  # memcached's oldest_cas: everything before now
+                self.flushed_stores = self.stores
             return b"OK\r\n", event.noreply
         if isinstance(event, Simple):
             return self._simple(event.command), event.noreply
         if isinstance(event, TooLarge):
             self.stats["store_too_large"] += 1
-            if event.command == b"set":
+            if event.command == b"set" and self.live(event.key) is not None:
                 self.forget(event.key)
             return TOO_LARGE + b"\r\n", event.noreply
         if isinstance(event, BadChunk):
@@ -541,7 +596,7 @@ class KvModel:
             curr_connections=str(connections),
             limit_maxbytes=str(self.memory),
             threads=str(self.threads),
-            curr_items=str(sum(1 for it in self.items.values() if not is_expired(it.deadline, self.now))),
+            curr_items=str(len(self.items)),
         )
         return {name: values[name] for name in STATS_FIELDS}
 
@@ -551,7 +606,7 @@ class KvModel:
             {k: self.items.get(k) for k in keys},
             list(self.counters),
             dict(self.stats),
-            self.flush_deadline,
+            (self.oldest_live, self.flushed_stores),
         )
 
     def _restore(self, snap: _Snapshot) -> None:
@@ -562,7 +617,7 @@ class KvModel:
                 self.items[key] = item
         self.counters = snap.counters
         self.stats = snap.stats
-        self.flush_deadline = snap.flush_deadline
+        self.oldest_live, self.flushed_stores = snap.flush
 
     def judge(self, event: Event, observed: bytes) -> Verdict:
         """Whether ``observed`` is an allowed reply to ``event`` in the current state,

@@ -8,17 +8,20 @@ import random
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from impl.sphinx import Sphinx
 from memoracle.sphinx.checks import SPHINX_CHECKS
 from memoracle.sphinx.conformance import (
+    FULL,
+    PLAIN,
     KvOperation,
+    RequestGenerator,
     check_history,
     conformance_run,
     normalise_stats,
-    random_request,
     record_history,
+    shared_stats,
 )
 from memoracle.sphinx.mutants import SPHINX_MUTANTS
 from spec.kv_api import KvServer
@@ -62,13 +65,44 @@ def test_the_harness_accepts_the_model_and_catches_a_broken_model() -> None:
 
 @pytest.mark.parametrize("name", sorted(SPHINX_MUTANTS))
 def test_each_mutant_is_caught(name: str) -> None:
-    caught = [conformance_run(make_sphinx(SPHINX_MUTANTS[name]), seed, 600, with_stats=False) for seed in range(3)]
+    caught = [conformance_run(make_sphinx(SPHINX_MUTANTS[name]), seed, 600) for seed in range(3)]
     assert any(m is not None for m in caught), f"{name} survived"
     # the same seeds pass on the real store, so the mutation is what was caught
     for seed, mismatch in enumerate(caught):
         if mismatch is not None:
-            assert conformance_run(make_sphinx(), seed, mismatch.step + 1, with_stats=False) is None
+            assert conformance_run(make_sphinx(), seed, mismatch.step + 1) is None
             break
+
+
+#: A ``stats`` comparison of the hit/miss counters only (no clocks, connections, item
+#: counts, evictions or expiry counters).
+HIT_MISS_FIELDS = frozenset(
+    "cmd_get cmd_set cmd_flush cmd_touch get_hits get_misses delete_misses delete_hits "
+    "incr_misses incr_hits decr_misses decr_hits cas_misses cas_hits cas_badval touch_hits "
+    "touch_misses store_too_large limit_maxbytes threads version pointer_size".split()
+)
+
+
+@pytest.mark.parametrize(
+    "name, narrow_fields",
+    [
+        ("delayed-flush-one-second-late", None),  # needs flush_all <n> and the clock at its point
+        ("thirty-days-is-absolute", None),  # needs an exptime of exactly 30 days
+        ("expiry-never-counted", HIT_MISS_FIELDS),  # needs every stats field compared
+    ],
+)
+def test_the_extended_workload_catches_what_the_plain_one_misses(
+    name: str, narrow_fields: frozenset[str] | None
+) -> None:
+    mutant = make_sphinx(SPHINX_MUTANTS[name])
+    seeds = range(3)
+    # Without the extension (the plain workload, or the narrow stats comparison) the
+    # mutant passes every seed; with it, some seed catches it.
+    if narrow_fields is None:
+        assert all(conformance_run(mutant, seed, 600, workload=PLAIN) is None for seed in seeds)
+    else:
+        assert all(conformance_run(mutant, seed, 600, stats_fields=narrow_fields) is None for seed in seeds)
+    assert any(conformance_run(mutant, seed, 600, workload=FULL) is not None for seed in seeds)
 
 
 def test_signed_hash_differs_only_without_a_power_of_two() -> None:
@@ -121,32 +155,66 @@ def test_campaign_checks_report_a_reproduce_line(monkeypatch: pytest.MonkeyPatch
 
 
 class SphinxMachine(RuleBasedStateMachine):
-    """Sphinx and the precise model driven side by side: random requests on several
-    connections, pipelined, clock advances; replies equal byte for byte per connection;
-    invariants and key placement checked after every step."""
+    """Sphinx and the precise model driven side by side: random requests of the full
+    workload (delayed ``flush_all``, boundary exptimes, ``stats``) on several
+    connections, pipelined, clock advances — some to exactly the second a flush point or
+    an expiry generated earlier is reached, or the second before; replies equal byte for
+    byte per connection (``stats`` on every field both report); invariants and key
+    placement checked after every step."""
+
+    #: The store under test (a mutant in the tests that the machine must catch).
+    store: type[Sphinx] = Sphinx
 
     def __init__(self) -> None:
         super().__init__()
         self.threads = 3
-        self.sphinx = Sphinx(self.threads, 3 * 2 * 4096, segment_size=4096, seed=1)
+        self.sphinx = self.store(self.threads, 3 * 2 * 4096, segment_size=4096, seed=1)
         self.model = ModelServer(self.threads, 3 * 2 * 4096, segment_size=4096, start_time=self.sphinx.clock())
         self.conns = [(self.sphinx.connect(), self.model.connect()) for _ in range(3)]
-        self.pool = [b"k%d" % i for i in range(8)]
+        pool = [b"k%d" % i for i in range(8)]
+        self.requests = RequestGenerator(random.Random(0), pool, now=self.sphinx.clock())
 
     @rule(conn=st.integers(0, 2), seed=st.integers(0, 2**16), count=st.integers(1, 3))
     def send(self, conn: int, seed: int, count: int) -> None:
-        rng = random.Random(seed)
-        batch = b"".join(random_request(rng, self.pool, [], with_stats=False) for _ in range(count))
+        self.requests.rng = random.Random(seed)
+        self._exchange(conn, b"".join(self.requests.request() for _ in range(count)))
+
+    @rule(conn=st.integers(0, 2), seed=st.integers(0, 2**16))
+    def flush(self, conn: int, seed: int) -> None:
+        self.requests.rng = random.Random(seed)
+        self._exchange(conn, self.requests.flush())
+
+    @rule(conn=st.integers(0, 2), seed=st.integers(0, 2**16), key=st.integers(0, 7))
+    def store_at_a_boundary(self, conn: int, seed: int, key: int) -> None:
+        self.requests.rng = random.Random(seed)
+        exptime = self.requests.boundary_exptime()
+        self._exchange(conn, b"set k%d 0 %d 1\r\nv\r\nget k%d\r\n" % (key, exptime, key))
+
+    def _exchange(self, conn: int, batch: bytes) -> None:
         real, ideal = self.conns[conn]
         self.sphinx.send(real, batch)
         self.model.send(ideal, batch)
         self.sphinx.settle()
-        assert self.sphinx.receive(real) == self.model.receive(ideal), batch
+        observed, expected = self.sphinx.receive(real), self.model.receive(ideal)
+        fields = shared_stats(expected, observed)
+        assert normalise_stats(observed, fields) == normalise_stats(expected, fields), batch
+
+    def _advance(self, seconds: int) -> None:
+        self.sphinx.advance_clock(seconds)
+        self.model.advance_clock(seconds)
+        self.requests.advanced(seconds)
 
     @rule(seconds=st.integers(1, 4))
     def advance(self, seconds: int) -> None:
-        self.sphinx.advance_clock(seconds)
-        self.model.advance_clock(seconds)
+        self._advance(seconds)
+
+    @precondition(lambda self: any(d > self.requests.now for d in self.requests.deadlines))
+    @rule(pick=st.integers(0, 7), second_before=st.booleans())
+    def advance_to_deadline(self, pick: int, second_before: bool) -> None:
+        ahead = [d for d in self.requests.deadlines if d > self.requests.now]
+        target = ahead[pick % len(ahead)] - second_before
+        if target > self.requests.now:
+            self._advance(target - self.requests.now)
 
     @invariant()
     def consistent(self) -> None:
@@ -159,3 +227,12 @@ TestSphinxMachine = SphinxMachine.TestCase
 TestSphinxMachine.settings = settings(
     max_examples=max(20, settings.default.max_examples), stateful_step_count=25, deadline=None
 )
+
+
+@pytest.mark.parametrize("name", ["delayed-flush-one-second-late", "thirty-days-is-absolute"])
+def test_the_machine_catches_the_boundary_mutants(name: str) -> None:
+    class OnMutant(SphinxMachine):
+        store = SPHINX_MUTANTS[name]
+
+    with pytest.raises(AssertionError):  # derandomized: the same examples every run
+        run_state_machine_as_test(OnMutant, settings=settings(TestSphinxMachine.settings, derandomize=True))

@@ -313,8 +313,13 @@ def test_flush_all_reaches_every_thread() -> None:
     c = s.connect()
     roundtrip(s, c, b"".join(b"set f%d 0 0 1\r\nx\r\n" % i for i in range(30)))
     assert roundtrip(s, c, b"flush_all\r\n") == b"OK\r\n"
-    assert all(not keys for keys in s.keys_by_thread().values())
-    assert roundtrip(s, c, b"get f1 f2 f3\r\n") == b"END\r\n"
+    assert sum(len(keys) for keys in s.keys_by_thread().values()) == 30  # flushed lazily
+    everything = b"get " + b" ".join(b"f%d" % i for i in range(30)) + b"\r\n"
+    assert roundtrip(s, c, everything) == b"END\r\n"
+    assert all(not keys for keys in s.keys_by_thread().values())  # each lookup dropped one
+    stats = roundtrip(s, c, b"stats\r\n")
+    assert b"STAT get_flushed 30\r\n" in stats and b"STAT get_expired 0\r\n" in stats
+    assert b"STAT curr_items 0\r\n" in stats
 
 
 def test_disconnect_with_replies_in_flight_and_quit() -> None:

@@ -9,10 +9,13 @@ Sphinx, the model itself, or a user's store):
   and, with several threads, are forwarded), pipelined requests, multi-key gets, clock
   advances, a small segment size so segments expire, and hang-ups (``quit``, an HTTP
   request, an endless line; the connection is then replaced) and retrievals of a bad
-  key, which keep or discard the replies queued before them as memcached does. After every send the server is
-  settled, so the order of requests across connections is the send order and every
-  reply is predicted byte for byte (``stats`` by the values of
-  :data:`spec.kv_api.STATS_COMPARED`). When the server has them, ``check_invariants()``
+  key, which keep or discard the replies queued before them as memcached does; and
+  (:class:`Workload`) delayed ``flush_all``, exptimes at the edges of memcached's
+  ``realtime()``, and clock advances to exactly the second a flush point or an expiry
+  is reached (or the second before). After every send the server is settled, so the
+  order of requests across connections is the send order and every reply is predicted
+  byte for byte (``stats`` on every field both servers report but ``pid``:
+  :data:`spec.kv_api.STATS_NOT_COMPARED`). When the server has them, ``check_invariants()``
   runs after every step and every key of ``keys_by_thread()`` must be on the thread
   :func:`spec.murmur3.owner_of` names.
 - :func:`history_run` interleaves sends and single ``step()`` s so that requests of
@@ -23,7 +26,8 @@ Sphinx, the model itself, or a user's store):
 
 Choices: a workload request is one memcached command line plus data; ``cas`` uses
 uniques seen in earlier ``gets`` replies or small guesses; ``flush_all`` is rare (it
-empties every pool key at once); replies are compared per send.
+empties every pool key at once); replies are compared per send. :data:`PLAIN` is the
+workload without the :class:`Workload` extensions (tests show what only they catch).
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Callable, Hashable, Protocol, Sequence
+from typing import Callable, Collection, Hashable, Protocol, Sequence
 
 from spec.history import Operation
-from spec.kv_api import STATS_COMPARED, KvServer
+from spec.kv_api import STATS_NOT_COMPARED, KvServer
 from spec.kv_model import ModelServer
 from spec.linearizability import check_linearizable
 from spec.murmur3 import owner_of
@@ -56,63 +60,221 @@ _HANG_UP_RATE = 0.03
 HANG_UPS: tuple[bytes, ...] = (b"quit\r\n", b"GET / HTTP/1.0\r\n", b"x" * 2100)
 #: A retrieval naming a 251-byte key: it discards the replies queued since the last one.
 BAD_KEY_GET = b"get k0 " + b"k" * 251 + b"\r\n"
+#: memcached's largest relative exptime (30 days); one more is a Unix time (in 1970).
+THIRTY_DAYS = 60 * 60 * 24 * 30
 
 
 def _keys(rng: random.Random, pool: list[bytes], most: int = 4) -> bytes:
     return b" ".join(rng.choice(pool) for _ in range(rng.randint(1, most)))
 
 
-def random_request(rng: random.Random, pool: list[bytes], uniques: list[int], with_stats: bool = True) -> bytes:
-    """One request (command line and data block) of the conformance workload
-    (``stats`` only if ``with_stats``)."""
-    key = rng.choice(pool)
-    noreply = b" noreply" if rng.random() < 0.1 else b""
-    roll = rng.random()
-    size = rng.choice((1, 3, 40, 300, 900))
-    value = bytes(rng.choice(b"0123456789abc") for _ in range(size))
-    if roll < 0.25:
-        command = rng.choice((b"set", b"set", b"add", b"replace", b"append", b"prepend"))
-        return b"%s %s %d %d %d%s\r\n%s\r\n" % (
-            command, key, rng.choice((0, 1, 2**32 - 1)), rng.choice((0, 0, 5, -1)), size, noreply, value
-        )
-    if roll < 0.30:
-        unique = rng.choice(uniques) if uniques and rng.random() < 0.7 else rng.randint(0, 5)
-        return b"cas %s 0 0 %d %d%s\r\n%s\r\n" % (key, size, unique, noreply, value)
-    if roll < 0.55:
-        return b"%s %s\r\n" % (rng.choice((b"get", b"gets")), _keys(rng, pool))
-    if roll < 0.60:
-        return b"%s %d %s\r\n" % (rng.choice((b"gat", b"gats")), rng.choice((0, 3, -1)), _keys(rng, pool))
-    if roll < 0.68:
-        return b"delete %s%s\r\n" % (key, noreply)
-    if roll < 0.76:
-        number = rng.choice((b"0", b"7", b"18446744073709551615", b"99"))
-        return b"set %s 0 0 %d\r\n%s\r\n" % (key, len(number), number)
-    if roll < 0.86:
-        return b"%s %s %d%s\r\n" % (rng.choice((b"incr", b"decr")), key, rng.choice((1, 5, 2**64 - 1)), noreply)
-    if roll < 0.91:
-        return b"touch %s %d%s\r\n" % (key, rng.choice((0, 2, -1)), noreply)
-    if roll < 0.91 + _FLUSH_RATE:
-        return b"flush_all\r\n"
-    if roll < 0.94 + _FLUSH_RATE:
-        extra: tuple[bytes, ...] = (b"stats\r\n",) if with_stats else ()
-        choices: tuple[bytes, ...] = (
-            b"version\r\n", b"verbosity 1\r\n", b"bogus\r\n", b"get\r\n", b"mn\r\n", BAD_KEY_GET, *extra
-        )
-        return rng.choice(choices)
-    return b"set %s 0 0 2\r\nxyz\r\n" % key  # a bad data chunk, then ERROR
+@dataclass(frozen=True)
+class Workload:
+    """What the conformance workload generates besides memcached's plain commands.
+
+    - ``delayed_flush``: ``flush_all <delay>`` (1 to 3 seconds, a Unix time a few seconds
+      ahead, a Unix time at or before the server's start, ``0``, a negative delay,
+      ``noreply``) besides the immediate one, and ``stats reset``;
+    - ``exptime_boundaries``: exptimes at the edges memcached's ``realtime()`` draws —
+      1 second, exactly 30 days (the largest relative time) and 30 days + 1 (a Unix time
+      in 1970), a Unix time equal to the clock, one second ahead and one behind — in
+      ``set``/``add``/..., ``touch`` and ``gat``;
+    - ``to_deadlines``: clock advances that land exactly on a second at which something
+      generated takes effect (a flush point, an item's expiry) or on the second before.
+
+    :data:`PLAIN` has none of them: immediate ``flush_all`` only, small relative
+    exptimes, advances of 1, 2 or 4 seconds.
+    """
+
+    delayed_flush: bool = True
+    exptime_boundaries: bool = True
+    to_deadlines: bool = True
 
 
-def normalise_stats(reply: bytes) -> bytes:
-    """Replace each ``STAT`` block by its compared values only (so servers with other
-    field lists compare equal when those values agree)."""
+#: The full workload (the default of every harness here).
+FULL = Workload()
+#: The workload without delayed flushes, boundary exptimes and advances to deadlines.
+PLAIN = Workload(delayed_flush=False, exptime_boundaries=False, to_deadlines=False)
+
+
+class RequestGenerator:
+    """Draws the requests and clock advances of the conformance workload from ``rng``.
+
+    It keeps the virtual clock it has been told about (:meth:`advanced`) and the seconds
+    at which what it generated takes effect (:attr:`deadlines`, most recent last), so
+    that :meth:`advance` can land on them. ``uniques`` are CAS uniques seen in replies.
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        pool: list[bytes],
+        *,
+        now: int,
+        with_stats: bool = True,
+        workload: Workload = FULL,
+    ) -> None:
+        self.rng = rng
+        self.pool = pool
+        self.now = now
+        self.start = now
+        self.with_stats = with_stats
+        self.workload = workload
+        self.uniques: list[int] = []
+        self.deadlines: list[int] = []
+
+    def advanced(self, seconds: int) -> None:
+        """The clock moved forward by ``seconds``."""
+        self.now += seconds
+
+    def _deadline(self, second: int) -> None:
+        if second > self.now:
+            self.deadlines = [d for d in self.deadlines if d > self.now and d != second][-7:] + [second]
+
+    def exptime(self, plain: tuple[int, ...]) -> int:
+        """An exptime: one of ``plain``, or (with boundaries) an edge of ``realtime()``;
+        its expiry second is remembered."""
+        rng = self.rng
+        if self.workload.exptime_boundaries and rng.random() < 0.4:
+            return self.boundary_exptime()
+        value = rng.choice(plain)
+        self._expiry(value)
+        return value
+
+    def boundary_exptime(self) -> int:
+        """An exptime at an edge of ``realtime()`` (see :class:`Workload`); its expiry
+        second is remembered."""
+        value = self.rng.choice(
+            (1, 1, 2, THIRTY_DAYS, THIRTY_DAYS + 1, self.now, self.now + 1, self.now + 2, self.now - 1)
+        )
+        self._expiry(value)
+        return value
+
+    def _expiry(self, value: int) -> None:
+        if 0 < value <= THIRTY_DAYS:
+            self._deadline(self.now + value)
+        elif value > THIRTY_DAYS:
+            self._deadline(value)
+
+    def flush(self) -> bytes:
+        """A ``flush_all``: immediate, or (with delayed flushes) with a delay; the second
+        its flush point is reached is remembered (``now + delay - 1``)."""
+        rng = self.rng
+        if not self.workload.delayed_flush:
+            return b"flush_all\r\n"
+        noreply = b" noreply" if rng.random() < 0.2 else b""
+        roll = rng.random()
+        if roll < 0.2:
+            return b"flush_all%s\r\n" % noreply
+        delay = rng.choice(
+            (1, 2, 2, 3, self.now + 2, self.now + 3, self.start - 70, self.start, 0, -1, THIRTY_DAYS + 1)
+        )
+        point = (self.now + delay if 0 < delay <= THIRTY_DAYS else delay) - 1
+        self._deadline(point)
+        return b"flush_all %d%s\r\n" % (delay, noreply)
+
+    def advance(self) -> int:
+        """Seconds to move the clock before the next request (usually 0)."""
+        rng = self.rng
+        if self.workload.to_deadlines and self.deadlines and rng.random() < 0.12:
+            target = rng.choice(self.deadlines) - rng.choice((0, 0, 1))
+            if target > self.now:
+                return target - self.now
+        if rng.random() < 0.05:
+            return rng.choice((1, 2, 4))
+        return 0
+
+    def request(self) -> bytes:
+        """One request (command line and data block) of the conformance workload
+        (``stats`` only if ``with_stats``)."""
+        rng, pool = self.rng, self.pool
+        key = rng.choice(pool)
+        noreply = b" noreply" if rng.random() < 0.1 else b""
+        roll = rng.random()
+        size = rng.choice((1, 3, 40, 300, 900))
+        value = bytes(rng.choice(b"0123456789abc") for _ in range(size))
+        if roll < 0.25:
+            command = rng.choice((b"set", b"set", b"add", b"replace", b"append", b"prepend"))
+            return b"%s %s %d %d %d%s\r\n%s\r\n" % (
+                command, key, rng.choice((0, 1, 2**32 - 1)), self.exptime((0, 0, 5, -1)), size, noreply, value
+            )
+        if roll < 0.30:
+            uniques = self.uniques
+            unique = rng.choice(uniques) if uniques and rng.random() < 0.7 else rng.randint(0, 5)
+            return b"cas %s 0 0 %d %d%s\r\n%s\r\n" % (key, size, unique, noreply, value)
+        if roll < 0.55:
+            return b"%s %s\r\n" % (rng.choice((b"get", b"gets")), _keys(rng, pool))
+        if roll < 0.60:
+            return b"%s %d %s\r\n" % (rng.choice((b"gat", b"gats")), self.exptime((0, 3, -1)), _keys(rng, pool))
+        if roll < 0.68:
+            return b"delete %s%s\r\n" % (key, noreply)
+        if roll < 0.76:
+            number = rng.choice((b"0", b"7", b"18446744073709551615", b"99"))
+            return b"set %s 0 0 %d\r\n%s\r\n" % (key, len(number), number)
+        if roll < 0.86:
+            return b"%s %s %d%s\r\n" % (rng.choice((b"incr", b"decr")), key, rng.choice((1, 5, 2**64 - 1)), noreply)
+        if roll < 0.91:
+            return b"touch %s %d%s\r\n" % (key, self.exptime((0, 2, -1)), noreply)
+        flush_rate = _FLUSH_RATE * (3 if self.workload.delayed_flush else 1)
+        if roll < 0.91 + flush_rate:
+            return self.flush()
+        if roll < 0.94 + flush_rate:
+            extra: tuple[bytes, ...] = (b"stats\r\n",) if self.with_stats else ()
+            if self.with_stats and self.workload.delayed_flush and rng.random() < 0.1:
+                extra = (b"stats reset\r\n",)
+            choices: tuple[bytes, ...] = (
+                b"version\r\n", b"verbosity 1\r\n", b"bogus\r\n", b"get\r\n", b"mn\r\n", BAD_KEY_GET, *extra
+            )
+            return rng.choice(choices)
+        return b"set %s 0 0 2\r\nxyz\r\n" % key  # a bad data chunk, then ERROR
+
+
+def random_request(
+    rng: random.Random,
+    pool: list[bytes],
+    uniques: list[int],
+    with_stats: bool = True,
+    *,
+    now: int = 1_700_000_000,
+    workload: Workload = FULL,
+) -> bytes:
+    """One request of the conformance workload drawn from ``rng`` at clock ``now`` (see
+    :class:`RequestGenerator`; ``uniques`` are CAS uniques seen so far)."""
+    generator = RequestGenerator(rng, pool, now=now, with_stats=with_stats, workload=workload)
+    generator.uniques = uniques
+    return generator.request()
+
+
+def _stat_lines(reply: bytes) -> dict[bytes, bytes]:
+    return {
+        line.split(b" ")[1]: line
+        for line in reply.split(b"\r\n")
+        if line.startswith(b"STAT ") and len(line.split(b" ")) >= 3
+    }
+
+
+def normalise_stats(reply: bytes, fields: Collection[str] | None = None) -> bytes:
+    """Replace each ``STAT`` block by the values of ``fields`` only (default: every field
+    but :data:`spec.kv_api.STATS_NOT_COMPARED`), so servers with other field lists
+    compare equal when those values agree."""
+    wanted = None if fields is None else {name.encode() for name in fields}
+    skipped = {name.encode() for name in STATS_NOT_COMPARED}
 
     def keep(match: re.Match[bytes]) -> bytes:
-        lines = match.group(0).split(b"\r\n")
-        kept = [ln for ln in lines if ln.startswith(b"STAT ") and ln.split(b" ")[1].decode() in STATS_COMPARED]
+        lines = _stat_lines(match.group(0))
+        kept = [
+            line for name, line in lines.items() if name not in skipped and (wanted is None or name in wanted)
+        ]
         summary: bytes = b"STATS[" + b";".join(sorted(kept)) + b"]"
         return summary
 
     return re.sub(rb"(?:STAT [^\r\n]*\r\n)+END\r\n", keep, reply)
+
+
+def shared_stats(expected: bytes, observed: bytes) -> set[str]:
+    """The ``stats`` fields both replies define (every counter both servers report)."""
+    both = set(_stat_lines(expected)) & set(_stat_lines(observed))
+    return {name.decode() for name in both}
 
 
 @dataclass(frozen=True)
@@ -165,23 +327,29 @@ def conformance_run(
     connections: int = 4,
     keys: int = 12,
     with_stats: bool = True,
+    workload: Workload = FULL,
+    stats_fields: Collection[str] | None = None,
 ) -> Mismatch | None:
-    """Run ``steps`` sends of the seeded workload against ``make(...)`` and a precise
-    model; the first difference, or ``None`` if every reply matched."""
+    """Run ``steps`` sends of the seeded ``workload`` against ``make(...)`` and a
+    precise model; the first difference, or ``None`` if every reply matched. ``stats``
+    replies are compared on every field both report (``pid`` aside), or on
+    ``stats_fields`` only."""
     rng = random.Random(seed)
     server = make(threads, memory, segment_size, seed)
-    model = ModelServer(threads, memory, segment_size=segment_size, start_time=_start_time(server))
+    start = _start_time(server)
+    model = ModelServer(threads, memory, segment_size=segment_size, start_time=start)
     pool = [b"k%d" % i for i in range(keys)]
     conns = [(server.connect(), model.connect()) for _ in range(connections)]
-    uniques: list[int] = []
+    requests = RequestGenerator(rng, pool, now=start, with_stats=with_stats, workload=workload)
     for step in range(steps):
-        if rng.random() < 0.05:
-            seconds = rng.choice((1, 2, 4))
+        seconds = requests.advance()
+        if seconds:
             server.advance_clock(seconds)
             model.advance_clock(seconds)
+            requests.advanced(seconds)
         index = rng.randrange(connections)
         real, ideal = conns[index]
-        batch = b"".join(random_request(rng, pool, uniques, with_stats) for _ in range(rng.choice((1, 1, 2, 4))))
+        batch = b"".join(requests.request() for _ in range(rng.choice((1, 1, 2, 4))))
         if rng.random() < _HANG_UP_RATE:
             batch += rng.choice(HANG_UPS)
         cut = rng.randrange(len(batch) + 1) if rng.random() < 0.2 else len(batch)
@@ -190,8 +358,10 @@ def conformance_run(
                 server.send(real, part)
                 model.send(ideal, part)
                 server.settle()
-        expected = normalise_stats(model.receive(ideal))
-        observed = normalise_stats(server.receive(real))
+        expected_raw, observed_raw = model.receive(ideal), server.receive(real)
+        fields = shared_stats(expected_raw, observed_raw) if stats_fields is None else stats_fields
+        expected = normalise_stats(expected_raw, fields)
+        observed = normalise_stats(observed_raw, fields)
         if expected != observed:
             return Mismatch(seed, step, index, batch, expected, observed)
         if server.closed(real) != model.closed(ideal):
@@ -199,8 +369,8 @@ def conformance_run(
             return Mismatch(seed, step, index, batch, b"", b"", note)
         if server.closed(real):
             conns[index] = (server.connect(), model.connect())
-        uniques += [int(u) for u in re.findall(rb"VALUE \S+ \d+ \d+ (\d+)\r\n", expected)][-4:]
-        uniques = uniques[-8:]
+        requests.uniques += [int(u) for u in re.findall(rb"VALUE \S+ \d+ \d+ (\d+)\r\n", expected)][-4:]
+        requests.uniques = requests.uniques[-8:]
         problem = _check_server(server, threads)
         if problem:
             return Mismatch(seed, step, index, batch, b"", b"", problem)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import mmh3
 
 from impl.sphinx import Connection, Piece, ReplySlot, Sphinx
+from spec.kv_api import REALTIME_MAXDELTA
 
 
 class WrongSeedOwner(Sphinx):
@@ -42,10 +43,43 @@ class NewestSegmentExpired(Sphinx):
         return self.workers[thread].partition.log.closed[-1]
 
 
+class DelayedFlushLate(Sphinx):
+    """``flush_all <n>`` takes effect at ``now + n`` instead of memcached's
+    ``now + n - 1`` (the flush point without memcached's ``- 1``); an immediate
+    ``flush_all`` is right. Only a delayed flush with the clock advanced to exactly the
+    second it takes effect shows it."""
+
+    def flush_point(self, oldest_live: int) -> int:
+        point = super().flush_point(oldest_live)
+        return point + 1 if point >= self.clock() else point
+
+
+class ThirtyDaysIsAbsolute(Sphinx):
+    """An exptime of exactly 30 days is taken as a Unix time (``<`` where memcached's
+    ``realtime()`` has ``<=``): the item is expired at once instead of in 30 days."""
+
+    def expiry_of(self, exptime: int, now: int) -> int:
+        if exptime == REALTIME_MAXDELTA:
+            return exptime
+        return super().expiry_of(exptime, now)
+
+
+class ExpiryNeverCounted(Sphinx):
+    """``stats`` reports ``get_expired`` and ``get_flushed`` but nothing counts them: a
+    lookup that finds a dead item drops it without a trace (memcached counts both)."""
+
+    def stats_values(self) -> list[tuple[str, str]]:
+        return [(name, "0" if name in ("get_expired", "get_flushed") else value)
+                for name, value in super().stats_values()]  # fmt: skip
+
+
 #: Every mutant by name.
 SPHINX_MUTANTS: dict[str, type[Sphinx]] = {
     "wrong-seed-owner": WrongSeedOwner,
     "signed-hash-owner": SignedHashOwner,
     "replies-reordered": ReorderedReplies,
     "segment-expired-out-of-fifo-order": NewestSegmentExpired,
+    "delayed-flush-one-second-late": DelayedFlushLate,
+    "thirty-days-is-absolute": ThirtyDaysIsAbsolute,
+    "expiry-never-counted": ExpiryNeverCounted,
 }
