@@ -3,10 +3,10 @@
 Run ``k`` of ``--seed S`` is :func:`memoracle.sphinx.conformance.conformance_run` with
 seed ``S + k`` and ``--steps`` sends: the seeded memcached workload (3 threads, 2 segments
 of 4 KiB per thread, so segments expire) against a fresh :class:`impl.sphinx.Sphinx` (or
-the ``--mutant``) and the precise model, reply by reply. Stats replies are compared for
-the real store only: a mutant's counters may differ for reasons of its own, and the
-campaign must catch it by its replies. The shards run wherever :mod:`memoracle.execution`
-is told; the failures are the same everywhere.
+the ``--mutant``) and the precise model, reply by reply, ``stats`` included (every field
+both report but ``pid``: a mutant such as ``expiry-never-counted`` shows only there). The
+shards run wherever :mod:`memoracle.execution` is told; the failures are the same
+everywhere.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def run_one(seed: int, steps: int, mutant: str | None) -> str | None:
     def make(threads: int, memory: int, segment_size: int, seed: int) -> Sphinx:
         return cls(threads, memory, segment_size=segment_size, seed=seed)
 
-    mismatch = conformance_run(make, seed, steps, with_stats=mutant is None)
+    mismatch = conformance_run(make, seed, steps)
     return None if mismatch is None else mismatch.render()
 
 
