@@ -123,6 +123,7 @@ def test_live_command_json_and_exit_code(kernel: None, capsys: pytest.CaptureFix
     out = json.loads(capsys.readouterr().out)
     assert code == 0, out
     assert out["violations"] == 0 and out["points"] == len(live_ops(5, 10))
+    assert out["deviations"] == [] and {"what", "why"} <= set(out["not_compared"][0])
     assert [r["name"] for r in out["results"]] == ["campaign seed 5"]
 
 

@@ -62,7 +62,7 @@ def planned(scenarios: str, first_seed: int, sequences: int, steps: int) -> list
 def cmd_live(args: argparse.Namespace) -> int:
     """Run the live comparison (see the module docstring)."""
     from memoracle.ksm.live import LiveError
-    from memoracle.ksm.live_check import DEVIATIONS, ScenarioResult, run_live
+    from memoracle.ksm.live_check import DEVIATIONS, NOT_COMPARED, ScenarioResult, run_live
     from memoracle.ksm.live_sysfs import LiveBusy, LiveUnavailable, availability
 
     reason = availability()
@@ -98,6 +98,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         print(json.dumps({
             "results": [r.as_json() for r in results],
             "deviations": [{"name": d.name, "reason": d.reason} for d in DEVIATIONS],
+            "not_compared": [{"what": what, "why": why} for what, why in NOT_COMPARED],
             "violations": violations, "points": points, "inconclusive": inconclusive,
             "seconds": round(seconds, 2), "reproduce": reproduce,
         }, indent=2))  # fmt: skip
@@ -111,6 +112,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         for result in results:
             for difference in result.violations:
                 print(f"VIOLATION in {result.name}, step {difference.step} {difference.op}: {difference.message}")
+        print("not compared: " + "; ".join(what for what, _ in NOT_COMPARED) + " (--json says why)")
         if violations:
             print(f"reproduce: {reproduce}")
         if inconclusive:

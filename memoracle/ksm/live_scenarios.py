@@ -9,8 +9,9 @@
 - :func:`live_ops`: a seeded campaign of the operations every side can do
   deterministically (no ``run_ksmd``: the kernel's time is real; no research knobs: the
   kernel lacks them): writes from a small pool of contents, single bytes, full scans,
-  madvise, process-wide merging, mprotect (PROT_NONE included), munmap, ``run`` 0/1/2,
-  ``max_page_sharing``, ``use_zero_pages`` and ``smart_scan``.
+  madvise, process-wide merging, mprotect (PROT_NONE included), munmap, new mappings,
+  stores across a page boundary, ``run`` 0/1/2, ``max_page_sharing``, ``use_zero_pages``,
+  ``smart_scan``, and knob stores the kernel must refuse.
 """
 
 from __future__ import annotations
@@ -167,9 +168,21 @@ def live_ops(seed: int, steps: int, *, processes: int = 3) -> list[Op]:
         elif roll < 0.91:
             readable = rng.random() < 0.7
             ops.append(Op("mprotect", (pid, addr, 1), (("readable", readable), ("writable", readable and rng.random() < 0.7))))
-        elif roll < 0.93:
+        elif roll < 0.925:
             ops.append(Op("munmap", (pid, addr, 1)))
-        elif roll < 0.96:
+        elif roll < 0.94:
+            # A new mapping (first fit: it may fill a hole munmap left); with
+            # process-wide merging on it is registered and brings a dropped process back.
+            npages_new = rng.randint(1, 3)
+            ops.append(Op("mmap", (pid, npages_new)))
+            regions.append((pid, max(npages, _highest(ops, pid))))
+        elif roll < 0.95:
+            # A store across a page boundary; knob stores the kernel must judge.
+            ops.append(Op("write", (pid, B + P - 3, rng.choice(CONTENT_POOL)[:6])))
+            name, value = rng.choice([("pages_to_scan", 5), ("sleep_millisecs", 2**32), ("run", 3),
+                                      ("max_page_sharing", 1), ("use_zero_pages", 2), ("sleep_millisecs", 70_000)])  # fmt: skip
+            ops.append(Op("set_knob", (name, value)))
+        elif roll < 0.965:
             ops += [Op("set_knob", ("run", 2)), Op("set_knob", ("run", 1)), Op("full_scans", (1,))]
         else:
             ops += [Op("set_knob", ("run", 1)), Op("full_scans", (3,))]
@@ -177,6 +190,12 @@ def live_ops(seed: int, steps: int, *, processes: int = 3) -> list[Op]:
                 ops.append(Op("madvise", (pid, addr, 1, "UNMERGEABLE")))
     ops += [Op("set_knob", ("run", 1)), Op("full_scans", (3,))]
     return ops
+
+
+def _highest(ops: list[Op], pid: int) -> int:
+    """Pages from MMAP_BASE up to the end of the highest mapping ``ops`` made in ``pid``
+    (first fit: mappings are packed from MMAP_BASE), an upper bound for picking pages."""
+    return sum(int(op.args[1]) for op in ops if op.name == "mmap" and op.args[0] == pid)  # type: ignore[call-overload]
 
 
 __all__ = ["SELFTESTS", "live_ops"]
