@@ -436,10 +436,11 @@ class KsmModel:
     def exact(self) -> bool:
         """Whether :meth:`current_prediction` is exactly what the system shows now (every
         counter but the histories, every rmap item): :meth:`settled`, or
-        :meth:`after_first_scan`, or right after ``madvise(UNMERGEABLE)`` /
-        ``set_process_merge(False)`` at such a point with nothing else since (the
-        range is unmerged at once; its rmap items — and so ``pages_sharing``,
-        ``ksm_rmap_items`` and ``ksm_merging_pages`` — stay until ksmd next passes)."""
+        :meth:`after_first_scan`, or right after ``madvise(UNMERGEABLE)``,
+        ``set_process_merge(False)`` or ``munmap`` at such a point with nothing else
+        since (the range is unmerged or unmapped at once; its rmap items — and so
+        ``pages_sharing``, ``ksm_rmap_items`` and ``ksm_merging_pages`` — stay until ksmd
+        next passes)."""
         return self._retained is not None or self.settled() or self.after_first_scan()
 
     def process_counters_exact(self) -> bool:
@@ -547,11 +548,13 @@ class KsmModel:
         return addr
 
     def munmap(self, pid: int, addr: int, npages: int) -> None:
-        """Drop the mapped pages of the range."""
+        """Drop the mapped pages of the range; as after an unmerge, their rmap items stay
+        until ksmd next passes (and the model stays exact if it was)."""
         proc, addrs = self._range(pid, addr, npages, all_mapped=False)
-        for a in addrs:
-            proc.pages.pop(a, None)
-        self._changed()
+        before = self._exact_before()
+        gone = {a for a in addrs if proc.pages.pop(a, None) is not None}
+        if gone:
+            self._unmerged_now(before, pid, gone)
 
     def mprotect(self, pid: int, addr: int, npages: int, *, readable: bool, writable: bool) -> None:
         """Change protection; merging is unaffected (PROT_NONE pages still merge)."""

@@ -238,6 +238,17 @@ def test_unmerge_keeps_rmap_items_until_the_next_scan() -> None:
     assert not model.exact()  # a scan ran: the items are gone, the model does not follow ksmd
 
 
+def test_munmap_keeps_rmap_items_until_the_next_scan() -> None:
+    model = KsmModel()
+    pid = model.add_process()
+    addr = _identical(model, pid, 4, PAGE_A)
+    _settle(model)
+    model.munmap(pid, addr + 2 * PAGE_SIZE, 4)  # two mapped pages and two holes
+    assert model.exact()
+    assert (model.counters()["pages_sharing"], model.process_counters(pid)["ksm_rmap_items"]) == (3, 4)
+    assert len(model.snapshot().pages) == 2
+
+
 def test_unmerge_of_zero_pages_counts_at_once() -> None:
     model = KsmModel()
     model.set_knob("use_zero_pages", True)
