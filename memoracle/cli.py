@@ -258,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_spsc_commands(sub)  # history check|record, interleave (SPSC)
 
     from memoracle.sphinx.cli import add_commands as add_sphinx_commands
+    from memoracle.sphinx.kv_cli import add_commands as add_kv_commands
 
     add_sphinx_commands(sub)  # sphinx serve|...
+    add_kv_commands(sub)  # kv check
 
     from memoracle.ksm.cli import add_commands as add_ksm_commands
 

@@ -206,3 +206,56 @@ def value_unit(op: ObjOp) -> Hashable:
     if op.f in ("read", "get", "pop") and op.result is not None and not op.indeterminate:
         return ("value", op.key, type(op.result).__name__, op.result)
     return ("op", op.id)
+
+
+@dataclass(frozen=True)
+class CacheKeySpec:
+    """One key of a memcached-protocol store (check a store per key). Operations and
+    answers are memcached's: ``set v`` → ``STORED``; ``add v`` → ``STORED`` if the key was
+    absent, ``NOT_STORED`` if present; ``get`` → the value or ``None`` (a miss);
+    ``delete`` → ``DELETED`` / ``NOT_FOUND``; ``append v`` / ``prepend v`` → ``STORED``
+    (the key was present; the value grows) / ``NOT_STORED`` (absent, nothing changes).
+
+    ``loose`` (a cache, the default): any key may be evicted at any instant, so an
+    answer that says "absent" (a ``get`` miss, ``NOT_FOUND``, an ``append`` or
+    ``prepend`` ``NOT_STORED``) is always allowed and leaves the key absent, and an
+    ``add`` may always succeed; an answer that says "present" must be right, and a hit
+    must show the latest value. An indeterminate operation has the effect it would have
+    had if it took effect.
+    """
+
+    loose: bool = True
+
+    def initial(self) -> State:
+        """The key is absent."""
+        return (None,)
+
+    def step(self, state: State, op: ObjOp) -> State | None:
+        """The state after ``op``, or ``None`` if its answer is illegal here."""
+        held = state[0]
+        f, result, loose = op.f, op.result, self.loose
+        unknown = op.indeterminate
+        if f == "set":
+            return (op.value,) if unknown or result == "STORED" else None
+        if f == "get":
+            if result is None:
+                return (None,) if loose or held is None else None
+            return state if result == held else None
+        if f == "delete":
+            if unknown:
+                return (None,)
+            if result == "DELETED":
+                return (None,) if held is not None else None
+            return (None,) if result == "NOT_FOUND" and (loose or held is None) else None
+        if f == "add":
+            if unknown or result == "STORED":
+                return (op.value,) if loose or held is None else None
+            return state if result == "NOT_STORED" and held is not None else None
+        if f in ("append", "prepend"):
+            if unknown or result == "STORED":
+                if held is None:
+                    return None
+                grown = str(held) + str(op.value) if f == "append" else str(op.value) + str(held)
+                return (grown,)
+            return (None,) if result == "NOT_STORED" and (loose or held is None) else None
+        return None
