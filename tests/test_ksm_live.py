@@ -150,6 +150,30 @@ def test_sigterm_restores_the_knobs_and_kills_the_workers(kernel: None, tmp_path
     assert not Path(f"/proc/{worker}").exists() or "Z" in Path(f"/proc/{worker}/stat").read_text().split()[2]
 
 
+def test_a_session_killed_outright_is_repaired_by_the_next(kernel: None, tmp_path: Path) -> None:
+    from memoracle.ksm.live import LiveKsm
+
+    before = _knobs()
+    script = tmp_path / "killed.py"
+    script.write_text(textwrap.dedent("""
+        import time
+        from memoracle.ksm.live import LiveKsm
+        live = LiveKsm()
+        live.set_knob("max_page_sharing", 7)
+        print("ready", flush=True)
+        time.sleep(60)
+    """))
+    holder = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parent.parent)  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    holder.kill()  # SIGKILL: no handler runs, the knobs stay changed
+    holder.wait(timeout=30)
+    assert (KSM_DIR / "max_page_sharing").read_text().strip() == "7"
+    with LiveKsm():
+        pass
+    assert _knobs() == before
+
+
 def test_live_command_without_ksm_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import memoracle.ksm.live_sysfs as sysfs
 

@@ -2,8 +2,9 @@
 
 :class:`KsmSysfs` owns the machine-wide knobs for one session: it takes an exclusive
 lock (``fcntl`` on a file in the temporary directory, so that two sessions — two test
-workers, two commands — never drive ksmd at once), saves every writable knob, and
-:meth:`KsmSysfs.restore` puts every one back (unmerging first, so that
+workers, two commands — never drive ksmd at once), saves every writable knob (also in a file beside the lock, so that a
+session killed with SIGKILL, which no handler can catch, is repaired by the next one),
+and :meth:`KsmSysfs.restore` puts every one back (unmerging first, so that
 ``max_page_sharing`` can change back). Writes report the kernel's verdict as
 :class:`~spec.ksm_api.KnobError` (``EINVAL``, ``EBUSY``).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import tempfile
 import time
@@ -39,6 +41,10 @@ RESTORE_ORDER = (
     "run",
 )  # fmt: skip
 LOCK_PATH = Path(tempfile.gettempdir()) / "memoracle-ksm-live.lock"
+#: The knobs as they were before the session that holds the lock changed them; a session
+#: that finds this file (its writer was killed before it could restore them) takes those
+#: values as the ones to restore.
+SAVED_PATH = Path(tempfile.gettempdir()) / "memoracle-ksm-live.saved.json"
 
 
 class LiveUnavailable(RuntimeError):
@@ -123,6 +129,8 @@ class KsmSysfs:
             raise LiveUnavailable(reason)
         try:
             self.saved = {name: self._saved_value(name) for name in RESTORE_ORDER if (KSM_DIR / name).exists()}
+            self.saved.update(_left_by_a_killed_session())
+            SAVED_PATH.write_text(json.dumps(self.saved))
         except OSError as error:
             self._release_lock()
             raise LiveUnavailable(f"cannot read /sys/kernel/mm/ksm: {error.strerror}") from None
@@ -182,6 +190,8 @@ class KsmSysfs:
             except (KnobError, OSError) as error:
                 problems.append(f"{name} = {value}: {error}")
         self.restored = True
+        if not problems:
+            SAVED_PATH.unlink(missing_ok=True)
         self._release_lock()
         return problems
 
@@ -210,6 +220,17 @@ def _take_lock(timeout: float) -> IO[str]:
                 handle.close()
                 raise LiveBusy(f"another live KSM session holds {LOCK_PATH} ({timeout:.0f} s waited)") from None
             time.sleep(0.05)
+
+
+def _left_by_a_killed_session() -> dict[str, str]:
+    """The knobs a killed session saved and could not restore (empty if none)."""
+    try:
+        data = json.loads(SAVED_PATH.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if k in RESTORE_ORDER}
 
 
 def process_stat(os_pid: int) -> dict[str, str]:
