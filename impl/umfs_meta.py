@@ -67,6 +67,10 @@ from impl.umfs_ulog import Txn
 from spec.umfs_api import NoSpace
 
 
+#: How many verified directory pages :class:`Metadata` remembers (about 1 MiB of copies).
+VERIFIED_PAGES = 256
+
+
 class Slot(NamedTuple):
     """One directory entry slot, as read: where it is, and what it holds (``ino`` 0 = free)."""
 
@@ -89,6 +93,8 @@ class Metadata:
         self.data_bytes = sb.data_pages * PAGE
         #: inode → its U-Log header page, while its attributes are cached there.
         self.cached: dict[int, int] = {}
+        #: Directory pages verified: (page, directory, generation, index) → (bytes, slots).
+        self._verified_pages: dict[tuple[int, int, int, int], tuple[bytes, list[Slot]]] = {}
 
     # ================================================================ inodes
 
@@ -280,23 +286,39 @@ class Metadata:
         if inode.kind != KIND_DIR:
             raise CorruptImage(f"inode {dino} is not a directory", f"inode {dino}")
         size, _ = self.attrs(dino)
-        slots = []
+        slots: list[Slot] = []
         for index in range(size // PAGE):
             page = self.tables.lookup(inode.fpt, index)
-            where = f"directory {dino} page {index}"
             if page is None:
-                raise CorruptImage("missing", where)
-            raw = self.pm.read(page, PAGE)
-            self.verify_dir_page(dino, inode.generation, index, raw, page)
-            for n in range(DIRENTS_PER_PAGE):
-                ino, generation, name = unpack_dirent(raw, n * DIRENT_SIZE)
-                if ino:
-                    problem = name_problem(raw[n * DIRENT_SIZE : (n + 1) * DIRENT_SIZE])
-                    if problem is None and ino > self.sb.inode_count:
-                        problem = f"inode number {ino} outside 1..{self.sb.inode_count}"
-                    if problem is not None:
-                        raise CorruptImage(f"entry {n}: {problem}", where, page + n * DIRENT_SIZE - self.base)
-                slots.append(Slot(page + n * DIRENT_SIZE, page, index, ino, generation, name))
+                raise CorruptImage("missing", f"directory {dino} page {index}")
+            slots += self._page_slots(dino, inode.generation, index, page)
+        return slots
+
+    def _page_slots(self, dino: int, generation: int, index: int, page: int) -> list[Slot]:
+        """The slots of one directory page, verified — or, if its bytes are exactly those
+        of a page verified before for the same directory, generation and index, that
+        verdict again (verification is a function of those alone; the bytes are compared
+        in full, so nothing that changed is trusted)."""
+        raw = self.pm.read(page, PAGE)
+        key = (page, dino, generation, index)
+        known = self._verified_pages.get(key)
+        if known is not None and known[0] == raw:
+            return known[1]
+        self.verify_dir_page(dino, generation, index, raw, page)
+        where = f"directory {dino} page {index}"
+        slots = []
+        for n in range(DIRENTS_PER_PAGE):
+            ino, entry_generation, name = unpack_dirent(raw, n * DIRENT_SIZE)
+            if ino:
+                problem = name_problem(raw[n * DIRENT_SIZE : (n + 1) * DIRENT_SIZE])
+                if problem is None and ino > self.sb.inode_count:
+                    problem = f"inode number {ino} outside 1..{self.sb.inode_count}"
+                if problem is not None:
+                    raise CorruptImage(f"entry {n}: {problem}", where, page + n * DIRENT_SIZE - self.base)
+            slots.append(Slot(page + n * DIRENT_SIZE, page, index, ino, entry_generation, name))
+        if len(self._verified_pages) >= VERIFIED_PAGES:
+            del self._verified_pages[next(iter(self._verified_pages))]
+        self._verified_pages[key] = (raw, slots)
         return slots
 
     def entries(self, dino: int) -> dict[str, Slot]:

@@ -281,3 +281,15 @@ def test_swapped_inode_numbers_are_caught_by_generations_even_when_forged() -> N
     with pytest.raises(CorruptImage, match="generation"):
         Umfs.mount(machine).stat("/a")
 
+
+
+def test_a_directory_page_damaged_after_it_was_verified_is_verified_again() -> None:
+    """Lookups remember verified directory pages by their exact bytes: damage after a
+    lookup is caught by the next one, never served from the memory."""
+    machine = _image()
+    fs = Umfs.mount(machine)
+    assert fs.listdir("/") == ["a", "b", "d"]
+    entry, _, _ = _entry(machine, 1, "b")
+    machine.scm.store(entry + 16, b"c")  # b -> c, checksum not updated
+    with pytest.raises(CorruptImage, match="directory 1 page 0 at offset .*: checksum mismatch"):
+        fs.listdir("/")
