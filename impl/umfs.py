@@ -261,8 +261,8 @@ class Umfs(NamespaceOps):
            checksum holds or not: the operation in flight may have torn the very inode
            whose log undoes it (a directory's link count, a file's size). This is safe
            because a live inode's U-Log pointer never changes, a new inode's slot is
-           written only after its U-Log is durable, and a log is trusted only with its
-           state word and CRC.
+           written only after its U-Log is durable, its header page must carry the
+           slot's identity, and a log is trusted only with its state word and checksum.
         2. *Verify* every slot (:meth:`Metadata.all_inodes`) and the generation counter.
         3. *Walk* every live inode's file table and U-Log table: each page owned once,
            the file table's digest and page count those of the inode's size (or of its
@@ -287,7 +287,8 @@ class Umfs(NamespaceOps):
             meta.check_log_identity(ino, top, log.header())
             state = self.pm.read_u64(log.header())
             if self.mounted_clean and state:
-                raise CorruptImage(f"state word {state:#x} after a clean unmount", f"U-Log of inode {ino}", log.header() - self.base)
+                where = f"U-Log of inode {ino}"
+                raise CorruptImage(f"state word {state:#x} after a clean unmount", where, log.header() - self.base)
             op = recover_log(log, self._valid_region)
             if op is not None:
                 self.recovered.append((ino, op))

@@ -44,14 +44,14 @@ file's table and compares.
 **U-Log page 0**: line 0 is the header (``state``, ``seq``, ``count``, ``nbytes``,
 ``op``, ``checksum``; ``state`` is written last and is :data:`LOG_VALID` only while an
 operation is in flight; the checksum, a 64-bit BLAKE2b of the header fields and the
-records (:func:`log_checksum` says why not a CRC), is trusted only then), line 1 the *attribute cache* (``attr_valid``, ``size``, ``digest``,
-``checksum``: the paper keeps an open file's attributes in its U-Log and writes them back
-at close; the checksum, seeded with the inode number, is trusted while ``attr_valid`` is
-1) then, at byte 96, the page's *identity* (owner inode, its generation, the U-Log's top
-table, a CRC-32; written when the file is created and never changed), so that a damaged
-U-Log table that leads elsewhere is detected rather than read; undo records start at
-byte 128 and continue on U-Log pages 1, 2, …: ``paddr``, ``length``, then the old bytes
-padded to 8.
+records (:func:`log_checksum` says why not a CRC), is trusted only then), line 1 the
+*attribute cache* (``attr_valid``, ``size``, ``digest``, ``checksum``: the paper keeps an
+open file's attributes in its U-Log and writes them back at close; the checksum, seeded
+with the inode number, is trusted while ``attr_valid`` is 1) then, at byte 96, the
+page's *identity* (owner inode, its generation, the U-Log's top table, a CRC-32; written
+when the file is created and never changed), so that a damaged U-Log table that leads
+elsewhere is detected rather than read; undo records start at byte 128 and continue on
+U-Log pages 1, 2, …: ``paddr``, ``length``, then the old bytes padded to 8.
 
 File *data* is not checksummed (as in the paper and in ext4): a flipped data byte is a
 flipped byte of the file.

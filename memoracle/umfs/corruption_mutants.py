@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from impl.umfs import Umfs
-from impl.umfs_layout import DIRENT_SIZE, DIRENTS_PER_PAGE, CorruptImage, Inode
+from impl.umfs_layout import DIRENT_SIZE, DIRENTS_PER_PAGE, Inode
 from impl.umfs_meta import Metadata, Slot
 from impl.umfs_tables import TableScan
 
@@ -108,4 +108,4 @@ CORRUPTION_MUTANTS: dict[str, CorruptionMutant] = {
     )
 }  # fmt: skip
 
-__all__ = ["CORRUPTION_MUTANTS", "CorruptImage", "CorruptionMutant"]
+__all__ = ["CORRUPTION_MUTANTS", "CorruptionMutant"]
