@@ -115,10 +115,12 @@ def test_line_blocks_cut_anywhere_give_the_lines_back_and_bound_each(block: int)
     assert endless.handed <= 1_000 + block
 
 
-def test_dev_zero_is_refused_at_line_1() -> None:
+@pytest.mark.parametrize("options", [[], ["--format", "jepsen", "--model", "register"],
+                                     ["--format", "porcupine", "--model", "kv"]])
+def test_dev_zero_is_refused_at_line_1(options: list[str]) -> None:
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero here")
-    done = run("history", "check", "/dev/zero")
+    done = run("history", "check", "/dev/zero", *options)
     assert done.returncode == 2 and "line 1: longer than" in done.stderr, done.stderr
 
 
