@@ -16,6 +16,7 @@ from benchmarks.history import history_figures
 from benchmarks.ksm import ksm_figures
 from benchmarks.machine import machine_figures
 from benchmarks.proofs import proof_figures
+from benchmarks.scale import scale_figures
 from benchmarks.sphinx import sphinx_figures
 from benchmarks.spsc import spsc_figures
 from benchmarks.umfs import umfs_figures
@@ -31,6 +32,7 @@ SYSTEMS: dict[str, Callable[[bool], list[Figure]]] = {
     "sphinx": sphinx_figures,
     "ksm": ksm_figures,
     "proofs": proof_figures,
+    "scale": scale_figures,
 }
 
 

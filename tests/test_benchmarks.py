@@ -52,3 +52,13 @@ def test_proof_figures_sum_the_solver_times_per_module(monkeypatch: pytest.Monke
     monkeypatch.setattr(proofs, "THEOREMS", [wrong])
     with pytest.raises(RuntimeError, match=f"{wrong.name}: proved, expected refuted"):
         proof_figures(quick=True)
+
+
+def test_the_schedule_simulation_of_the_scale_projection() -> None:
+    from benchmarks.scale import simulate_schedule
+
+    assert simulate_schedule([3, 3, 2, 2, 2], workers=2) == 7  # in order: 3+2+2 | 3+2 (not the best packing, 6)
+    assert simulate_schedule([3, 3, 2, 2, 2], workers=2, overhead=0.5) == 8.5
+    assert simulate_schedule([1] * 64, workers=8) == 8
+    assert simulate_schedule([], workers=4) == 0
+    assert simulate_schedule([5, 1, 1, 1, 1, 1], workers=64) == 5  # more workers than shards: the longest shard

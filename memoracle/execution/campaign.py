@@ -29,6 +29,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 from memoracle.execution.version import code_version
@@ -114,7 +115,7 @@ class Campaign:
         """The name as it appears in task keys: ``ksm campaign`` → ``ksm-campaign``."""
         return "-".join(self.name.split())
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """8 hex digits naming the identity, the shard count and the code."""
         return _digest({"identity": self.identity, "shards": self.shards, "code": code_version()})[:8]

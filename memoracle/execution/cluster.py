@@ -45,11 +45,11 @@ _DASK_LOGGERS = ("distributed", "distributed.client", "distributed.scheduler", "
                  "distributed.nanny", "distributed.core", "distributed.comm", "tornado", "asyncio")  # fmt: skip
 
 
-def as_completed(futures: Any) -> Any:
-    """``distributed.as_completed`` (imported when a cluster is used)."""
+def as_completed(futures: Any, **options: Any) -> Any:
+    """``distributed.as_completed`` (typed for mypy)."""
     from distributed import as_completed as completed
 
-    return completed(futures)  # type: ignore[no-untyped-call]
+    return completed(futures, **options)  # type: ignore[no-untyped-call]
 
 
 from distributed import KilledWorker  # noqa: E402 - this module is imported only when a cluster is used
@@ -142,11 +142,12 @@ class DaskCluster:
         return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
 
     def run(self, campaign: Campaign, shards: Sequence[int], on_done: OnDone, needed: Needed) -> None:
-        """Submit every shard under its key; report envelopes as they complete; cancel
-        the shards no longer ``needed``. A shard that came back ``KilledWorker`` may only
-        have shared a worker with the one that kills it (Dask blames every task a dying
-        worker held), so it is run once more alone, at the end, under
-        ``KEY-alone``: only a shard that kills its workers alone too is crashed."""
+        """Submit every shard under its key; report envelopes as they complete (results
+        are fetched in the background as tasks finish); cancel the shards no longer
+        ``needed``. A shard that came back ``KilledWorker`` may only have shared a worker
+        with the one that kills it (Dask blames every task a dying worker held), so it is
+        run once more alone, at the end, under ``KEY-alone``: only a shard that kills its
+        workers alone too is crashed."""
         if shards and self.workers() == 0:
             self.stream.write(f"memoracle: waiting for workers to join {self.address}\n")
         futures = {
@@ -156,12 +157,12 @@ class DaskCluster:
         reported: set[int] = set()
         suspects: list[int] = []
         try:
-            for future in as_completed(futures):
+            for future, outcome in as_completed(futures, with_results=True, raise_errors=False):
                 shard = futures[future]
                 if shard in reported:
                     continue
                 reported.add(shard)
-                envelope = self._envelope(future)
+                envelope = self._envelope(future, outcome)
                 if envelope is None:
                     suspects.append(shard)
                     continue
@@ -177,7 +178,8 @@ class DaskCluster:
                     on_done(shard, SKIPPED)
                     continue
                 alone = self.client.submit(run_task, campaign.task(shard), key=f"{campaign.key(shard)}-alone", pure=False)
-                envelope = self._envelope(alone)
+                ((_, outcome),) = as_completed([alone], with_results=True, raise_errors=False)
+                envelope = self._envelope(alone, outcome)
                 crashed = {"crashed": "it took down the Dask workers that ran it, among others and alone (KilledWorker)"}
                 on_done(shard, crashed if envelope is None else envelope)
         finally:
@@ -185,23 +187,19 @@ class DaskCluster:
                 if not future.done():
                     future.cancel()
 
-    def _envelope(self, future: Any) -> dict[str, Plain] | None:
-        """The future's envelope, or None for ``KilledWorker``; SchedulerLost when the
-        scheduler went away."""
-        from distributed.client import FutureCancelledError
-
-        try:
-            envelope: dict[str, Plain] = future.result()
-        except KilledWorker:
+    def _envelope(self, future: Any, outcome: Any) -> dict[str, Plain] | None:
+        """A finished future's envelope, or None for ``KilledWorker``; SchedulerLost when
+        the scheduler went away (its futures come back cancelled)."""
+        if isinstance(outcome, dict):  # a result (the future may already be recomputing: a worker
+            future.release()          # that held it died after it was fetched)
+            envelope: dict[str, Plain] = outcome
+            return envelope
+        error = outcome[1] if isinstance(outcome, tuple) and len(outcome) == 3 else outcome
+        if isinstance(error, KilledWorker):
             return None
-        except (FutureCancelledError, OSError, TimeoutError) as error:
-            raise SchedulerLost(f"lost the Dask scheduler at {self.address}: {_reason(error)}") from None
-        except Exception as error:  # noqa: BLE001 - CommClosedError and kin
-            if self.client.status != "running":
-                raise SchedulerLost(f"lost the Dask scheduler at {self.address}: {_reason(error)}") from None
-            raise
-        future.release()
-        return envelope
+        if future.status == "cancelled" or self.client.status != "running" or isinstance(error, (OSError, TimeoutError)):
+            raise SchedulerLost(f"lost the Dask scheduler at {self.address}: {_reason(error)}")
+        raise error if isinstance(error, BaseException) else RuntimeError(f"task {future.key} failed: {error!r}")
 
 
 def _probe(address: str) -> None:
