@@ -136,6 +136,25 @@ _BARRIERS = frozenset(("stats", "stats_reset"))
 _DROPS = frozenset(("hangup", "bad_get_key"))
 
 
+def key_owner(key: bytes, threads: int) -> int:
+    """The thread owning ``key`` among ``threads``: unsigned MurmurHash3 x86_32, seed 1,
+    modulo ``threads`` (the paper's partition; :meth:`Sphinx.owner_of`)."""
+    return mmh3.hash(key, OWNER_HASH_SEED, signed=False) % threads
+
+
+def default_flow(seed: int, conn_id: int) -> Flow:
+    """The client flow of connection ``conn_id`` when none is given: hosts of 10/8 and
+    ports from 32768, derived from the connection id and ``seed`` (:meth:`Sphinx.connect`)."""
+    host = (seed * 2654435761 + conn_id // 28232) % 0xFFFFFE + 1
+    return Flow(0x0A000000 | host, SERVER_IP, 32768 + conn_id % 28232, SERVER_PORT)
+
+
+def reuseport_thread(flow: Flow, threads: int, rss_key: bytes) -> int:
+    """The thread ``SO_REUSEPORT`` hands ``flow`` to among ``threads`` listening sockets:
+    ``reciprocal_scale`` of the flow hash, ``(hash * threads) >> 32``."""
+    return (rss_hash(flow, rss_key) * threads) >> 32
+
+
 class Sphinx:
     """The store: ``threads`` workers over ``memory`` bytes of log (see the module doc).
 
@@ -229,7 +248,7 @@ class Sphinx:
     # -- hooks ---------------------------------------------------------------------
     def owner_of(self, key: bytes) -> int:
         """The thread owning ``key``: unsigned MurmurHash3 x86_32, seed 1, mod threads."""
-        return mmh3.hash(key, OWNER_HASH_SEED, signed=False) % self.threads
+        return key_owner(key, self.threads)
 
     def choose_victim_segment(self, thread: int) -> int:
         """The closed segment of ``thread`` to expire when none is free: the oldest."""
@@ -272,14 +291,13 @@ class Sphinx:
         conn_id = self._next_conn
         self._next_conn += 1
         if flow is None:
-            host = (self.seed * 2654435761 + conn_id // 28232) % 0xFFFFFE + 1
-            src = Flow(0x0A000000 | host, SERVER_IP, 32768 + conn_id % 28232, SERVER_PORT)
+            src = default_flow(self.seed, conn_id)
         else:
             src = Flow(ipv4(flow[0]), SERVER_IP, flow[1], SERVER_PORT)
         if self.steering == "incoming_cpu":  # the core serving the flow's RX queue
             thread = self.nic.irq_core[self.nic.rx_queue_for(src)]
         else:  # SO_REUSEPORT: reciprocal_scale of the flow hash
-            thread = (rss_hash(src, self.nic.rss_key) * self.threads) >> 32
+            thread = reuseport_thread(src, self.threads, self.nic.rss_key)
         fid = self.nic.open_flow(src, thread)
         conn = Connection(conn_id, src, fid, thread)
         self.connections[conn_id] = conn

@@ -1,0 +1,1 @@
+"""The Sphinx paper's tail-latency experiment in virtual time (see :mod:`.engine`)."""
