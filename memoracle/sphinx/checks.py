@@ -6,7 +6,11 @@
   byte for byte, ``stats`` included (every field but ``pid``);
 - ``linearizability``: concurrent histories (4 connections, 3 keys) checked per key;
 - ``mutants``: every mutant of :mod:`memoracle.sphinx.mutants` must be caught by the
-  conformance harness (the same workload; the real store passes it).
+  conformance harness (the same workload; the real store passes it);
+- ``simulator``: the paper experiment's discrete-event simulator
+  (:mod:`memoracle.sphinx.sim`) on small runs of both designs in every IRQ configuration,
+  each trace checked (one thing per core at a time, exclusive locks, time never back,
+  every request answered once and in order), and both simulator mutants caught.
 """
 
 from __future__ import annotations
@@ -75,9 +79,50 @@ def _mutants(seed: int) -> Outcome:
     return Outcome(not survivors, len(SPHINX_MUTANTS), report)
 
 
+SIM_REQUESTS = 600
+
+
+def _simulator(seed: int) -> Outcome:
+    from memoracle.sphinx.sim.engine import RunSpec, Simulation
+    from memoracle.sphinx.sim.machines import DESIGNS, IRQ_CONFIGS, Design, IrqConfig
+    from memoracle.sphinx.sim.mutants import SIM_MUTANTS
+    from memoracle.sphinx.sim.trace import check_trace
+
+    runs = 0
+    for design in DESIGNS:
+        for config in IRQ_CONFIGS:
+            for loop in ("open", "closed"):
+                spec = RunSpec(design, "legacy", config, "update", 48, SIM_REQUESTS, 3000.0, seed=seed, loop=loop)
+                simulation = Simulation(spec, trace=True)
+                simulation.run()
+                runs += 1
+                assert simulation.trace is not None
+                problems = check_trace(simulation.trace)
+                if problems:
+                    report = "\n".join(problems[:5])
+                    return Outcome(False, runs, f"{design} {config} {loop}: {report}\n"
+                                   f"reproduce: memoracle check --system sphinx --seed {seed}")  # fmt: skip
+    caught = []
+    cases: tuple[tuple[str, IrqConfig, Design], ...] = (
+        ("irq-beside-thread", "spread", "sphinx"), ("free-contention", "affinity", "memcached"))
+    for name, config, design in cases:
+        spec = RunSpec(design, "legacy", config, "update", 48, SIM_REQUESTS, 3000.0, seed=seed)
+        mutant = SIM_MUTANTS[name](spec, trace=True)
+        mutant.run()
+        assert mutant.trace is not None
+        caught.append(bool(check_trace(mutant.trace)))
+    if not all(caught):
+        missed = [name for name, hit in zip(SIM_MUTANTS, caught) if not hit]
+        return Outcome(False, runs, f"simulator mutants not caught: {', '.join(missed)}\n"
+                       f"reproduce: memoracle check --system sphinx --seed {seed}")  # fmt: skip
+    return Outcome(True, runs * SIM_REQUESTS)
+
+
 #: The sphinx checks, in the order ``memoracle check`` runs them.
 SPHINX_CHECKS: list[Check] = [
     Check("sphinx", "conformance", "replies byte for byte against the precise model", _conformance),
     Check("sphinx", "linearizability", "per-key linearizability of concurrent histories", _linearizability),
     Check("sphinx", "mutants", "every Sphinx mutant is caught", _mutants),
+    Check("sphinx", "simulator", "virtual-time experiment: invariants from each trace, simulator mutants caught",
+          _simulator),
 ]

@@ -38,8 +38,8 @@ def parse_bytes(text: str) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``memoracle sphinx`` and its sub-commands on ``sub``."""
-    sphinx = sub.add_parser("sphinx", help="the Sphinx key-value store (serve, campaign)")
-    commands = add_subcommands(sphinx, "sphinx_command", "serve or campaign")
+    sphinx = sub.add_parser("sphinx", help="the Sphinx key-value store (serve, campaign, experiment, calibrate)")
+    commands = add_subcommands(sphinx, "sphinx_command", "serve, campaign, experiment or calibrate")
     serve = commands.add_parser("serve", help="serve the emulated Sphinx store over real TCP (memcached protocol)")
     serve.add_argument("--port", default="11211", help="TCP port (default 11211; 0 = any free port)")
     serve.add_argument("--threads", default=str(DEFAULT_THREADS), help=f"emulated cores (default {DEFAULT_THREADS})")
@@ -58,8 +58,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     serve.set_defaults(func=cmd_serve)
 
     from memoracle.sphinx.campaign import add_command as add_campaign
+    from memoracle.sphinx.sim.cli import add_commands as add_sim_commands
 
     add_campaign(commands)  # sphinx campaign
+    add_sim_commands(commands)  # sphinx experiment, sphinx calibrate
 
 
 def _usage(message: str) -> int:

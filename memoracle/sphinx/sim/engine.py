@@ -78,7 +78,12 @@ STEP_NAMES = {IRQ: "irq", WAKE: "wake", REQUEST: "request", MESSAGE: "message", 
 # Thread states.
 SLEEPING, WAKING, RUNNABLE, AWAKE = 0, 1, 2, 3
 # Event kinds.
-EV_STEP, EV_READY, EV_BALANCE = 0, 1, 2
+EV_STEP, EV_READY, EV_BALANCE, EV_ARRIVE = 0, 1, 2, 3
+#: How requests arrive: ``open`` — Poisson arrivals per connection at a fixed rate,
+#: whatever the replies; ``closed`` — mutilate's default (no ``--qps``): one request
+#: outstanding per connection, the next sent as soon as the reply reaches the client
+#: (``client_wire`` after the server sent it, the new request included).
+LOOPS = ("open", "closed")
 
 #: The percentiles a run reports (as shares).
 PERCENTILES = (0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
@@ -97,9 +102,10 @@ class RunSpec:
     """One point of the experiment: a design on a machine under a workload.
 
     ``rate_per_connection`` is each connection's Poisson arrival rate (requests per
-    virtual second); ``requests`` how many arrive in all; the first ``warmup`` share of
-    them is left out of the percentiles. ``arrivals`` (tests only) replaces the Poisson
-    process by explicit ``(time_ns, connection, key index)`` triples."""
+    virtual second) with ``loop="open"``, unused with ``loop="closed"``; ``requests`` how
+    many arrive in all; the first ``warmup`` share of them is left out of the
+    percentiles. ``arrivals`` (tests only) replaces the Poisson process by explicit
+    ``(time_ns, connection, key index)`` triples."""
 
     design: Design
     machine: str
@@ -112,8 +118,11 @@ class RunSpec:
     warmup: float = 0.1
     costs: Costs = field(default_factory=Costs)
     arrivals: tuple[tuple[int, int, int], ...] | None = None
+    loop: str = "open"
 
     def __post_init__(self) -> None:
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be open or closed, not {self.loop!r}")
         if self.workload not in ("read", "update"):
             raise ValueError(f"workload must be read or update, not {self.workload!r}")
         if self.machine not in MACHINES:
@@ -271,8 +280,17 @@ class Simulation:
         balance_every = STRUCTURE["irqbalance_interval_ns"][0]
         SLABS, LRU = stripes, stripes + 1
 
-        times, req_conn, req_key = self.arrivals()
-        n = len(times)
+        closed = spec.loop == "closed" and spec.arrivals is None
+        times: list[int]
+        req_conn: list[int]
+        req_key: list[int]
+        if closed:
+            times, req_conn, req_key = [], [], []
+            n = spec.requests
+            client_rng = random.Random(spec.seed * 1_000_003 + 29)
+        else:
+            times, req_conn, req_key = self.arrivals()
+            n = len(times)
         thread_core = placement.thread_core
         threads = len(thread_core)
         core_thread = [-1] * lanes
@@ -335,9 +353,12 @@ class Simulation:
         touch = c.store if is_set else c.lookup
         completed = 0
 
+        issued = 0
+
         def finish(r: int, now: int) -> None:
-            """Request ``r``'s reply is sent at ``now``; replies leave in order per connection."""
-            nonlocal completed
+            """Request ``r``'s reply is sent at ``now``; replies leave in order per
+            connection (and, closed-loop, the client's next request is on its way)."""
+            nonlocal completed, issued, seq
             ready[r] = now
             out = conn_out[req_conn[r]]
             while out and ready[out[0]] >= 0:
@@ -348,6 +369,10 @@ class Simulation:
                 completed += 1
                 if trace is not None:
                     answered_log.append(head)
+                if closed and issued < n:
+                    issued += 1
+                    seq += 1
+                    push(heap, (now + c.client_wire, seq, EV_ARRIVE, req_conn[head]))
 
         woken_here: list[int] = []
 
@@ -550,23 +575,38 @@ class Simulation:
             seq += 1
             push(heap, (balance_every, seq, EV_BALANCE, 0))
         receive = nic.receive
+
+        def arrive(r: int, now: int) -> None:
+            conn = req_conn[r]
+            conn_rx[conn].append(r)
+            conn_out[conn].append(r)
+            receive(conn_fid[conn], payloads[req_key[r]])
+            core = irq_core[conn_queue[conn]]
+            if not irq_raised[lane_of_irq[core]]:
+                raise_irq(core, now)
+
+        if closed:  # every connection's first request, spread over one round trip
+            for conn in range(spec.connections):
+                if issued < n:
+                    issued += 1
+                    seq += 1
+                    push(heap, (int(client_rng.random() * c.client_wire), seq, EV_ARRIVE, conn))
+            i = n  # no pre-generated arrivals
         while True:
             if i < n and (not heap or times[i] <= heap[0][0]):
                 now = times[i]
-                r = i
+                arrive(i, now)
                 i += 1
-                conn = req_conn[r]
-                conn_rx[conn].append(r)
-                conn_out[conn].append(r)
-                receive(conn_fid[conn], payloads[req_key[r]])
-                core = irq_core[conn_queue[conn]]
-                lane = lane_of_irq[core]
-                if not irq_raised[lane]:
-                    raise_irq(core, now)
             elif heap:
                 now, _, ev, x = pop(heap)
                 if ev == EV_STEP:
                     step_done(x, now)
+                elif ev == EV_ARRIVE:
+                    r = len(times)
+                    times.append(now)
+                    req_conn.append(x)
+                    req_key.append(client_rng.randrange(KEYS))
+                    arrive(r, now)
                 elif ev == EV_READY:
                     th_state[x] = RUNNABLE
                     lane = thread_core[x]
