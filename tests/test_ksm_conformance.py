@@ -234,6 +234,10 @@ class KsmMachine(RuleBasedStateMachine):
     def scans(self, count: int) -> None:
         self.pair.apply(Op("full_scans", (count,)))
 
+    @rule(pid=st.sampled_from([1, 2]), page=st.integers(0, 2), pinned=st.booleans())
+    def pin(self, pid: int, page: int, pinned: bool) -> None:
+        self.pair.apply(Op("pin" if pinned else "unpin", (pid, MMAP_BASE + page * PAGE_SIZE)))
+
     @rule(ms=st.sampled_from([20, 60]))
     def ksmd(self, ms: int) -> None:
         self.pair.apply(Op("run_ksmd", (ms,)))
@@ -294,6 +298,21 @@ def test_the_machine_catches_broken_systems(broken: type[KsmModel]) -> None:
         database=None,
     )
     with pytest.raises(Mismatch):
+        run_state_machine_as_test(machine, settings=hunt)
+
+
+def test_the_machine_catches_a_ksmd_that_merges_pinned_pages() -> None:
+    from memoracle.ksm.mutants import IgnoresPinsKsm
+
+    machine = type("KsmMachine_IgnoresPins", (KsmMachine,), {"factory": IgnoresPinsKsm})
+    hunt = settings(
+        phases=[Phase.generate],
+        max_examples=max(200, settings.default.max_examples),
+        stateful_step_count=40,
+        database=None,
+        derandomize=True,  # the same examples every run
+    )
+    with pytest.raises(Mismatch, match="pinned page"):
         run_state_machine_as_test(machine, settings=hunt)
 
 

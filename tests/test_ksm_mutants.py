@@ -27,7 +27,19 @@ FIRST_CATCH = {
     "no_checksum": (2, "after the first scan: pages_unshared = 1, predicted 0"),
     "eager_unmerge": (4, "right after an unmerge (rmap items kept): pages_sharing = 1, predicted 2"),
     "prctl_off_always": (2, "after the first scan: pages_volatile = 3, predicted 4"),
+    "ignores_pins": (2, "pinned page pid 3 0x10000000 was merged into a KSM page"),
+    "merge_forgets_checksum": (3, "pid 1 0x10000000 (stable) holds checksum 0x0, its content's is 0x32d8bbdb"),
 }
+
+
+@pytest.mark.parametrize("name", ["ignores_pins", "merge_forgets_checksum"])
+def test_only_the_extended_campaign_catches(name: str) -> None:
+    """Without pins, clean settles and the checksum check, the check seeds pass these
+    mutants; with them (the default), one of the seeds catches each."""
+    mutant = KSM_MUTANTS[name]
+    seeds = range(MUTANT_SEEDS)
+    assert all(ksm_campaign(s, MUTANT_STEPS, mutant, extended=False, check_checksums=False) is None for s in seeds)
+    assert any(ksm_campaign(s, MUTANT_STEPS, mutant) is not None for s in seeds)
 
 
 def test_every_mutant_is_listed() -> None:

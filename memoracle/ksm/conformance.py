@@ -26,6 +26,18 @@ A :class:`KsmPair` applies one operation (:class:`Op`) to both sides of any two
   ksmd's next pass) with the range unmerged;
 - **full_scans**: equal to the full scans asked for since the last ``run = 2`` (the
   kernel resets ``seqnr`` there), at least that many once ``run_ksmd`` has run;
+- **pins**: a pinned page (an O_DIRECT or GUP pin, through the implementation's optional
+  ``pin(pid, addr, pins)``; the model knows nothing of pins) is never merged — neither a
+  KSM page nor the zero page — at any step. The kernel's ``write_protect_page`` refuses
+  a pinned page, and a pinned page that reaches the unstable tree first keeps its twins
+  from merging there too, so while pages are pinned (and until the next ``run = 2``
+  after the last unpin) the model's exact prediction is applied only to the first scan
+  and completeness is judged only over contents no such page has;
+- **checksums**: once settled, every rmap item in a tree (or merged with the zero page)
+  holds the checksum of its page's content — what the merging visit stored (ksmd never
+  recomputes a KSM page's); items of equal contents hold equal checksums, and with the
+  ``xxhash`` knob the value is ``xxh64(page, 0)`` cut to 32 bits, computed here with the
+  ``xxhash`` package;
 - **host cache**: at every step it holds only pages that were inserted, unchanged, and
   every page that no scan can have dropped. Pages dropped while the system was not
   settled stay dropped, and the model does not follow ksmd's progress, so the pair
@@ -56,11 +68,15 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
+import xxhash
+
 from spec.ksm_api import (
     COUNTERS,
     PAGE_SIZE,
     GuestKind,
+    ItemState,
     KnobError,
+    KsmSnapshot,
     KsmSystem,
     MappingError,
     NotRunning,
@@ -121,9 +137,18 @@ def _outcome(system: KsmSystem, op: Op) -> tuple[str, object]:
 class KsmPair:
     """An implementation and the model, driven in lock step (see the module docstring)."""
 
-    def __init__(self, impl: KsmSystem, model: KsmModel | None = None) -> None:
+    def __init__(
+        self, impl: KsmSystem, model: KsmModel | None = None, *, check_checksums: bool | None = None
+    ) -> None:
         self.impl = impl
         self.model = model if model is not None else KsmModel()
+        #: Whether the checksums of the snapshot are judged (by default, unless the
+        #: implementation is a model: the model simulates no visits and reports 0).
+        self.check_checksums = not isinstance(impl, KsmModel) if check_checksums is None else check_checksums
+        #: Pages pinned now, and every page pinned since the last ``run = 2`` that found
+        #: nothing pinned (their contents are left out of the completeness checks).
+        self.pinned: set[tuple[int, int]] = set()
+        self.pinned_since_clean: set[tuple[int, int]] = set()
         self.pids: list[int] = []
         self.regions: list[tuple[int, int, int]] = []  # (pid, addr, npages)
         self.checked = 0
@@ -144,7 +169,9 @@ class KsmPair:
 
     def apply(self, op: Op) -> None:
         """Apply ``op`` to both sides and check everything; raises :class:`Mismatch`."""
-        if op.name == "set_knob" and op.args[0] == "max_page_sharing":
+        if op.name in ("pin", "unpin"):
+            self._pin(op)
+        elif op.name == "set_knob" and op.args[0] == "max_page_sharing":
             self._max_page_sharing(op)
         elif op.name == "arm_race":
             data = op.args[1]
@@ -176,7 +203,30 @@ class KsmPair:
             if op.name == "mmap" and got[0] == "ok":
                 assert isinstance(got[1], int)
                 self.regions.append((int(op.args[0]), got[1], int(op.args[1])))  # type: ignore[call-overload]
+            if op.name == "set_knob" and op.args[:2] == ("run", 2) and not self.pinned:
+                self.pinned_since_clean.clear()
         self.check()
+
+    def _pin(self, op: Op) -> None:
+        """``pin(pid, addr)`` pins a present private page once (through the
+        implementation's ``pin``; a side without one, or a page that is absent or
+        merged, is left alone); ``unpin(pid, addr)`` drops a pin the pair made."""
+        pin: Callable[[int, int, int], None] | None = getattr(self.impl, "pin", None)
+        pid, addr = op.args[0], op.args[1]
+        assert isinstance(pid, int) and isinstance(addr, int)
+        if pin is None:
+            return
+        if op.name == "unpin":
+            if (pid, addr) in self.pinned:
+                pin(pid, addr, 0)
+                self.pinned.discard((pid, addr))
+            return
+        page = next((p for p in self.impl.snapshot().pages if (p.pid, p.addr) == (pid, addr)), None)
+        if page is None or page.ksm or page.zero or (pid, addr) in self.pinned:
+            return
+        pin(pid, addr, 1)
+        self.pinned.add((pid, addr))
+        self.pinned_since_clean.add((pid, addr))
 
     def _arm_race(self, point: str, data: bytes) -> None:
         """Make the next merge step at ``point`` see a user store of ``data`` (at the
@@ -284,9 +334,17 @@ class KsmPair:
             problems.append(f"full_scans = {counters['full_scans']}, fewer than the {asked} asked for")
         host = self.impl.host_cache()
         problems += self._host_cache_violations(host)
+        page_at = {(mapped.pid, mapped.addr): mapped for mapped in snapshot.pages}
+        for pid, addr in sorted(self.pinned):
+            pinned = page_at.get((pid, addr))
+            if pinned is not None and (pinned.ksm or pinned.zero):
+                kind = "a KSM page" if pinned.ksm else "the zero page"
+                problems.append(f"pinned page pid {pid} {addr:#x} was merged into {kind}")
+        blocked = {views.get(where, bytes(PAGE_SIZE)) for where in self.pinned_since_clean}
         if self.model.quiet():
-            problems += completeness_violations(snapshot, self.model.candidates(), self.model.knobs())
-        if self.model.exact():
+            candidates = [c for c in self.model.candidates() if c.content not in blocked]
+            problems += completeness_violations(snapshot, candidates, self.model.knobs())
+        if self.model.exact() and (not self.pinned_since_clean or self.model.after_first_scan()):
             prediction = self.model.current_prediction()
             when = self._exact_label()
             for name, value in prediction.counters.items():
@@ -297,13 +355,37 @@ class KsmPair:
                     got_process = self.impl.process_counters(pid)
                     if got_process != prediction.process_counters[pid]:
                         problems.append(f"{when}: pid {pid} counters {got_process}, predicted {prediction.process_counters[pid]}")
-        if self.model.settled():
+        if self.model.settled() and self.check_checksums:
+            problems += _checksum_violations(snapshot, views, self.model.knobs().checksum)
+        if self.model.settled() and not self.pinned_since_clean:
             if self.model.knobs().exclusive_host_cache:
                 kept = sorted(set(host) - set(self.model.predicted_host_cache()))
                 if kept:
                     problems.append(f"settled: host cache pages {kept} kept though their content is in a tree")
         if problems:
             raise Mismatch("; ".join(problems[:6]))
+
+
+def page_checksum(page: bytes) -> int:
+    """Linux's ``calc_checksum``: ``xxhash(page, PAGE_SIZE, 0)`` stored in a ``u32``."""
+    return int(xxhash.xxh64_intdigest(page, seed=0)) & 0xFFFF_FFFF
+
+
+def _checksum_violations(snapshot: KsmSnapshot, views: dict[tuple[int, int], bytes], function: str) -> list[str]:
+    """Settled: every item in a tree or on the zero page holds its content's checksum
+    (equal contents, equal checksums; with ``xxhash``, the kernel's value)."""
+    problems: list[str] = []
+    seen: dict[bytes, int] = {}
+    for item in snapshot.items:
+        if item.state is ItemState.VOLATILE:
+            continue
+        content = views.get((item.pid, item.addr), bytes(PAGE_SIZE))
+        where = f"pid {item.pid} {item.addr:#x} ({item.state.value})"
+        if function == "xxhash" and item.checksum != page_checksum(content):
+            problems.append(f"{where} holds checksum {item.checksum:#x}, its content's is {page_checksum(content):#x}")
+        elif seen.setdefault(content, item.checksum) != item.checksum:
+            problems.append(f"{where} holds checksum {item.checksum:#x}, another item of its content {seen[content]:#x}")
+    return problems
 
 
 def _shown(outcome: tuple[str, object]) -> str:
@@ -313,12 +395,20 @@ def _shown(outcome: tuple[str, object]) -> str:
     return f"{kind} {value!r}"
 
 
-def random_ops(seed: int, steps: int, *, processes: int = 3) -> list[Op]:
+def random_ops(
+    seed: int, steps: int, *, processes: int = 3, pins: bool = True, clean_settles: bool = True
+) -> list[Op]:
     """A deterministic operation sequence: set-up (processes, regions, registration),
     then ``steps`` random operations: mostly writes and scans, now and then a race
     armed at a merge step, a clean restart followed by exactly one full scan, or a quiet
-    period (three full scans)."""
+    period (three full scans). With ``pins``, some clean restarts pin one or two pages,
+    unpinned at the next clean restart;
+    with ``clean_settles``, some clean restarts are followed by two more full scans (a
+    settled system, where the model's exact prediction and the checksums are judged). Both are drawn from a second generator, so the other operations are those
+    of ``pins=False, clean_settles=False``."""
     rng = random.Random(seed)
+    pin_rng = random.Random(f"pins {seed}")
+    pinned: list[tuple[int, int]] = []
     ops: list[Op] = [Op("add_process") for _ in range(processes)]
     ops.append(Op("set_knob", ("smart_scan", rng.random() < 0.2)))
     regions: list[tuple[int, int]] = []  # (pid, npages); addresses follow the first-fit rule
@@ -367,7 +457,19 @@ def random_ops(seed: int, steps: int, *, processes: int = 3) -> list[Op]:
             ops.append(Op("mprotect", (pid, addr, 1), (("readable", rng.random() < 0.7), ("writable", rng.random() < 0.7))))
         elif roll < 0.96:
             # A clean restart and exactly one full scan: nothing may merge yet.
-            ops += [Op("set_knob", ("run", 2)), Op("set_knob", ("run", 1)), Op("full_scans", (1,))]
+            ops += [Op("unpin", where) for where in pinned]
+            pinned.clear()
+            ops += [Op("set_knob", ("run", 2)), Op("set_knob", ("run", 1))]
+            if pins and pin_rng.random() < 0.5:
+                # A page with a common content pinned (an O_DIRECT read into it, say).
+                for _ in range(pin_rng.randint(1, 2)):
+                    pin_pid, pin_pages = pin_rng.choice(regions)
+                    pinned.append((pin_pid, _base() + pin_rng.randrange(pin_pages) * PAGE_SIZE))
+                    ops.append(Op("write", (*pinned[-1], pin_rng.choice(CONTENT_POOL[:3]))))
+                    ops.append(Op("pin", pinned[-1]))
+            ops.append(Op("full_scans", (1,)))
+            if clean_settles and pin_rng.random() < 0.5:
+                ops.append(Op("full_scans", (2,)))  # settled: three scans from a clean point
         else:
             # A quiet period, then perhaps an unmerge at that settled point (its rmap
             # items must stay until ksmd's next pass).
@@ -386,9 +488,9 @@ def _base() -> int:
     return MMAP_BASE
 
 
-def run_ops(impl: KsmSystem, ops: list[Op]) -> str | None:
+def run_ops(impl: KsmSystem, ops: list[Op], *, check_checksums: bool | None = None) -> str | None:
     """Apply ``ops`` to ``impl`` and a fresh model; a report of the first mismatch, or None."""
-    pair = KsmPair(impl)
+    pair = KsmPair(impl, check_checksums=check_checksums)
     for index, op in enumerate(ops):
         try:
             pair.apply(op)
@@ -398,9 +500,18 @@ def run_ops(impl: KsmSystem, ops: list[Op]) -> str | None:
     return None
 
 
-def ksm_campaign(seed: int, steps: int, factory: Callable[[], KsmSystem]) -> str | None:
-    """Run :func:`random_ops` (``seed``, ``steps``) on a fresh ``factory()``; a report or None."""
-    report = run_ops(factory(), random_ops(seed, steps))
+def ksm_campaign(
+    seed: int,
+    steps: int,
+    factory: Callable[[], KsmSystem],
+    *,
+    extended: bool = True,
+    check_checksums: bool | None = None,
+) -> str | None:
+    """Run :func:`random_ops` (``seed``, ``steps``; pins and clean settles unless not
+    ``extended``) on a fresh ``factory()``; a report or None."""
+    ops = random_ops(seed, steps, pins=extended, clean_settles=extended)
+    report = run_ops(factory(), ops, check_checksums=check_checksums)
     if report is None:
         return None
     return report + f"\nreproduce: memoracle check --system ksm --seed {seed}"

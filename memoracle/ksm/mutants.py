@@ -23,12 +23,17 @@ the merge or fault path. The checks (views before/after a merge with a racing st
 - :class:`PrctlOffAlwaysKsm` — ``prctl(PR_SET_MEMORY_MERGE, 0)`` unmerges and
   unregisters the process even when process-wide merging was never on (the kernel's
   ``ksm_disable_merge_any`` returns early).
+- :class:`IgnoresPinsKsm` — ``write_protect_page`` ignores the pin count, so a pinned
+  page is merged (only a campaign that pins pages can see it).
+- :class:`MergeForgetsChecksumKsm` — a merged page's rmap item loses its stored checksum
+  (only a check of the checksums a merge leaves behind can see it: the counters and
+  views of a settled system are the kernel's).
 """
 
 from __future__ import annotations
 
 from impl.ksm import Ksm
-from impl.ksm_state import Process, RmapItem
+from impl.ksm_state import Process, RmapItem, StableNode
 from impl.mmu_emu import VmaFlags
 from spec.ksm_api import PAGE_SIZE, Advice
 
@@ -134,6 +139,23 @@ class PrctlOffAlwaysKsm(Ksm):
                 vma.flags &= ~VmaFlags.MERGEABLE
 
 
+class IgnoresPinsKsm(Ksm):
+    """``write_protect_page`` does not look at the pin count: a pinned page (an O_DIRECT
+    or GUP pin, with I/O in flight into it) is merged and its device writes are lost."""
+
+    def pinned(self, frame: int) -> bool:
+        return False
+
+
+class MergeForgetsChecksumKsm(Ksm):
+    """A page hung on a stable node loses its stored checksum (set to 0): after its KSM
+    page is broken, the page looks changed at its next visit and merges one scan late."""
+
+    def stable_tree_append(self, item: RmapItem, node: StableNode) -> None:
+        super().stable_tree_append(item, node)
+        item.oldchecksum = 0
+
+
 #: Every mutant by name.
 KSM_MUTANTS: dict[str, type[Ksm]] = {
     "no_write_protect": NoWriteProtectKsm,
@@ -143,4 +165,6 @@ KSM_MUTANTS: dict[str, type[Ksm]] = {
     "no_checksum": NoChecksumKsm,
     "eager_unmerge": EagerUnmergeKsm,
     "prctl_off_always": PrctlOffAlwaysKsm,
+    "ignores_pins": IgnoresPinsKsm,
+    "merge_forgets_checksum": MergeForgetsChecksumKsm,
 }
