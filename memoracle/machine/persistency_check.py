@@ -116,15 +116,36 @@ def compare(
     )
 
 
-def random_program(rng: random.Random, size: int, max_writes: int = 10) -> list[Instruction]:
+def random_program(
+    rng: random.Random, size: int, max_writes: int = 10, *, repeated_flushes: bool = True
+) -> list[Instruction]:
     """A small random program over ``size`` bytes with at most ``max_writes`` atomic writes.
 
     Addresses cluster on few lines and units so that same-line order, same-unit
-    overwrites and non-temporal/cached overlap all occur often.
+    overwrites and non-temporal/cached overlap all occur often. With
+    ``repeated_flushes``, some steps write back one line twice before a fence — store,
+    flush, store, flush (``clwb`` or ``clflushopt``), then usually the ``sfence`` — so
+    that a second write-back of a line still in flight is judged, with and without its
+    fence (random steps alone make that sequence in about one program in a hundred).
     """
     program: list[Instruction] = []
     value = 0
     while True:
+        if repeated_flushes and rng.random() < 0.08:
+            line = rng.randrange(0, size // 64) * 64
+            flush = rng.choice((Clwb, Clflushopt))
+            burst: list[Instruction] = []
+            for _ in range(2):
+                length = rng.choice([1, 4, 8, 8, 16])
+                value = value % 255 + 1
+                burst.append(Store(line + rng.randrange(0, 64 - length + 1), bytes([value]) * length))
+                burst.append(flush(line + rng.randrange(64)))
+            if rng.random() < 0.8:
+                burst.append(Sfence())
+            if len(atomic_writes([*program, *burst])) > max_writes:
+                return program
+            program += burst
+            continue
         kind = rng.choices(
             ["store", "ntstore", "clwb", "clflushopt", "clflush", "sfence"], [6, 2, 3, 1, 1, 3]
         )[0]
@@ -155,11 +176,15 @@ def campaign(
     mode: PersistMode,
     factory: EmuFactory = ScmEmu,
     size: int = 192,
+    *,
+    repeated_flushes: bool = True,
 ) -> ImageMismatch | None:
-    """Check ``programs`` random programs from ``seed``; the first mismatch, or None."""
+    """Check ``programs`` random programs from ``seed`` (see :func:`random_program`);
+    the first mismatch, or None."""
     rng = random.Random(seed)
     for _ in range(programs):
-        mismatch = compare(random_program(rng, size), mode, size, factory)
+        program = random_program(rng, size, repeated_flushes=repeated_flushes)
+        mismatch = compare(program, mode, size, factory)
         if mismatch is not None:
             return mismatch
     return None

@@ -60,10 +60,22 @@ class NtDurableAtOnce(ScmEmu):
         self._settle([])
 
 
+class SecondFlushIgnored(ScmEmu):
+    """A second ``clwb``/``clflushopt`` of a line before the fence changes nothing: the
+    write-back keeps the mark of the first, so the fence leaves the stores made between
+    the two flushes pending (an emulator that tracks "this line is being written back"
+    as a flag set once)."""
+
+    def _mark(self, line: int) -> None:
+        if line not in self._marks:
+            super()._mark(line)
+
+
 #: Every mutant, by name, with the rule it breaks.
 SCM_MUTANTS: dict[str, type[ScmEmu]] = {
     "flush-without-fence": FlushWithoutFence,
     "line-reorder": LineReorder,
     "clwb-ordered": ClwbOrdered,
     "nt-durable-at-once": NtDurableAtOnce,
+    "second-flush-ignored": SecondFlushIgnored,
 }
