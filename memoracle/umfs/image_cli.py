@@ -231,13 +231,14 @@ def _write(data: bytes) -> int:
 
 
 def cmd_corrupt(args: argparse.Namespace) -> int:
-    """Run the corruption campaign; print the verdicts per kind of damage."""
+    """Run the corruption campaign; print the verdicts per kind of damage, then one
+    verdict line (on stderr with ``--json``)."""
     import resource
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from memoracle.progress import Progress, verdict_line
     from memoracle.umfs.corruption import run_campaign
 
     if args.flips < 0 or args.anywhere < 0:
@@ -248,22 +249,26 @@ def cmd_corrupt(args: argparse.Namespace) -> int:
         return _usage(f"unknown mutant {args.mutant!r} (known: {', '.join(CORRUPTION_MUTANTS)})")
     umfs_cls = Umfs if args.mutant is None else CORRUPTION_MUTANTS[args.mutant].umfs_cls
     per_field = None if args.per_field == "all" else int(args.per_field)
-    with Progress(
-        TextColumn("[bold]umfs corrupt"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), disable=args.json,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("trials", total=None)
-        report = run_campaign(
-            args.seed, args.flips, args.anywhere, per_field, umfs_cls, args.trial,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )  # fmt: skip
+    with Progress(None, "umfs corrupt", unit="trials") as progress:
+
+        def advance(done: int, total: int) -> None:
+            progress.total = total
+            progress.advance(1)
+
+        report = run_campaign(args.seed, args.flips, args.anywhere, per_field, umfs_cls, args.trial, advance)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reproduce = (
         f"memoracle umfs corrupt --seed {args.seed} --flips {args.flips} --anywhere {args.anywhere} "
         f"--per-field {args.per_field}" + (f" --mutant {args.mutant}" if args.mutant else "")
     )
+    line = verdict_line(
+        len(report.violations),
+        [(report.trials, "trial"), (len(report.undetected_forgeries), "forgery read as valid", "forgeries read as valid")],
+        report.seconds,
+    ) + f", peak RSS {peak_mib:.0f} MiB"
     if args.json:
         print(json.dumps(report.as_json() | {"peak_rss_mib": round(peak_mib, 1)}, indent=2))
+        print(line, file=sys.stderr)
         return EXIT_OK if report.ok else EXIT_VIOLATION
     verdicts = ["mount", "lookup", "fsck", "harmless", "data", "SILENT", "CRASH", "BUDGET"]
     table = Table(title=f"umfs corrupt (seed {args.seed}{', mutant ' + args.mutant if args.mutant else ''})")
@@ -274,15 +279,12 @@ def cmd_corrupt(args: argparse.Namespace) -> int:
         table.add_row(kind, *(str(counts.get(v, 0)) for v in verdicts))
     console = Console()
     console.print(table)
+    console.print("(forged SILENT: forgeries nothing could tell from valid contents; reported, not failed)")
     for name, result in report.violations[:10]:
         console.print(
             f"{result.verdict}: {name} trial {result.trial.index} ({result.trial.kind}) {result.trial.what}: "
             f"{result.detail}\n  reproduce: {reproduce} --trial {result.trial.index}",
             markup=False, highlight=False,
         )  # fmt: skip
-    print(
-        f"{len(report.violations)} violations: {report.trials:,} trials, "
-        f"{len(report.undetected_forgeries)} forgeries read as valid (forged SILENT: reported, not failed), "
-        f"{report.seconds:.1f} s, peak RSS {peak_mib:.0f} MiB"
-    )
+    print(line)
     return EXIT_OK if report.ok else EXIT_VIOLATION
