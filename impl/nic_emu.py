@@ -186,6 +186,8 @@ class Nic:
         self._load = [0] * queues
         #: Packets waiting in all RX queues (0: no IRQ is pending anywhere).
         self.queued_packets = 0
+        #: The RX queues holding packets (so that serving a core does not scan them all).
+        self._nonempty: set[int] = set()
 
     # -- configuration ------------------------------------------------------------
     def set_indirection(self, table: list[int]) -> None:
@@ -249,6 +251,8 @@ class Nic:
         queue = state.rx_queue
         rx = self._rx[queue].packets
         counters = self.counters
+        if data:
+            self._nonempty.add(queue)
         for start in range(0, len(data), MSS):
             packet = data[start : start + MSS]
             rx.append((fid, packet))
@@ -259,13 +263,12 @@ class Nic:
 
     def pending_cores(self) -> set[int]:
         """Cores with an IRQ pending (an RX queue bound to them holds packets)."""
-        return {self.irq_core[q] for q in range(self.queues) if self._rx[q].packets}
+        return {self.irq_core[q] for q in self._nonempty}
 
     def has_pending(self, core: int) -> bool:
         """Whether ``core`` has an IRQ to serve."""
         irq_core = self.irq_core
-        rx = self._rx
-        return any(irq_core[q] == core and rx[q].packets for q in range(self.queues))
+        return any(irq_core[q] == core for q in self._nonempty)
 
     def service(self, core: int, budget: int) -> list[tuple[int, bytes]]:
         """Serve the IRQs bound to ``core``: deliver up to ``budget`` packets as
@@ -274,9 +277,10 @@ class Nic:
         out: list[tuple[int, bytes]] = []
         flows = self._flows
         counters = self.counters
-        for q in range(self.queues):
-            if self.irq_core[q] != core or not self._rx[q].packets:
-                continue
+        irq_core = self.irq_core
+        nonempty = self._nonempty
+        mine = sorted(q for q in nonempty if irq_core[q] == core)  # queue order, as a scan would
+        for q in mine:
             counters.irqs[core] += 1
             self._serviced_since_rebalance += 1
             packets = self._rx[q].packets
@@ -293,6 +297,8 @@ class Nic:
                 if state.owner_core != core:
                     counters.cross_core_deliveries += 1
                 out.append((fid, payload))
+            if not packets:
+                nonempty.discard(q)
             if len(out) >= budget:
                 break
         if self.irq_mode == "balance" and self._serviced_since_rebalance >= self.rebalance_interval:
@@ -344,6 +350,7 @@ class Nic:
                 assert self._flows[fid].rx_queue == q, f"flow {fid}'s packet on queue {q}"
                 assert 0 < len(payload) <= MSS, "packet larger than the MSS"
         assert self.queued_packets == sum(len(rx.packets) for rx in self._rx), "queued packet count is off"
+        assert self._nonempty == {q for q in range(self.queues) if self._rx[q].packets}, "non-empty queue set is off"
         queued: dict[int, int] = {}
         for q in range(self.queues):
             for fid, _payload in self._rx[q].packets:

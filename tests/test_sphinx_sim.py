@@ -181,3 +181,15 @@ def test_cost_table_overrides_are_checked() -> None:
         with pytest.raises(ValueError):
             parse_override(bad)
     assert len({entry.name for entry in COST_ENTRIES}) == len(COST_ENTRIES) == len(Costs().as_dict())
+
+
+def test_simulator_check_fails_when_a_mutant_survives(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memoracle.sphinx.checks import SPHINX_CHECKS
+
+    check = next(c for c in SPHINX_CHECKS if c.name == "simulator")
+    assert check.run(2).ok
+    monkeypatch.setitem(SIM_MUTANTS, "free-contention", Simulation)  # the faithful simulator is no mutant
+    outcome = check.run(2)
+    assert not outcome.ok
+    assert outcome.report == ("simulator mutants not caught: free-contention\n"
+                              "reproduce: memoracle check --system sphinx --seed 2")  # fmt: skip
