@@ -29,6 +29,16 @@
   ``attack_version_ms`` the slowest ``version`` round trip of a probe connection
   (one every 20 ms) during both attacks. Each carries memcached's value as
   ``baseline``. Targets: ≤ 64 MiB and ≤ 100 ms.
+- ``sphinx.sim_*``: the paper's experiment in virtual time (:mod:`memoracle.sphinx.sim`).
+  ``sim_update_p99_reduction_default_modern`` and ``sim_read_p99_reduction_default_modern``
+  are the largest ``1 - p99(Sphinx) / p99(memcached-style)`` over 24…384 connections on
+  the modern machine in the default IRQ configuration (irqbalance on, no affinity), open
+  loop at the default rate, 20,000 requests per point (5,000 with ``quick``); the
+  ``_closed`` ones the same with mutilate's closed loop. The paper: up to 0.67 and 0.16.
+  ``sim_requests_per_second`` is simulated requests per wall second on the 48-core,
+  384-connection point (Sphinx, updates, default configuration) of 1,000,000 requests
+  (100,000 with ``quick``), and ``sim_point_seconds`` its wall time (target ≤ 60 s for
+  1,000,000); ``sim_load_average`` the machine's 1-minute load average when measured.
 """
 
 from __future__ import annotations
@@ -186,6 +196,40 @@ def _drive_emulated(quick: bool, steering: Steering) -> tuple[Sphinx, float, int
     return store, elapsed, requests, forwarded
 
 
+def sim_figures(
+    quick: bool, *, requests: int | None = None, connections: tuple[int, ...] | None = None,
+    point_requests: int | None = None,
+) -> list[Figure]:  # fmt: skip
+    """The simulated experiment's figures (see the module docstring); the keyword
+    arguments shrink the runs (tests)."""
+    import os
+
+    from memoracle.sphinx.sim.engine import RunSpec, Simulation
+    from memoracle.sphinx.sim.experiment import CONNECTIONS, ExperimentConfig, Grid, run_in_process
+
+    per_point = requests if requests is not None else (5_000 if quick else 20_000)
+    counts = connections if connections is not None else CONNECTIONS
+    figures: list[Figure] = []
+    for loop, suffix in (("open", ""), ("closed", "_closed")):
+        config = ExperimentConfig(("modern",), per_point, connections=counts, irq_configs=("balance",), loop=loop)
+        grid = Grid(run_in_process(config))
+        for workload in ("update", "read"):
+            best = max(1 - grid.p("modern", "sphinx", workload, "balance", n) / grid.p("modern", "memcached", workload,
+                                                                                         "balance", n)
+                       for n in counts)  # fmt: skip
+            figures.append({"name": f"sphinx.sim_{workload}_p99_reduction_default_modern{suffix}", "value": best,
+                            "unit": "share"})  # fmt: skip
+    big = point_requests if point_requests is not None else (100_000 if quick else 1_000_000)
+    spec = RunSpec("sphinx", "modern", "balance", "update", 384, big, 2500.0)
+    started = time.perf_counter()
+    Simulation(spec).run()
+    seconds = time.perf_counter() - started
+    figures.append({"name": "sphinx.sim_requests_per_second", "value": big / seconds, "unit": "requests/s"})
+    figures.append({"name": "sphinx.sim_point_seconds", "value": seconds, "unit": "s"})
+    figures.append({"name": "sphinx.sim_load_average", "value": os.getloadavg()[0], "unit": "runnable tasks"})
+    return figures
+
+
 def sphinx_figures(quick: bool) -> list[Figure]:
     """Every sphinx.* figure (shorter runs when ``quick``)."""
-    return server_vs_memcached_figures(quick) + emulated_figures(quick) + attack_figures(quick)
+    return server_vs_memcached_figures(quick) + emulated_figures(quick) + attack_figures(quick) + sim_figures(quick)

@@ -62,3 +62,15 @@ def test_the_schedule_simulation_of_the_scale_projection() -> None:
     assert simulate_schedule([1] * 64, workers=8) == 8
     assert simulate_schedule([], workers=4) == 0
     assert simulate_schedule([5, 1, 1, 1, 1, 1], workers=64) == 5  # more workers than shards: the longest shard
+
+
+def test_the_simulated_experiments_figures_on_a_small_grid() -> None:
+    from benchmarks.sphinx import sim_figures
+
+    figures = {f["name"]: f for f in sim_figures(True, requests=300, connections=(24, 48), point_requests=1000)}
+    for name in ("update_p99_reduction_default_modern", "read_p99_reduction_default_modern"):
+        for suffix in ("", "_closed"):
+            figure = figures[f"sphinx.sim_{name}{suffix}"]
+            assert figure["unit"] == "share" and -10 < figure["value"] < 1
+    assert figures["sphinx.sim_requests_per_second"]["value"] > 0
+    assert figures["sphinx.sim_point_seconds"]["unit"] == "s"
