@@ -125,7 +125,7 @@ def explorer(quick: bool) -> list[Figure]:
     total_runs, total_seconds = 0, 0.0
     for model, fences in needed.items():
         started = time.perf_counter()
-        result = explore(Scenario(model, fences=fences), Criterion.TOLERANT)
+        result = explore(Scenario(model, fences=fences, capacity=1, start=0), Criterion.TOLERANT)
         total_seconds += time.perf_counter() - started
         assert result.ok and result.exhausted
         total_runs += result.executions

@@ -105,6 +105,7 @@ class SpscRing:
         capacity: int,
         variant: Variant = "lamport",
         fences: Fences = Fences(),
+        start: int = 0,
     ) -> None:
         if capacity < 1 or capacity & (capacity - 1) or capacity > MAX_CAPACITY:
             raise ValueError(f"capacity must be a power of two in [1, {MAX_CAPACITY}], not {capacity}")
@@ -121,18 +122,32 @@ class SpscRing:
         self._index_mask = capacity - 1
         #: The DRAM buffer when the whole frame lies in DRAM (the fast path), else None.
         self._dram: bytearray | None = machine.dram if 0 <= base and base + 4096 <= machine.dram_size else None
-        # private state of each side
-        self.producer_tail = 0
-        self.producer_cached_head = 0
-        self.consumer_head = 0
-        self.consumer_cached_tail = 0
+        if not 0 <= start <= MASK64:
+            raise ValueError(f"start must be a 64-bit counter value, not {start}")
+        # private state of each side: both counters start at ``start`` (memory must hold
+        # the same value in head and tail, as allocate() writes it)
+        self.producer_tail = start
+        self.producer_cached_head = start
+        self.consumer_head = start
+        self.consumer_cached_tail = start
 
     @classmethod
     def allocate(
-        cls, machine: Machine, capacity: int, variant: Variant = "lamport", fences: Fences = Fences()
+        cls,
+        machine: Machine,
+        capacity: int,
+        variant: Variant = "lamport",
+        fences: Fences = Fences(),
+        start: int = 0,
     ) -> SpscRing:
-        """A ring in a freshly allocated (zeroed) frame of ``machine``."""
-        return cls(machine, machine.alloc_frame(), capacity, variant, fences)
+        """A ring in a freshly allocated (zeroed) frame of ``machine``, its ``head`` and
+        ``tail`` counters both at ``start`` (an empty ring; near 2**64 the counters wrap
+        within a few operations)."""
+        base = machine.alloc_frame()
+        if start:
+            machine.write_u64(base + HEAD_OFFSET, start)
+            machine.write_u64(base + TAIL_OFFSET, start)
+        return cls(machine, base, capacity, variant, fences, start)
 
     def slot_addr(self, counter: int) -> int:
         """The physical address of the slot that counter value ``counter`` uses."""

@@ -266,9 +266,9 @@ def test_interleave_table_honours_the_model_and_reads_its_own_notation(
     assert rows[0] == "| memory model | ring | strict |" and len(rows) == 3
     assert all(row.startswith("| sc |") for row in rows[1:])
     for notation in ("P:rel(tail)", "producer_release_tail", "p:rel(tail) + none"):
-        assert main(["interleave", "--model", "weak", "--fences", notation]) == 0
+        assert main(["interleave", "--model", "weak", "--capacity", "1", "--fences", notation]) == 0
         assert "fences=producer_release_tail" in capsys.readouterr().out
-    assert main(["interleave", "--model", "weak", "--criterion", "strict",
+    assert main(["interleave", "--model", "weak", "--criterion", "strict", "--capacity", "1",
                  "--fences", "P:rel(tail) + P:fence + C:fence"]) == 0  # fmt: skip
     assert main(["interleave", "--model", "weak", "--criterion", "strict", "--fences", "P:rel(tail)"]) == 1
 

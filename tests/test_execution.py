@@ -256,10 +256,12 @@ def test_pct_runs_have_one_verdict_on_every_back_end(
     from spec.spsc_model import Criterion
 
     monkeypatch.setattr(pct_campaign, "RUNS_PER_SHARD", 100)  # 30 shards; the first violation is in shard 11
-    argv = ["interleave", "--model", "weak", "--pct", "3000", "--seed", "1"]
+    # capacity 1, counters from 0: a workload whose first violation is deep (shard 11)
+    argv = ["interleave", "--model", "weak", "--capacity", "1", "--start", "0", "--pct", "3000", "--seed", "1"]
     code, out, _ = _run(argv, capsys)
     assert code == 1 and "found after 1160 executions (run 1159)" in out
-    alone = pct(Scenario(Model.WEAK), Criterion.TOLERANT, runs=3000, seed=1)  # one process, no shards
+    small = Scenario(Model.WEAK, capacity=1, start=0)
+    alone = pct(small, Criterion.TOLERANT, runs=3000, seed=1)  # one process, no shards
     assert alone.violation is not None and alone.executions == 1160 and alone.violation.render() in out
     body = out.splitlines()[:-1]  # the verdict line holds the time
     for where in (["--jobs", "2"], ["--cluster", cluster.address]):

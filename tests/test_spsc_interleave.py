@@ -11,9 +11,13 @@ from impl.cpu_emu import TIME, CpuEmu, Fence, Load, Model, Program, Request, Sta
 from impl.phys_mem import Machine
 from impl.spsc import ALL_FENCES, Fences, SpscRing
 from memoracle.spsc.fences_table import Cell, fences_table, render_markdown
-from memoracle.spsc.interleave import Scenario, explore, pct, replay
+from memoracle.spsc.interleave import NEAR_WRAP, Scenario, explore, pct, replay
 from memoracle.spsc.mutants import RING_MUTANTS
 from spec.spsc_model import BoundedQueue, Criterion
+
+#: The fences table's small workload (capacity 1, two pushes and two pops), for the
+#: exhaustive searches under store buffers that the default workload makes too long.
+SMALL = {"capacity": 1, "pushes": 2, "pops": 2}
 
 STRICT, TOLERANT = Criterion.STRICT, Criterion.TOLERANT
 A, B = 0x1000, 0x1008
@@ -142,18 +146,18 @@ def test_fences_table_key_cells(table: list[Cell]) -> None:
 
 def test_removing_the_release_on_the_publish_breaks_it_under_the_weaker_model() -> None:
     everything_but = Fences.of(set(Fences.names()) - {"producer_release_tail"})
-    result = explore(Scenario(Model.WEAK, fences=everything_but), TOLERANT)
+    result = explore(Scenario(Model.WEAK, fences=everything_but, **SMALL), TOLERANT)
     assert not result.ok and result.violation is not None
     text = result.violation.render()
     assert "drain" in text and "history:" in text and "replay:" in text
     # the schedule replays to the same history
     again = replay(result.violation.scenario, result.violation.schedule)
     assert tuple(again.ops) == result.violation.history
-    assert explore(Scenario(Model.WEAK, fences=ALL_FENCES), STRICT).ok
+    assert explore(Scenario(Model.WEAK, fences=ALL_FENCES, **SMALL), STRICT).ok
 
 
 def test_spurious_empty_under_tso_is_strict_violation_only() -> None:
-    result = explore(Scenario(Model.TSO), STRICT)
+    result = explore(Scenario(Model.TSO, **SMALL), STRICT)
     assert result.violation is not None and "empty" in result.violation.render()
 
 
@@ -173,9 +177,35 @@ def test_sleep_sets_keep_every_verdict(model: Model) -> None:
 @pytest.mark.parametrize("name", sorted(RING_MUTANTS))
 def test_every_ring_mutant_is_caught(name: str) -> None:
     ring, model = RING_MUTANTS[name]
-    scenario = Scenario(model, ring=ring, capacity=1, pushes=2, pops=2)
-    result = explore(scenario, TOLERANT)
+    result = explore(Scenario(model, ring=ring, pushes=3, pops=3), TOLERANT)  # what the check runs
     assert not result.ok, f"mutant {name} survived {result.executions} executions"
+
+
+def test_the_defaults_reach_index_masking_and_wrap_around() -> None:
+    """Capacity 1 with counters from 0 passes both mutants whatever the workload; the
+    mask bug needs a second slot (the defaults catch it), the wrap bug a full ring as
+    the counters pass 2**64 (the defaults and one more push)."""
+    default = Scenario(Model.SC)
+    assert default.capacity > 1 and default.start == NEAR_WRAP
+    mask, model = RING_MUTANTS["index_masked_by_capacity"]
+    wrap, _ = RING_MUTANTS["full_check_without_wrap"]
+    for ring in (mask, wrap):
+        assert explore(Scenario(model, ring=ring, capacity=1, pushes=3, pops=3, start=0), TOLERANT).ok
+    assert not explore(Scenario(model, ring=mask), TOLERANT).ok
+    assert explore(Scenario(model, ring=wrap, pushes=3, pops=3, start=0), TOLERANT).ok  # no wrap, no bug
+    assert not explore(Scenario(model, ring=wrap, pushes=3, pops=3), TOLERANT).ok
+
+
+def test_counters_near_two_to_the_64_wrap_and_the_real_rings_stay_strict() -> None:
+    for variant in ("lamport", "cached"):
+        result = explore(Scenario(Model.SC, variant=variant, pushes=3, pops=3), STRICT)
+        assert result.ok and result.exhausted and result.executions > 100
+    ring = SpscRing.allocate(Machine(dram_size=2 * 4096), 2, start=NEAR_WRAP)
+    pushed = [ring.try_push(v) for v in (1, 2, 3)]
+    assert pushed == [True, True, False] and ring.producer_tail == 0  # wrapped, and full
+    assert [ring.try_pop(), ring.try_push(3), ring.try_pop(), ring.try_pop()] == [1, True, 2, 3]
+    assert ring.consumer_head == 1 and ring.try_pop() is None
+    ring.check_invariants()
 
 
 def test_preemption_bound_zero_runs_few_executions_and_misses_deep_bugs() -> None:
@@ -183,7 +213,7 @@ def test_preemption_bound_zero_runs_few_executions_and_misses_deep_bugs() -> Non
     handful of executions and misses the missing release under the weaker model, which
     one preemption (or no bound) exposes; a mutant that needs two preemptions survives a
     bound of one."""
-    weak = Scenario(Model.WEAK)
+    weak = Scenario(Model.WEAK, **SMALL)
     bounded = explore(weak, TOLERANT, bound=0)
     assert bounded.ok and bounded.exhausted and bounded.executions < 10, bounded
     assert not explore(weak, TOLERANT, bound=1).ok
@@ -193,16 +223,16 @@ def test_preemption_bound_zero_runs_few_executions_and_misses_deep_bugs() -> Non
     shallow = explore(deep, TOLERANT, bound=1)
     assert shallow.ok and shallow.exhausted
     assert not explore(deep, TOLERANT).ok
-    tso = Scenario(Model.TSO)
+    tso = Scenario(Model.TSO, **SMALL)
     everything = explore(tso, TOLERANT)
     assert everything.ok and everything.exhausted and everything.executions > 100
     assert explore(tso, TOLERANT, bound=0).executions * 50 < everything.executions
 
 
 def test_pct_finds_the_missing_release_and_is_deterministic() -> None:
-    scenario = Scenario(Model.WEAK)
+    scenario = Scenario(Model.WEAK, **SMALL)
     first = pct(scenario, TOLERANT, runs=400, depth=3, seed=0)
     second = pct(scenario, TOLERANT, runs=400, depth=3, seed=0)
     assert first.violation is not None
     assert second.violation is not None and first.violation.schedule == second.violation.schedule
-    assert pct(Scenario(Model.WEAK, fences=ALL_FENCES), STRICT, runs=100, seed=1).ok
+    assert pct(Scenario(Model.WEAK, fences=ALL_FENCES, **SMALL), STRICT, runs=100, seed=1).ok

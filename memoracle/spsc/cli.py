@@ -60,7 +60,7 @@ def cmd_history_record(args: argparse.Namespace) -> int:
 
 #: ``interleave`` options that do not apply to ``--table`` (it runs a fixed workload,
 #: exhaustively).
-_NOT_WITH_TABLE = ("fences", "capacity", "pushes", "pops", "bound", "pct", "depth", "seed", "max_executions",
+_NOT_WITH_TABLE = ("fences", "capacity", "pushes", "pops", "start", "bound", "pct", "depth", "seed", "max_executions",
                    "jobs", "cluster", "journal", "resume")  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def cmd_interleave(args: argparse.Namespace) -> int:
     """``memoracle interleave``: explore one scenario, or print the fences table."""
     from impl.cpu_emu import Model
     from memoracle.spsc.fences_table import parse_fences
-    from memoracle.spsc.interleave import Scenario, explore
+    from memoracle.spsc.interleave import NEAR_WRAP, Scenario, explore
 
     if args.table:
         return _fences_table(args)
@@ -86,15 +86,16 @@ def cmd_interleave(args: argparse.Namespace) -> int:
     if pushes + pops == 0:
         return _interleave_usage("--pushes and --pops are both 0: there would be nothing to check")
     model, variant, criterion_name = _or(args.model, "tso"), _or(args.variant, "lamport"), _or(args.criterion, "tolerant")
-    capacity = _or(args.capacity, 1)
-    scenario = Scenario(Model(model), variant, fences, capacity, pushes, pops)
+    capacity, start = _or(args.capacity, 2), _or(args.start, NEAR_WRAP)
+    scenario = Scenario(Model(model), variant, fences, capacity, pushes, pops, start=start)
     criterion = Criterion(criterion_name)
     budget = _or(args.max_executions, DEFAULT_MAX_EXECUTIONS)
     knobs = ",".join(fences.enabled())
     extra = f" --pct {args.pct} --depth {_or(args.depth, 3)} --seed {_or(args.seed, 0)}" if args.pct else ""
     extra += f" --bound {args.bound}" if args.bound is not None else ""
     reproduce = (f"memoracle interleave --model {model} --variant {variant} --criterion {criterion_name} "
-                 f"--fences '{knobs}' --capacity {capacity} --pushes {pushes} --pops {pops}{extra}")  # fmt: skip
+                 f"--fences '{knobs}' --capacity {capacity} --pushes {pushes} --pops {pops} "
+                 f"--start {start}{extra}")  # fmt: skip
     started = time.perf_counter()
     if args.pct is not None:
         return _pct(args, scenario, criterion, reproduce, started)
@@ -199,7 +200,11 @@ def add_commands(sub: Any) -> None:
         "--fences", help="orderings, comma- or +-separated, as knob names of impl.spsc.Fences or in the "
         "fences table's notation: P:acq(head), P:rel(tail), P:fence, C:acq(tail), C:rel(head), C:fence (default none)",
     )  # fmt: skip
-    inter.add_argument("--capacity", type=power_of_two(MAX_CAPACITY), help=f"ring slots, up to {MAX_CAPACITY} (default 1)")
+    inter.add_argument("--capacity", type=power_of_two(MAX_CAPACITY), help=f"ring slots, up to {MAX_CAPACITY} (default 2)")
+    inter.add_argument(
+        "--start", type=int_in(0, (1 << 64) - 1),
+        help="where head and tail start (default 2**64-2: both wrap past 2**64 by the second operation)",
+    )
     inter.add_argument("--pushes", type=ops, help="push attempts by the producer (default 2)")
     inter.add_argument("--pops", type=ops, help="pop attempts by the consumer (default 2)")
     inter.add_argument("--bound", type=int_in(0, 1_000), help="preemption bound (default: none, every schedule)")
