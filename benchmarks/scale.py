@@ -7,15 +7,29 @@
 - ``scale.dask_overhead_per_shard_ms``: what a shard costs on that cluster beyond its own
   work: 400 shards that do nothing, timed on the cluster, less the same in this process,
   per shard.
-
-The crash-campaign figures (``scale.local2_speedup``, ``scale.ops4_projection_*``) come
-with the crash campaign on the execution layer.
+- ``scale.local2_speedup``: the bounded-exhaustive crash campaign (``--ops 2``, 272
+  shards of one workload; ``--quick``: ``--ops 1``) in one process against the same on
+  ``--cluster local:2`` (cluster start-up included), wall time, in the same run, with the
+  same verdict checked (violations, workloads, crash points). On a shared machine the
+  kernel gives one session's processes one share of the CPU (autogroup scheduling), so
+  while others are busy two workers cannot get more CPU than one, whatever the layer does;
+  hence also:
+- ``scale.local2_cpu_ratio``: CPU seconds of all shards on the cluster ÷ in one process
+  (the work the cluster adds), and ``scale.local2_idle_speedup_estimate``: in-process CPU
+  seconds ÷ the busiest worker's CPU seconds — what the measured schedule would give with
+  a core per worker (an estimate from measured CPU times, not a wall-clock measurement).
+- ``scale.ops4_projection_<W>_workers_hours``: a **simulation**, not a run: ``--ops 4``
+  (69,904 workloads in 1,024 shards) on W = 1, 8 and 64 workers with a core each, from
+  the measured CPU times of a seeded sample of its workloads (each shard's time drawn
+  from the sample, plus the measured per-shard overhead), scheduled in order on the first
+  free worker.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+import random
 import time
 from typing import Any, Sequence
 
@@ -77,6 +91,78 @@ def overhead_figures(quick: bool) -> list[Figure]:
     ]
 
 
+#: Workloads of ``--ops 4`` timed for the projection (``--quick``: a quarter).
+PROJECTION_SAMPLE = 24
+#: Workers the projection simulates.
+PROJECTION_WORKERS = (1, 8, 64)
+
+
+def speedup_figures(quick: bool) -> tuple[list[Figure], list[float]]:
+    """The crash campaign in one process and on ``--cluster local:2``; the figures and
+    the measured per-shard seconds (of the in-process run)."""
+    from memoracle.umfs.crash_campaign import CampaignConfig
+    from memoracle.umfs.crash_shards import crash_campaign, merge_crash
+
+    ops = 1 if quick else 2
+    campaign = crash_campaign(CampaignConfig(max_ops=ops), lambda shard, count: f"--ops {ops} --shard {shard}/{count}")
+    started = time.perf_counter()
+    alone = execute(campaign, parse_where(None, None))
+    one = time.perf_counter() - started
+    started = time.perf_counter()
+    spread = execute(campaign, parse_where(None, "local:2"))
+    two = time.perf_counter() - started
+    verdicts = []
+    for execution in (alone, spread):
+        stats, violations, _ = merge_crash(execution.results())
+        verdicts.append((len(violations), stats.workloads, stats.crash_points, len(execution.failures())))
+    if verdicts[0] != verdicts[1]:
+        raise RuntimeError(f"--cluster local:2 gave another verdict than one process: {verdicts}")
+    alone_cpu = sum(o.cpu_seconds or 0.0 for o in alone.outcomes)
+    per_worker: dict[str, float] = {}
+    for outcome in spread.outcomes:
+        per_worker[str(outcome.where)] = per_worker.get(str(outcome.where), 0.0) + (outcome.cpu_seconds or 0.0)
+    spread_cpu = sum(per_worker.values())
+    figures: list[Figure] = [
+        {"name": "scale.local2_speedup", "value": one / two, "unit": "x", "baseline": one, "ratio": one / two},
+        {"name": f"scale.ops{ops}_seconds_local2", "value": two, "unit": "s", "baseline": one, "ratio": two / one},
+        {"name": f"scale.ops{ops}_shards", "value": campaign.shards, "unit": "shards"},
+        {"name": "scale.local2_cpu_ratio", "value": spread_cpu / alone_cpu if alone_cpu else 0.0, "unit": "x",
+         "baseline": alone_cpu},  # fmt: skip
+        {"name": "scale.local2_idle_speedup_estimate", "value": alone_cpu / max(per_worker.values()), "unit": "x"},
+    ]
+    return figures, [o.cpu_seconds or 0.0 for o in alone.outcomes]
+
+
+def projection_figures(quick: bool, overhead_seconds: float) -> list[Figure]:
+    """``--ops 4`` on 1, 8 and 64 workers, simulated from a timed sample of its workloads."""
+    from memoracle.execution.campaign import shard_count
+    from memoracle.umfs.crash_campaign import SETUP, CampaignConfig, workloads
+
+    every = workloads(4)
+    rng = random.Random(4)
+    sample = [every[rng.randrange(len(every))] for _ in range(PROJECTION_SAMPLE // (4 if quick else 1))]
+    config = CampaignConfig(max_ops=4)
+    seconds = []
+    for ops in sample:
+        explorer = config.explorer()
+        started = time.process_time()
+        explorer.explore(SETUP, ops)
+        seconds.append(time.process_time() - started)
+    shards = shard_count(len(every))
+    per_shard = len(every) / shards
+    shard_seconds = [sum(rng.choice(seconds) for _ in range(round(per_shard))) for _ in range(shards)]
+    figures: list[Figure] = [
+        {"name": "scale.ops4_workload_cpu_seconds_mean", "value": sum(seconds) / len(seconds), "unit": "s (CPU)"},
+    ]
+    for workers in PROJECTION_WORKERS:
+        hours = simulate_schedule(shard_seconds, workers, overhead_seconds) / 3600
+        figures.append({"name": f"scale.ops4_projection_{workers}_workers_hours", "value": hours, "unit": "h (simulated)"})
+    return figures
+
+
 def scale_figures(quick: bool) -> list[Figure]:
     """Every scale figure."""
-    return overhead_figures(quick)
+    figures = overhead_figures(quick)
+    overhead = next(f["value"] for f in figures if f["name"] == "scale.dask_overhead_per_shard_ms") / 1000
+    speedup, _ = speedup_figures(quick)
+    return figures + speedup + projection_figures(quick, max(overhead, 0.0))

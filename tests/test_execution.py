@@ -72,6 +72,9 @@ def test_the_merged_result_is_the_same_for_any_shard_count_and_back_end(cluster:
     execution = execute(toy_campaign(Toy()), cluster.where, backend=cluster)
     assert merge_toy(execution.results()) == expected
     assert [o.shard for o in execution.outcomes] == list(range(40))  # shard order, whatever arrived first
+    workers = {o.where for o in execution.outcomes}
+    assert len(workers) <= 2 and str(os.getpid()) not in " ".join(map(str, workers))  # ran on the workers
+    assert all(o.cpu_seconds is not None and o.seconds is not None for o in execution.outcomes)
 
 
 def test_a_worker_that_dies_mid_run_changes_nothing(cluster: DaskCluster, tmp_path: Path) -> None:

@@ -143,7 +143,8 @@ class ShardTask:
 def run_task(task: ShardTask) -> dict[str, Plain]:
     """Run one shard and wrap what happened in an envelope (a plain dict):
 
-    - ``{"result": R, "seconds": s}``: the shard's plain result and its wall time;
+    - ``{"result": R, "seconds": s, "cpu_seconds": c, "where": "host pid 123"}``: the
+      shard's plain result, its wall and CPU time, and the process that ran it;
     - ``{"error": "KeyError: 'x'", "traceback": "...", "seconds": s}``: the shard raised
       (a crash of the checker on this input: reported, reproducible, never retried);
     - ``{"mismatch": "0.1.0+ab12...", "where": "host pid 123"}``: this process runs other
@@ -153,13 +154,14 @@ def run_task(task: ShardTask) -> dict[str, Plain]:
     mine = code_version()
     if mine != task.code:
         return {"mismatch": mine, "where": where}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         result = canonical(task.run_shard(task.config, task.shard, task.shards))
     except Exception as error:  # noqa: BLE001 - a checker that raised is reported, not lost
         detail = f"{type(error).__name__}: {error}"
         return {"error": detail, "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
-    return {"result": result, "seconds": time.perf_counter() - started}
+    timing = {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "where": where}
+    return {"result": result, **timing}
 
 
 __all__ = [

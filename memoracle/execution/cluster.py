@@ -38,6 +38,11 @@ from memoracle.execution.campaign import Campaign, Plain, run_task
 from memoracle.execution import version
 from memoracle.execution.version import code_version
 
+#: How to start workers for memoracle: one thread each (shards are pure Python and hold the
+#: GIL) and Dask's statistical profiler off (it samples the running shard's stack every
+#: 10 ms, which costs deep pure-Python stacks dearly). ``--cluster local:N`` starts its
+#: workers so.
+WORKER_ADVICE = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False dask worker tcp://HOST:8786 --nworkers N --nthreads 1"
 #: Seconds to wait for a scheduler to answer at connect.
 CONNECT_TIMEOUT_SECONDS = 20.0
 #: Loggers that would otherwise print Dask's reconnect attempts and tracebacks.
@@ -86,10 +91,13 @@ class DaskCluster:
 
         try:
             if self.where.local_workers is not None:
-                cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=self.where.local_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=":0", silence_logs=logging.CRITICAL,
-                )  # fmt: skip
+                import dask
+
+                with dask.config.set({"distributed.worker.profile.enabled": False}):  # see WORKER_ADVICE
+                    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                        n_workers=self.where.local_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=":0", silence_logs=logging.CRITICAL,
+                    )  # fmt: skip
                 self._stack.enter_context(cluster)
                 self.client = self._stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
             else:
@@ -217,4 +225,4 @@ def _reason(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-__all__ = ["CONNECT_TIMEOUT_SECONDS", "DaskCluster", "quiet_dask_logs"]
+__all__ = ["CONNECT_TIMEOUT_SECONDS", "WORKER_ADVICE", "DaskCluster", "quiet_dask_logs"]

@@ -41,8 +41,9 @@ from memoracle.execution.journal import Journal
 class ShardOutcome:
     """What one shard came to: its ``result``, or an ``error`` (it raised), or ``crashed``
     (it took down its workers), or ``skipped`` (a campaign that stops at its first
-    violation did not need it); ``seconds`` as measured where it ran (None if it never
-    finished); ``resumed`` if it was read from a journal."""
+    violation did not need it); ``seconds`` and ``cpu_seconds`` as measured where it ran
+    (None if it never finished), ``where`` (host and pid); ``resumed`` if it was read
+    from a journal. Timings are reported, never part of a result."""
 
     shard: int
     key: str
@@ -53,6 +54,8 @@ class ShardOutcome:
     seconds: float | None = None
     resumed: bool = False
     skipped: bool = False
+    cpu_seconds: float | None = None
+    where: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -130,7 +133,7 @@ def _outcome(campaign: Campaign, shard: int, envelope: dict[str, Plain], resumed
     return ShardOutcome(
         shard, campaign.key(shard), envelope.get("result"), envelope.get("error"), envelope.get("traceback"),
         envelope.get("crashed"), float(seconds) if isinstance(seconds, (int, float)) else None, resumed,
-        "skipped" in envelope,
+        "skipped" in envelope, envelope.get("cpu_seconds"), envelope.get("where"),
     )  # fmt: skip
 
 
