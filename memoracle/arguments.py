@@ -61,6 +61,13 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # argparse drops a lone "--" from an option's value, so "--ops=--" would give []
+        # to a one-value option (bypassing its type): refuse it as a missing value.
+        if action.nargs is None and action.option_strings and arg_strings == ["--"]:
+            raise argparse.ArgumentError(action, "expected one argument")
+        return super()._get_values(action, arg_strings)
+
     def error(self, message: str) -> NoReturn:
         """Print ``PROG: MESSAGE (see 'PROG --help')`` and exit 2."""
         if message.endswith(f"required: {_COMMAND}"):

@@ -300,7 +300,7 @@ def test_crash_fuzz_prints_the_same_table_and_json_keys_as_exhaustive(
     assert fuzzed["search"] == "fuzz" and exhaustive["search"] == "exhaustive"
     assert main(["crash", "umfs", "--fuzz", "--examples", "3", "--ops", "1", "--images", "2", "--no-recovery-crashes"]) == 0
     text = capsys.readouterr().out
-    assert "crash umfs fuzz --ops 1" in text and "images per second" in text
+    assert "crash umfs --ops 1: fuzz, adr, umfs" in text and "images per second" in text
     assert text.strip().splitlines()[-1].startswith("0 violations: ")
     # --ops is honoured by the fuzzer (it used to be raised to 4 silently)
     from memoracle.umfs import cli as crash_cli
@@ -390,3 +390,12 @@ def test_the_readme_history_examples_do_what_it_says(capsys: pytest.CaptureFixtu
         for criterion in ("strict", "tolerant"):
             assert main(["history", "check", str(root / "examples" / name), "--criterion", criterion]) == verdict
     assert "pop number 1 (#2) returned 2, but successful push number 1 (#0) pushed 1" in capsys.readouterr().out
+
+
+def test_report_measures_when_there_is_no_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no bench-results.json here
+    assert main(["report", "--output", "pictures"]) == 0
+    assert "measured now by memoracle report: quick sizes 4 KiB-16 MiB" in capsys.readouterr().out
+    assert (tmp_path / "pictures" / "umfs_open_cost.png").stat().st_size > 0

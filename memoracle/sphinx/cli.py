@@ -106,6 +106,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         core = Sphinx(threads, memory, seed=seed, clock=lambda: int(time.time()), steering=args.steering)
     except ValueError as error:
         return _usage(str(error))
+    except MemoryError:
+        return _usage(f"--memory {memory}: this machine cannot allocate that much emulated memory")
 
     def announce(bound_port: int) -> None:
         plural = "thread" if threads == 1 else "threads"

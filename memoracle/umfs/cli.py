@@ -196,13 +196,14 @@ def _report(
     counts["cpu_seconds"] = round(cpu, 3)
     counts["images_per_second"] = round(stats.images / wall, 1) if wall else 0.0
     reproduce = _reproduce(config, args) if violations else None
-    title = f"crash umfs {search} --ops {config.max_ops} ({config.mode.value}, {config.variant().name})"
+    title = f"crash umfs --ops {config.max_ops}: {search}, {config.mode.value}, {config.variant().name}"
     if args.json:
         print(json.dumps({"search": search, "variant": config.variant().name, "mode": config.mode.value,
                           "stats": counts, "violations": violations, "reproduce": reproduce}, indent=2))  # fmt: skip
     else:
         console = Console()
-        table = Table(title=title)
+        print(title)
+        table = Table()
         table.add_column("figure")
         table.add_column("value", justify="right")
         for key, value in counts.items():
