@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from memoracle.exitcodes import EXIT_USAGE
+from memoracle.output import one_line
 
 #: The largest seed any command accepts: seeds are unsigned 64-bit integers.
 MAX_SEED = (1 << 64) - 1
@@ -61,6 +62,13 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse, but an argument with a NUL byte (possible only when called from
+        Python: no shell can pass one) is refused, as the OS would refuse it as a path."""
+        if args is not None and any("\x00" in str(arg) for arg in args):
+            self.error("an argument contains a NUL byte")
+        return super().parse_known_args(args, namespace)
+
     def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
         # argparse drops a lone "--" from an option's value, so "--ops=--" would give []
         # to a one-value option (bypassing its type): refuse it as a missing value.
@@ -81,8 +89,7 @@ def usage_error(prog: str, message: str) -> int:
     """Write ``PROG: MESSAGE (see 'PROG --help')`` on stderr as one line; return 2.
 
     For usage errors found after parsing (options that do not go together)."""
-    line = " ".join(message.split())  # argparse messages may wrap; the reason is one line
-    sys.stderr.write(f"{prog}: {line} (see '{prog} --help')\n")
+    sys.stderr.write(one_line(f"{prog}: {message} (see '{prog} --help')") + "\n")
     return EXIT_USAGE
 
 

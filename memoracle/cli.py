@@ -35,7 +35,7 @@ from memoracle.arguments import (
     seed,
 )
 from memoracle.exitcodes import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
-from memoracle.output import OutputError, guarded_stdout
+from memoracle.output import OutputError, guarded_stdout, one_line, one_line_stderr
 from memoracle.progress import Progress, verdict_line
 
 
@@ -273,14 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script: parse, run, map output errors and Ctrl-C.
     Always returns the exit code (also for ``--help``, ``--version`` and bad usage)."""
     try:
-        with guarded_stdout():
+        with guarded_stdout(), one_line_stderr():
             try:
                 args = build_parser().parse_args(argv)
             except SystemExit as stop:  # --help, --version, or bad usage (already reported)
                 return stop.code if isinstance(stop.code, int) else EXIT_OK if stop.code is None else EXIT_USAGE
             code: int = args.func(args)
     except OutputError as error:
-        sys.stderr.write(f"memoracle: {error}\n")
+        sys.stderr.write(one_line(f"memoracle: {error}\n"))
         return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("memoracle: interrupted before a verdict\n")

@@ -183,6 +183,14 @@ class Progress:
             found = "" if self.violations is None else f" ({plural(self.violations, 'violation')})"
             self._rich.update(self._task, advance=n, description=self.label + found)
 
+    def update(self, done: int, total: int | None = None) -> None:
+        """Set how many units are done (and the total, once it is known)."""
+        self.done = done
+        if total is not None:
+            self.total = total
+        if self._rich is not None:
+            self._rich.update(self._task, completed=done, total=self.total)
+
     def describe(self, label: str) -> None:
         """Rename the work in progress (e.g. to the check now running)."""
         self.label = label

@@ -100,6 +100,7 @@ def one_line_usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) ->
         ["proofs", "--timeout", "-1"],
         ["check", "--seed", "-1"],
         ["crash", "umfs", "--ops", "0"],
+        ["crash", "umfs", "--ops=--"],  # argparse would hand the option an empty list
         ["crash", "umfs", "--ops", "5"],
         ["crash", "umfs", "--images", "0"],
         ["crash", "umfs", "--jobs", "0"],
@@ -124,7 +125,7 @@ def test_every_bad_number_or_combination_is_refused_with_one_line(
     line = one_line_usage_error(capsys, argv)
     command = " ".join(word for word in argv[:2] if not word.startswith("-") and "." not in word)
     assert line.startswith(f"memoracle {command}") and f"(see 'memoracle {command} --help')" in line, line
-    option = next((word for word in argv if word.startswith("--")), None)
+    option = next((word.split("=")[0] for word in argv if word.startswith("--")), None)
     assert option is None or option in line, line  # the message names the option at fault
 
 
@@ -137,6 +138,13 @@ def test_a_missing_subcommand_names_the_choices_and_its_own_help(
     assert line.startswith(f"{prog}: missing the command: one of ") and f"see '{prog} --help'" in line
     for internal in ("verb", "ksm_command", "sphinx_command", "system", "command:"):
         assert internal not in line.split("(see")[0].replace("the command", ""), line
+
+
+def test_a_path_with_line_breaks_still_makes_one_line_of_error(tmp_path: Path) -> None:
+    weird = str(tmp_path / "a\nb\x1ec\rd")
+    done = run("history", "check", weird)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "a\\nb\\x1ec\\rd" in done.stderr
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -121,6 +121,11 @@ def _good_corpus() -> bytes:
     return encode_corpus(build_corpus(page, "hostile", [(1, [(0, pages[0]), (page, pages[1])]), (2, [(0, pages[0])])]))
 
 
+TREE = WORK / "tree"
+(TREE / "sub").mkdir(parents=True)
+(TREE / "a").write_text("hi\n")
+(TREE / "sub" / "b").write_bytes(bytes(range(256)) * 20)
+GOOD_IMAGE = WORK / "good.img"
 GOOD_CORPUS = WORK / "good.ksm"
 GOOD_CORPUS.write_bytes(_good_corpus())
 EXAMPLES = ROOT / "examples"
@@ -152,6 +157,33 @@ def corpus_bytes() -> st.SearchStrategy[bytes]:
         st.builds(header, st.integers(1, 6), st.sampled_from([0, 1, 2, 4096, 2**31, 2**32 - 1, 60_000_000])),
         st.binary(max_size=300),
     )
+
+
+def image_bytes() -> st.SearchStrategy[bytes]:
+    """A UMFS image: the valid one (made by ``umfs mkfs`` in the fixture) with bits
+    flipped in its metadata or anywhere, cut short, or random bytes."""
+
+    def flip(at: int, mask: int, anywhere: bool) -> bytes:
+        data = bytearray(GOOD_IMAGE.read_bytes())
+        data[at % (len(data) if anywhere else 1 << 16)] ^= mask or 1
+        return bytes(data)
+
+    return st.one_of(
+        st.builds(flip, st.integers(0, 1 << 22), st.integers(0, 255), st.booleans()),
+        st.builds(lambda cut: GOOD_IMAGE.read_bytes()[:cut], st.integers(0, 1 << 16)),
+        st.binary(max_size=300),
+    )
+
+
+def journal_bytes() -> st.SearchStrategy[bytes]:
+    """A campaign journal for --resume: JSON lines of any shape, or random bytes."""
+    line = st.one_of(
+        st.dictionaries(st.sampled_from(["kind", "shard", "seed", "version", "command", "result"]),
+                        st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=4).map(json.dumps),
+        TEXT,
+    )  # fmt: skip
+    return st.one_of(st.lists(line, max_size=5).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogateescape")),
+                     st.binary(max_size=200))  # fmt: skip
 
 
 def results_json() -> st.SearchStrategy[bytes]:
@@ -210,15 +242,34 @@ class Command:
     runs: tuple[tuple[list[str], frozenset[int]], ...] = ()
 
 
+def _given(argv: list[str], option: str) -> bool:
+    return any(word == option or word.startswith(option + "=") for word in argv)
+
+
+def small_budgets(**budgets: str) -> Tamer:
+    """A tamer that gives each budget option its small value when the argv lacks it
+    (the defaults are full campaigns: minutes, not a hostile argument's seconds)."""
+
+    def tame(argv: list[str]) -> list[str]:
+        for name, value in budgets.items():
+            option = "--" + name.replace("_", "-")
+            if not _given(argv, option):
+                argv = argv + [option, value]
+        return argv
+
+    tame.__doc__ = "Absent budgets get small values: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in budgets.items())
+    return tame
+
+
 def _crash_tame(argv: list[str]) -> list[str]:
     """--flush-report explores 32 UMFS variants (tens of seconds; tests/test_cli.py
     refuses its bad combinations) and is dropped; an exhaustive run without --shard runs
     the last of 16 shards, so that it explores one workload."""
     argv = [word for word in argv if word != "--flush-report"]
     modes = {"--fuzz", "--list-mutants"}
-    if not modes & set(argv) and "--shard" not in argv:
+    if not modes & set(argv) and not _given(argv, "--shard"):
         argv += ["--shard", "15/16"]
-    return argv
+    return small_budgets(ops="1", images="2")(argv + (["--examples", "2"] if "--fuzz" in argv and not _given(argv, "--examples") else []))
 
 
 def _check_tame(argv: list[str]) -> list[str]:
@@ -269,6 +320,37 @@ def _no_crosshair(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(contracts, "run_crosshair", lambda targets, timeout: contracts.ContractReport((), 0, ""))
 
 
+def _no_live_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ksm live`` drives the running kernel's /sys/kernel/mm/ksm, which this test must
+    not touch (tests/test_ksm_live*.py own it): the availability check says it is not
+    there, so every run past the arguments ends with that one line (exit 2)."""
+    from memoracle.ksm import live_sysfs
+
+    monkeypatch.setattr(live_sysfs, "availability", lambda: "not available in the hostile-arguments test")
+
+
+def _campaign(prog: str, mutant: str) -> Command:
+    """A campaign command of the execution layer: budgets small, the Dask back-end only
+    unreachable or malformed (local:N starts a cluster: tests/test_execution*.py run it)."""
+    return Command(
+        values={
+            "--runs": small_valid_or([1, 2]),
+            "--steps": small_valid_or([1, 5]),
+            "--jobs": small_valid_or([1, 2]),
+            "--cluster": st.sampled_from(["tcp://127.0.0.1:1", "local:0", "local:-1", "udp://x", "", "tcp://", "x"]),
+            "--shard": st.one_of(st.sampled_from(["0/1", "1/1", "0/0", "a/b", "-1/2"]), TEXT),
+            "--mutant": st.one_of(st.just(mutant), TEXT),
+        },
+        files={"--resume": journal_bytes()},
+        tame=small_budgets(runs="1", steps="5"),
+        divisor=12,
+        runs=(([*prog.split()[1:], "--runs", "1", "--steps", "5"], OK),),
+    )
+
+
+PAPER = {"--processes": small_valid_or([2]), "--pages": small_valid_or([64])}
+PAPER_BUDGETS = small_budgets(processes="2", pages="64")
+
 COMMANDS: dict[str, Command] = {
     "memoracle check": Command(tame=_check_tame, divisor=12, runs=((["check", "--system", "machine"], OK),)),
     "memoracle proofs": Command(
@@ -314,6 +396,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "memoracle history record": Command(
         values={"--operations": small_valid_or([1, 2, 50]), "--capacity": small_valid_or([1, 2, 8])}, divisor=6,
+        tame=small_budgets(operations="50"),
         runs=((["history", "record", str(WORK / "recorded.jsonl"), "--operations", "50", "--capacity", "2"], OK),),
     ),
     "memoracle interleave": Command(
@@ -345,9 +428,70 @@ COMMANDS: dict[str, Command] = {
         values={"--processes": small_valid_or([1, 2]), "--max-pages": small_valid_or([1, 8]),
                 "--timeout": small_valid_or([0, 30]),
                 "--modules": st.sampled_from(["json", "json,re", "os;rm", "", ",", "no_such_module_x", "..a"])},
+        tame=small_budgets(processes="1", max_pages="8", modules="json"),
         divisor=12,
         runs=((["ksm", "capture", "--processes", "1", "--max-pages", "8", "--modules", "json",
                 "--output", str(WORK / "captured.ksm")], OK),),
+    ),  # fmt: skip
+    "memoracle ksm campaign": _campaign("memoracle ksm campaign", "no_write_protect"),
+    "memoracle sphinx campaign": _campaign("memoracle sphinx campaign", "wrong-seed-owner"),
+    "memoracle umfs campaign": _campaign("memoracle umfs campaign", "AppendIgnored"),
+    "memoracle ksm live": Command(
+        values={"--steps": small_valid_or([1, 5]), "--sequences": small_valid_or([1]),
+                "--lock-timeout": small_valid_or([0, 1])},
+        tame=small_budgets(steps="5", sequences="1", lock_timeout="0"),
+        patch=_no_live_kernel,
+        runs=((["ksm", "live", "--scenarios", "selftests"], USAGE),),
+    ),  # fmt: skip
+    "memoracle ksm paper exclusive-cache": Command(
+        values=PAPER, tame=PAPER_BUDGETS, divisor=12, runs=((["ksm", "paper", "exclusive-cache", "--processes", "2", "--pages", "64"], OK),)
+    ),
+    "memoracle ksm paper lookahead": Command(
+        values=PAPER, tame=PAPER_BUDGETS, divisor=12, runs=((["ksm", "paper", "lookahead", "--processes", "2", "--pages", "64"], OK),)
+    ),
+    "memoracle ksm paper page-cache": Command(
+        values=PAPER, tame=PAPER_BUDGETS, divisor=12, runs=((["ksm", "paper", "page-cache", "--processes", "2", "--pages", "64"], OK),)
+    ),
+    "memoracle ksm report": Command(
+        values=PAPER, tame=PAPER_BUDGETS, divisor=12,
+        runs=((["ksm", "report", "--processes", "2", "--pages", "64", "--output", str(WORK / "ksm-pictures")], OK),),
+    ),  # fmt: skip
+    "memoracle kv check": Command(
+        values={
+            "address": st.sampled_from(["@server", "127.0.0.1:1", "nohost", "[::1]:70000", "", ":", "127.0.0.1:0"]),
+            "--steps": small_valid_or([1, 5]),
+            "--clients": small_valid_or([1, 2]),
+            "--timeout": small_valid_or([1, 2]),
+            "--max-states": small_valid_or([1, 1000]),
+        },
+        tame=small_budgets(steps="5", clients="1", timeout="2"),
+        divisor=4,
+        runs=((["kv", "check", "@server", "--steps", "5", "--clients", "1"], OK),),
+    ),
+    "memoracle umfs mkfs": Command(
+        values={"--size": st.one_of(st.sampled_from(["4m", "8m", "1k", "4096", "0", "4g", "m", "4M", "1e3"]), REFUSED),
+                "--inodes": small_valid_or([0, 1, 32, 64]),
+                "--from": st.sampled_from([str(TREE), str(WORK / "missing"), str(WORK / "afile"), "", "/dev/null"])},
+        divisor=3,
+        runs=((["umfs", "mkfs", str(WORK / "made.img"), "--size", "4m", "--from", str(TREE), "--force"], OK),),
+    ),  # fmt: skip
+    "memoracle umfs fsck": Command(files={"image": image_bytes()}, divisor=2,
+                                   runs=((["umfs", "fsck", str(GOOD_IMAGE)], OK),)),  # fmt: skip
+    "memoracle umfs ls": Command(
+        values={"path": st.one_of(st.sampled_from(["/", "/a", "/sub", "/sub/b", "a", "", "//", "/nope"]), TEXT)},
+        files={"image": image_bytes()}, divisor=2, runs=((["umfs", "ls", str(GOOD_IMAGE), "/", "-l"], OK),),
+    ),  # fmt: skip
+    "memoracle umfs cat": Command(
+        values={"path": st.one_of(st.sampled_from(["/", "/a", "/sub", "/sub/b", "a", "", "//", "/nope"]), TEXT)},
+        files={"image": image_bytes()}, divisor=2, runs=((["umfs", "cat", str(GOOD_IMAGE), "/sub/b"], OK),),
+    ),  # fmt: skip
+    "memoracle umfs corrupt": Command(
+        values={"--flips": small_valid_or([0, 1]), "--anywhere": small_valid_or([0, 1]),
+                "--per-field": st.one_of(st.sampled_from(["0", "1", "x", "-1", ""]), REFUSED),
+                "--trial": small_valid_or([0, 1]), "--mutant": st.one_of(st.just("inodes_unchecked"), TEXT)},
+        tame=small_budgets(flips="1", anywhere="1", per_field="0"),
+        divisor=6,
+        runs=((["umfs", "corrupt", "--flips", "1", "--anywhere", "1", "--per-field", "0"], OK),),
     ),  # fmt: skip
     "memoracle ksm info": Command(files={"corpus": corpus_bytes()}, runs=((["ksm", "info", str(GOOD_CORPUS)], OK),)),
     "memoracle ksm study": Command(
@@ -418,9 +562,15 @@ def argvs(draw: st.DrawFn, prog: str) -> tuple[list[str], dict[str, bytes]]:
     return command.tame(words), files
 
 
+#: Where ``kv check``'s live server listens ("@server" in an argv), once it runs.
+SERVER: dict[str, str] = {}
+
+
 def _materialise(argv: list[str], files: dict[str, bytes], where: Path) -> list[str]:
     out = []
     for word in argv:
+        if "@server" in word:
+            word = word.replace("@server", SERVER["address"])
         for placeholder, contents in files.items():
             if placeholder in word:
                 path = where / placeholder.strip("@")
@@ -439,10 +589,11 @@ def _check_run(argv: list[str], code: int, out: str, err: str) -> None:
 
 
 def _run_in_process(argv: list[str]) -> int:
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="replace"), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
-    _check_run(argv, code, out.getvalue(), err.getvalue())
+    out.flush()
+    _check_run(argv, code, out.buffer.getvalue().decode("utf-8", "replace"), err.getvalue())  # type: ignore[attr-defined]
     return code
 
 
@@ -484,15 +635,25 @@ def _peak_rss_bytes() -> int:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def in_work_directory() -> object:
-    """Runs happen in WORK, which holds a results file with open-cost figures."""
+def in_work_directory() -> Iterator[None]:
+    """Runs happen in WORK, which holds a results file with open-cost figures, a valid
+    UMFS image, and (for ``kv check``) a Sphinx server on a free loopback port."""
+    from memoracle.sphinx.peers import start_sphinx_server
+
     figures = [{"name": f"umfs.open_{kind}_4k", "value": 2.0, "unit": "u", "baseline": 3.0}
                for kind in ("us", "pte_writes")]  # fmt: skip
     (WORK / "bench-results.json").write_text(json.dumps(figures))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["umfs", "mkfs", str(GOOD_IMAGE), "--size", "4m", "--from", str(TREE), "--force"]) == 0
+    server = start_sphinx_server(threads=2)
+    SERVER["address"] = f"127.0.0.1:{server.port}"
     before, start = os.getcwd(), _peak_rss_bytes()
     os.chdir(WORK)
-    yield
-    os.chdir(before)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+        server.stop()
     grown = _peak_rss_bytes() - start
     assert grown < MAX_RSS_GROWTH_BYTES, f"peak RSS grew by {grown >> 20} MiB driving the commands"
 

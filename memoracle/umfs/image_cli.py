@@ -35,11 +35,14 @@ from pathlib import Path
 from impl.umfs import Umfs
 from impl.umfs_check import fsck
 from impl.umfs_layout import CorruptImage
+from memoracle.arguments import int_in, output_file, seed
 from memoracle.exitcodes import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
 from memoracle.umfs import image
 from memoracle.umfs.corruption_mutants import CORRUPTION_MUTANTS
 from spec.umfs_api import O_RDONLY, FsError
 
+#: The most random flips ``corrupt`` makes per specimen (its trials are listed up front).
+MAX_FLIPS = 100_000
 #: ``cat`` reads a file this many bytes at a time.
 CAT_CHUNK = 1 << 20
 
@@ -50,9 +53,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     commands = umfs.add_subparsers(dest="umfs_command", required=True, metavar="COMMAND", parser_class=type(umfs))
 
     mkfs = commands.add_parser("mkfs", help="write a fresh UMFS image file")
-    mkfs.add_argument("image", metavar="IMAGE", help="the image file to write")
+    mkfs.add_argument("image", metavar="IMAGE", type=output_file, help="the image file to write")
     mkfs.add_argument("--size", required=True, help="its size: bytes, or with k, m or g (binary), e.g. 4m")
-    mkfs.add_argument("--inodes", type=int, help="inode slots (default: one per 16 pages, at least 32)")
+    mkfs.add_argument("--inodes", type=int_in(1, 1 << 32), help="inode slots (default: one per 16 pages, at least 32)")
     mkfs.add_argument("--from", dest="source", metavar="DIR", help="copy this directory tree into the image")
     mkfs.add_argument("--force", action="store_true", help="overwrite IMAGE if it exists")
     mkfs.set_defaults(func=cmd_mkfs)
@@ -76,12 +79,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     corrupt = commands.add_parser(
         "corrupt", help="corruption campaign: damage images' metadata; nothing may read it wrong (0 holds, 1 violation)"
     )
-    corrupt.add_argument("--seed", type=int, default=0, help="seed of the random flips and choices (default 0)")
-    corrupt.add_argument("--flips", type=int, default=400, help="random bit flips in metadata bytes, per specimen (default 400)")
-    corrupt.add_argument("--anywhere", type=int, default=100, help="random bit flips anywhere, per specimen (default 100)")
+    corrupt.add_argument("--seed", type=seed, default=0, help="seed of the random flips and choices (default 0)")
+    corrupt.add_argument("--flips", type=int_in(0, MAX_FLIPS), default=400,
+                         help=f"random bit flips in metadata bytes, per specimen (default 400, at most {MAX_FLIPS:,})")  # fmt: skip
+    corrupt.add_argument("--anywhere", type=int_in(0, MAX_FLIPS), default=100,
+                         help=f"random bit flips anywhere, per specimen (default 100, at most {MAX_FLIPS:,})")  # fmt: skip
     corrupt.add_argument("--per-field", default="2", help="targeted changes per metadata field, or 'all' (default 2)")
     corrupt.add_argument("--mutant", help=f"a UMFS with one check missing: {', '.join(CORRUPTION_MUTANTS)}")
-    corrupt.add_argument("--trial", type=int, action="append", help="run only trial N of each specimen (repeatable)")
+    corrupt.add_argument("--trial", type=int_in(0, 1 << 40), action="append",
+                         help="run only trial N of each specimen (repeatable; default: every trial)")  # fmt: skip
     corrupt.add_argument("--json", action="store_true", help="print JSON")
     corrupt.set_defaults(func=cmd_corrupt)
 
@@ -111,8 +117,6 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
         size = image.parse_size(args.size)
     except image.ImageError as error:
         return _usage(str(error))
-    if args.inodes is not None and args.inodes < 1:
-        return _usage(f"--inodes {args.inodes}: must be positive")
     if path.exists() and not args.force:
         return _usage(f"{path} exists (use --force to overwrite it)")
     if not path.parent.is_dir():
@@ -241,21 +245,18 @@ def cmd_corrupt(args: argparse.Namespace) -> int:
     from memoracle.progress import Progress, verdict_line
     from memoracle.umfs.corruption import run_campaign
 
-    if args.flips < 0 or args.anywhere < 0:
-        return _usage("--flips and --anywhere must not be negative")
     if args.per_field != "all" and not (args.per_field.isdigit() and int(args.per_field) >= 0):
         return _usage(f"--per-field {args.per_field!r}: want a count or 'all'")
     if args.mutant is not None and args.mutant not in CORRUPTION_MUTANTS:
         return _usage(f"unknown mutant {args.mutant!r} (known: {', '.join(CORRUPTION_MUTANTS)})")
     umfs_cls = Umfs if args.mutant is None else CORRUPTION_MUTANTS[args.mutant].umfs_cls
     per_field = None if args.per_field == "all" else int(args.per_field)
-    with Progress(None, "umfs corrupt", unit="trials") as progress:
-
-        def advance(done: int, total: int) -> None:
-            progress.total = total
-            progress.advance(1)
-
-        report = run_campaign(args.seed, args.flips, args.anywhere, per_field, umfs_cls, args.trial, advance)
+    with Progress(None, "umfs corrupt", unit="trials", enabled=not args.json) as progress:
+        report = run_campaign(
+            args.seed, args.flips, args.anywhere, per_field, umfs_cls, args.trial, progress=progress.update,
+        )  # fmt: skip
+    if report.trials == 0:  # every --trial named past the end: nothing was checked
+        return _usage(f"--trial {' '.join(map(str, args.trial or []))}: no such trial in any specimen")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reproduce = (
         f"memoracle umfs corrupt --seed {args.seed} --flips {args.flips} --anywhere {args.anywhere} "

@@ -30,10 +30,12 @@ class ResultsFormatError(ValueError):
     """A results file that is not what ``python -m benchmarks`` writes (says why)."""
 
 
-def _number(entry: dict[str, object], key: str, where: str) -> float:
+def _number(entry: dict[str, object], key: str, where: str, *, positive: bool = False) -> float:
     value = entry.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ResultsFormatError(f"{where}: {key!r} is not a finite number")
+    if positive and value <= 0:
+        raise ResultsFormatError(f"{where}: {key!r} is {value}, not a positive number (the plot is logarithmic)")
     return float(value)
 
 
@@ -63,7 +65,10 @@ def read_open_figures(path: Path) -> Figures | None:
         name = entry["name"]
         value = _number(entry, "value", f"{where} ({name})")
         if name.startswith(("umfs.open_us_", "umfs.open_pte_writes_")):
-            figures[name] = {"value": value, "baseline": _number(entry, "baseline", f"{where} ({name})")}
+            figures[name] = {
+                "value": _number(entry, "value", f"{where} ({name})", positive=True),
+                "baseline": _number(entry, "baseline", f"{where} ({name})", positive=True),
+            }
     return figures or None
 
 
