@@ -296,6 +296,14 @@ def _proofs_tame(argv: list[str]) -> list[str]:
     return argv if "--only" in " ".join(argv) else argv + ["--only", "splice_costs_one_write*"]
 
 
+def _experiment_tame(argv: list[str]) -> list[str]:
+    """--sensitivity reruns the grid with every cost entry halved and doubled (minutes;
+    the experiment's own tests run it): dropped. Absent budgets get one machine, 100
+    requests, one connection count."""
+    argv = [word for word in argv if word != "--sensitivity"]
+    return small_budgets(machine="modern", requests="100", connections="1")(argv)
+
+
 def _interleave_tame(argv: list[str]) -> list[str]:
     """--table without --model computes 12 cells (seconds); it gets --model sc."""
     return argv + ["--model", "sc"] if "--table" in argv and "--model" not in argv else argv
@@ -436,6 +444,28 @@ COMMANDS: dict[str, Command] = {
     "memoracle ksm campaign": _campaign("memoracle ksm campaign", "no_write_protect"),
     "memoracle sphinx campaign": _campaign("memoracle sphinx campaign", "wrong-seed-owner"),
     "memoracle umfs campaign": _campaign("memoracle umfs campaign", "AppendIgnored"),
+    "memoracle sphinx calibrate": Command(
+        values={"--requests": small_valid_or([1000])},
+        tame=small_budgets(requests="1000"),
+        divisor=12,
+        runs=((["sphinx", "calibrate", "--requests", "1000", "--json"], OK),),
+    ),
+    "memoracle sphinx experiment": Command(
+        values={
+            "--requests": small_valid_or([100]),
+            "--connections": st.one_of(st.sampled_from(["1", "1,2", "0", "-1", "", ",", "1,,2", "x"]), TEXT),
+            "--rate": small_valid_or([100, 2500]),
+            "--cost": st.one_of(st.sampled_from(["mc_lru_hold=600", "mc_lru_hold=-1", "x=y", "=", "nope=5"]), TEXT),
+            "--jobs": small_valid_or([1]),
+            "--cluster": st.sampled_from(["tcp://127.0.0.1:1", "local:0", "", "x"]),
+            "--shard": st.one_of(st.sampled_from(["0/64", "63/64", "0/0", "a/b"]), TEXT),
+        },
+        files={"--resume": journal_bytes()},
+        tame=_experiment_tame,
+        divisor=12,
+        runs=((["sphinx", "experiment", "--machine", "modern", "--requests", "100", "--connections", "1",
+                "--output", str(WORK / "experiment")], OK),),
+    ),  # fmt: skip
     "memoracle ksm live": Command(
         values={"--steps": small_valid_or([1, 5]), "--sequences": small_valid_or([1]),
                 "--lock-timeout": small_valid_or([0, 1])},
