@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from proofs import DEFAULT_TIMEOUT_SECONDS, print_results, prove_all, select_theorems
 
@@ -52,17 +53,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"proofs: {error.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     if args.list:
-        for theorem in selected:
-            print(f"{theorem.name}  [expect {theorem.expect}]\n    {theorem.statement}")
-        return EXIT_OK
+        return _emit(lambda: [print(f"{t.name}  [expect {t.expect}]\n    {t.statement}") for t in selected], EXIT_OK)
     results = prove_all(patterns, timeout_seconds=args.timeout)
-    if args.json:
-        print(json.dumps({"proofs": [result.as_dict() for result in results]}, indent=2))
-    else:
-        print_results(results)
     if any(result.status not in (result.expect, "unknown") for result in results):
-        return EXIT_VIOLATION
-    return EXIT_INCONCLUSIVE if any(result.status == "unknown" for result in results) else EXIT_OK
+        verdict = EXIT_VIOLATION
+    else:
+        verdict = EXIT_INCONCLUSIVE if any(result.status == "unknown" for result in results) else EXIT_OK
+    if args.json:
+        return _emit(lambda: print(json.dumps({"proofs": [result.as_dict() for result in results]}, indent=2)), verdict)
+    return _emit(lambda: print_results(results), verdict)
+
+
+def _emit(write: Callable[[], object], verdict: int) -> int:
+    """Run ``write`` and flush: a reader that went away is quiet (the verdict stands), any
+    other output error is one line on stderr and exit 2."""
+    try:
+        write()
+        sys.stdout.flush()
+    except OSError as error:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush is quiet
+        os.close(devnull)
+        if isinstance(error, BrokenPipeError):
+            return verdict
+        print(f"proofs: cannot write standard output: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
+    return verdict
 
 
 if __name__ == "__main__":

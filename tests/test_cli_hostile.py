@@ -228,7 +228,8 @@ class Command:
     files: dict[str, st.SearchStrategy[bytes]] = field(default_factory=dict)
     #: Makes an argv small enough to run in seconds; its docstring says what it changes.
     tame: Tamer = _keep
-    #: Examples = max(3, profile's max_examples // divisor).
+    #: Examples: max(3, the profile's max_examples // divisor) (an expensive command
+    #: gets a fixed fraction of the profile's size; HYPOTHESIS_PROFILE=fuzz scales all).
     divisor: int = 1
     #: Run in a subprocess (a command that does not return by itself).
     subprocess: bool = False
@@ -695,7 +696,6 @@ def test_hostile_arguments_and_files(prog: str, monkeypatch: pytest.MonkeyPatch)
         pytest.fail(f"{prog} is no longer a command: remove it from COMMANDS")
     if command.patch is not None:
         command.patch(monkeypatch)
-    examples = max(3, settings.default.max_examples // command.divisor)
     drawn: list[tuple[list[str], dict[str, bytes]]] = []
 
     def run(case: tuple[list[str], dict[str, bytes]]) -> int:
@@ -708,7 +708,7 @@ def test_hostile_arguments_and_files(prog: str, monkeypatch: pytest.MonkeyPatch)
         for argv, codes in command.runs:
             assert run((argv, {})) in codes, f"{argv} should have exited with one of {sorted(codes)}"
 
-    @settings(max_examples=examples, deadline=None, database=None,
+    @settings(max_examples=max(3, settings.default.max_examples // command.divisor), deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
     @given(argvs(prog))
     def drive(case: tuple[list[str], dict[str, bytes]]) -> None:

@@ -49,12 +49,20 @@ def timing_assertions(source: str) -> list[int]:
 
 
 def _from_profile(value: ast.expr) -> bool:
-    """``max(<anything>, settings.default.max_examples)``."""
+    """``max(<anything>, settings.default.max_examples)``, or a fixed fraction of the
+    profile's size for an expensive test (``settings.default.max_examples // K``): both
+    scale with ``HYPOTHESIS_PROFILE``."""
+
+    def scaled(arg: ast.expr) -> bool:
+        if isinstance(arg, ast.BinOp) and isinstance(arg.op, ast.FloorDiv):
+            arg = arg.left
+        return ast.unparse(arg) == "settings.default.max_examples"
+
     return (
         isinstance(value, ast.Call)
         and isinstance(value.func, ast.Name)
         and value.func.id == "max"
-        and any(ast.unparse(arg) == "settings.default.max_examples" for arg in value.args)
+        and any(scaled(arg) for arg in value.args)
     )
 
 
@@ -93,5 +101,7 @@ def test_the_rules_catch_planted_violations() -> None:
         "@settings(max_examples=300)\ndef test_a(): ...\n"
         "S = settings(max_examples=max(20, 60))\n"
         "T = settings(max_examples=max(20, settings.default.max_examples))\n"
+        "U = settings(max_examples=max(3, settings.default.max_examples // 12))\n"
+        "V = settings(max_examples=max(3, 60 // 12))\n"
     )
-    assert capped_sizes(capped) == [1, 3]
+    assert capped_sizes(capped) == [1, 3, 6]
