@@ -630,7 +630,13 @@ def _run_in_process(argv: list[str]) -> int:
 
 def _run_server(argv: list[str]) -> int:
     """``sphinx serve``: refused arguments exit by themselves; a server that starts is
-    stopped with SIGINT once it says it listens, and must then exit 0."""
+    stopped with SIGINT once it says it listens, and must then exit 0. An argument with a
+    NUL byte cannot reach a process at all: it is run in-process, where the parser must
+    refuse it before anything serves."""
+    if any("\x00" in word for word in argv):
+        code = _run_in_process(argv)
+        assert code == 2, argv
+        return code
     child = subprocess.Popen([sys.executable, "-m", "memoracle", *argv], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, cwd=WORK)  # fmt: skip
     assert child.stdout is not None
