@@ -257,13 +257,35 @@ class Simulation:
         """Run the simulation to the last reply; see the module docstring."""
         spec, machine, placement = self.spec, self.machine, self.placement
         c = spec.costs
+        cost_client_wire = c.client_wire
+        cost_context_switch = c.context_switch
+        cost_epoll = c.epoll
+        cost_eventfd_read = c.eventfd_read
+        cost_eventfd_write = c.eventfd_write
+        cost_hash = c.hash
+        cost_irq_entry = c.irq_entry
+        cost_line_cross_socket = c.line_cross_socket
+        cost_line_same_socket = c.line_same_socket
+        cost_lock_op = c.lock_op
+        cost_lookup = c.lookup
+        cost_mc_alloc_hold = c.mc_alloc_hold
+        cost_mc_lru_hold = c.mc_lru_hold
+        cost_parse = c.parse
+        cost_recv = c.recv
+        cost_rx_packet = c.rx_packet
+        cost_send = c.send
+        cost_spsc_pop = c.spsc_pop
+        cost_spsc_push = c.spsc_push
+        cost_store = c.store
+        cost_wake_call = c.wake_call
+        cost_wake_ipi = c.wake_ipi
         nic = placement.nic
         is_set = spec.workload == "update"
         sphinx = spec.design == "sphinx"
         ncores = machine.cores
         lanes = 2 * ncores  # lanes >= ncores exist only for the irq_lane hook
         socket_of = [machine.socket_of(core % ncores) for core in range(lanes)]
-        line_same, line_cross = c.line_same_socket, c.line_cross_socket
+        line_same, line_cross = cost_line_same_socket, cost_line_cross_socket
 
         def line(src: int, dst: int) -> int:
             if src == dst or src < 0:
@@ -349,8 +371,8 @@ class Simulation:
         seq = 0
         grant_hook = self.lock_grant
         lane_of_irq = [self.irq_lane(core, ncores) for core in range(ncores)] + list(range(ncores, lanes))
-        epoll_recv = c.epoll + c.recv + c.parse + c.hash
-        touch = c.store if is_set else c.lookup
+        epoll_recv = cost_epoll + cost_recv + cost_parse + cost_hash
+        touch = cost_store if is_set else cost_lookup
         completed = 0
 
         issued = 0
@@ -372,7 +394,7 @@ class Simulation:
                 if closed and issued < n:
                     issued += 1
                     seq += 1
-                    push(heap, (now + c.client_wire, seq, EV_ARRIVE, req_conn[head]))
+                    push(heap, (now + cost_client_wire, seq, EV_ARRIVE, req_conn[head]))
 
         woken_here: list[int] = []
 
@@ -384,7 +406,7 @@ class Simulation:
             else:
                 th_state[t] = WAKING
                 seq += 1
-                push(heap, (now + c.wake_ipi, seq, EV_READY, t))
+                push(heap, (now + cost_wake_ipi, seq, EV_READY, t))
 
         def schedule(lane: int, at: int) -> None:
             nonlocal seq
@@ -392,10 +414,12 @@ class Simulation:
             push(heap, (at, seq, EV_STEP, lane))
 
         def start(lane: int, kind: int, r: int, now: int, end: int) -> None:
+            nonlocal seq
             cur_kind[lane] = kind
             cur_req[lane] = r
             cur_start[lane] = now
-            schedule(lane, end)
+            seq += 1
+            push(heap, (end, seq, EV_STEP, lane))
 
         def raise_irq(core: int, now: int) -> None:
             lane = lane_of_irq[core]
@@ -411,7 +435,7 @@ class Simulation:
                 core = lane % ncores
                 delivered = nic.service(core, budget) if nic.queued_packets else []
                 batch = irq_batch[lane]
-                cost = c.irq_entry
+                cost = cost_irq_entry
                 woken = set()
                 for fid, _payload in delivered:
                     conn = fid_conn[fid]
@@ -419,7 +443,7 @@ class Simulation:
                     t = conn_thread[conn]
                     if th_state[t] == SLEEPING:
                         woken.add(t)
-                cost += len(delivered) * c.rx_packet + len(woken) * c.wake_call
+                cost += len(delivered) * cost_rx_packet + len(woken) * cost_wake_call
                 start(lane, IRQ, -1, now, now + cost)
                 return
             t = core_thread[lane]
@@ -427,7 +451,7 @@ class Simulation:
                 return
             state = th_state[t]
             if state == RUNNABLE:
-                start(lane, WAKE, -1, now, now + c.context_switch)
+                start(lane, WAKE, -1, now, now + cost_context_switch)
                 return
             if state != AWAKE:
                 return
@@ -443,28 +467,28 @@ class Simulation:
                 if sphinx:
                     o = owner[key]
                     if o == t:
-                        start(lane, REQUEST, r, now, now + pre + touch + c.send)
+                        start(lane, REQUEST, r, now, now + pre + touch + cost_send)
                     else:
                         forwarded += 1
-                        start(lane, REQUEST, r, now, now + pre + c.spsc_push)
+                        start(lane, REQUEST, r, now, now + pre + cost_spsc_push)
                     return
                 # memcached-style: run up to the first lock request (phase 1).
                 cur_phase[lane] = 1
                 start(lane, REQUEST, r, now, now + pre)
                 return
             # Sphinx messages: a request at its owner, or a reply back home.
-            cost = c.spsc_pop
+            cost = cost_spsc_pop
             if th_bell[t]:
                 th_bell[t] = False
-                cost += c.eventfd_read
+                cost += cost_eventfd_read
             home = thread_core[conn_thread[req_conn[r]]]
             if kind == MESSAGE:
                 o_core = core
                 cost += (message_lines + (value_lines if is_set else 0)) * line(home, o_core)
-                cost += touch + c.spsc_push
+                cost += touch + cost_spsc_push
             else:
                 o_core = thread_core[owner[key]]
-                cost += (message_lines + (0 if is_set else value_lines)) * line(o_core, home) + c.send
+                cost += (message_lines + (0 if is_set else value_lines)) * line(o_core, home) + cost_send
             start(lane, kind, r, now, now + cost)
 
         def lock_section(lane: int, lock: int, now: int, hold: int, extra_lines: int) -> int:
@@ -475,7 +499,7 @@ class Simulation:
             lock_wait += granted - now
             core = lane % ncores
             moved = line(lock_last[lock], core) * (1 + extra_lines)
-            release = granted + c.lock_op + moved + hold
+            release = granted + cost_lock_op + moved + hold
             free_at[lock] = release
             lock_last[lock] = core
             if trace is not None:
@@ -492,24 +516,24 @@ class Simulation:
             if phase == 0:
                 return True
             if not is_set:  # get: item stripe, then send
-                release = lock_section(lane, stripe_of[key], now, c.lookup + item_lines * line(key_last[key], core), 0)
+                release = lock_section(lane, stripe_of[key], now, cost_lookup + item_lines * line(key_last[key], core), 0)
                 key_last[key] = core
                 cur_phase[lane] = 0
-                schedule(lane, release + c.send)
+                schedule(lane, release + cost_send)
                 return False
             if phase == 1:  # slabs lock: allocate the new item
-                release = lock_section(lane, SLABS, now, c.mc_alloc_hold, 0)
+                release = lock_section(lane, SLABS, now, cost_mc_alloc_hold, 0)
                 cur_phase[lane] = 2
-                schedule(lane, release + c.store)
+                schedule(lane, release + cost_store)
             elif phase == 2:  # item stripe: find and replace the old item
-                release = lock_section(lane, stripe_of[key], now, c.lookup + item_lines * line(key_last[key], core), 0)
+                release = lock_section(lane, stripe_of[key], now, cost_lookup + item_lines * line(key_last[key], core), 0)
                 key_last[key] = core
                 cur_phase[lane] = 3
                 schedule(lane, release)
             else:  # LRU lock: link the new item, unlink the old one; then send
-                release = lock_section(lane, LRU, now, c.mc_lru_hold, lru_lines)
+                release = lock_section(lane, LRU, now, cost_mc_lru_hold, lru_lines)
                 cur_phase[lane] = 0
-                schedule(lane, release + c.send)
+                schedule(lane, release + cost_send)
             return False
 
         def step_done(lane: int, now: int) -> None:
@@ -560,7 +584,7 @@ class Simulation:
             if target >= 0 and th_state[target] == SLEEPING:  # ring its doorbell
                 th_bell[target] = True
                 wake(target, core, now)
-                start(lane, DOORBELL, r, now, now + c.eventfd_write + c.wake_call)
+                start(lane, DOORBELL, r, now, now + cost_eventfd_write + cost_wake_call)
                 return
             if t >= 0 and kind != WAKE and not th_work[t]:
                 th_state[t] = SLEEPING
@@ -590,7 +614,7 @@ class Simulation:
                 if issued < n:
                     issued += 1
                     seq += 1
-                    push(heap, (int(client_rng.random() * c.client_wire), seq, EV_ARRIVE, conn))
+                    push(heap, (int(client_rng.random() * cost_client_wire), seq, EV_ARRIVE, conn))
             i = n  # no pre-generated arrivals
         while True:
             if i < n and (not heap or times[i] <= heap[0][0]):
@@ -638,7 +662,7 @@ class Simulation:
             trace.done = list(done)
             trace.connection = list(req_conn)
         warm = int(n * spec.warmup)
-        wire = c.client_wire
+        wire = cost_client_wire
         latencies = [done[r] - times[r] + wire for r in range(warm, n)]
         span = max(1, now)
         core_busy = [busy[lane] + busy[lane + ncores] for lane in range(ncores)]
