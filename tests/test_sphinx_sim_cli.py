@@ -59,7 +59,9 @@ def test_shards_merge_to_the_in_process_grid() -> None:
 def test_bad_usage_exits_2_with_one_line() -> None:
     for args in (["--loop", "closed", "--rate", "100"], ["--sensitivity"], ["--cost", "nosuch=1"],
                  ["--cost", "send"], ["--connections", "0,5"], ["--requests", "10"], ["--machine", "huge"],
-                 ["--shard", "1/2", "--jobs", "2"]):  # fmt: skip
+                 ["--shard", "1/2", "--jobs", "2"], ["--machine", "modern", "--sensitivity", "--requests", "500"],
+                 ["--machine", "legacy", "--sensitivity", "--check"],
+                 ["--machine", "legacy", "--sensitivity", "--cost", "send=1"]):  # fmt: skip
         done = run("sphinx", "experiment", *args)
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr

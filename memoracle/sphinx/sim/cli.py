@@ -71,8 +71,8 @@ def add_commands(commands: Any) -> None:
     command = commands.add_parser("experiment", help="the paper's tail-latency experiment (Figure 3) in virtual time")
     command.add_argument("--machine", choices=("modern", "legacy", "both"), default="both",
                          help="the paper's 48-core/48-queue or 16-core/8-queue machine, or both")  # fmt: skip
-    command.add_argument("--requests", type=int_in(100, 100_000_000), default=DEFAULT_REQUESTS,
-                         help="requests per point (the first 10 %% warm up)")  # fmt: skip
+    command.add_argument("--requests", type=int_in(100, 100_000_000),
+                         help=f"requests per point, the first 10 %% warming up (default {DEFAULT_REQUESTS:,})")  # fmt: skip
     command.add_argument("--connections", type=_connections, metavar="LIST",
                          help="connection counts (default 24,48,96,192,288,384)")  # fmt: skip
     command.add_argument("--loop", choices=("open", "closed"), default="open",
@@ -131,7 +131,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     """Run the grid (or the sensitivity study) as the options say."""
     from memoracle.execution.options import print_failures, run_campaign
     from memoracle.sphinx.sim import claims as claim_module
-    from memoracle.sphinx.sim.experiment import CONNECTIONS, ExperimentConfig, experiment_campaign, merge
+    from memoracle.sphinx.sim.experiment import (
+        CONNECTIONS, DEFAULT_REQUESTS, ExperimentConfig, experiment_campaign, merge)
 
     if args.shard is not None and (args.jobs is not None or args.cluster is not None):
         return usage_error(PROG, "--shard runs one shard in this process; --jobs and --cluster do not apply")
@@ -139,6 +140,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return usage_error(PROG, "--rate sets the open loop's arrival rate; a closed loop has none")
     if args.sensitivity and args.machine == "both":
         return usage_error(PROG, "--sensitivity studies one machine: give --machine modern or --machine legacy")
+    if args.sensitivity:
+        given = [name for name, value in (("--requests", args.requests), ("--connections", args.connections),
+                                          ("--rate", args.rate), ("--cost", args.cost or None),
+                                          ("--check", args.check or None)) if value is not None]  # fmt: skip
+        if given:
+            return usage_error(PROG, f"{given[0]} does not apply to --sensitivity, which runs its own reduced grid")
     if args.output is not None:
         problem = prepare_directory(args.output)
         if problem is not None:
@@ -149,7 +156,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         config_s = claim_module.sensitivity_config(machines[0], args.seed, loop=args.loop)
         campaign = claim_module.sensitivity_campaign(config_s)
     else:
-        config = ExperimentConfig(machines, args.requests, args.seed, args.connections or CONNECTIONS,
+        requests = args.requests if args.requests is not None else DEFAULT_REQUESTS
+        config = ExperimentConfig(machines, requests, args.seed, args.connections or CONNECTIONS,
                                   rate=args.rate, overrides=tuple(args.cost), check=args.check,
                                   loop=args.loop)  # fmt: skip
         campaign = experiment_campaign(config)
