@@ -1,8 +1,8 @@
 """The cost table: what every step of the emulated machine costs, in virtual nanoseconds.
 
 One table (:data:`COST_ENTRIES`) for both designs. Each entry has a default, a
-*source* (``measured`` on this machine against real memcached or with a syscall loop,
-or ``assumption``) and the reason for its value. The simulator
+*source* (``measured`` on the development machine against real memcached or with a
+syscall loop, or ``assumption``) and the reason for its value. The simulator
 (:mod:`memoracle.sphinx.sim.engine`) charges nothing that is not in this table.
 
 How the measured entries were measured (``memoracle sphinx calibrate`` repeats it):
@@ -25,7 +25,7 @@ How the measured entries were measured (``memoracle sphinx calibrate`` repeats i
 
 Measured in a shared VM with a load average of 12–14 on 2 cores; a syscall here costs
 several times what it does on the paper's bare-metal Haswell, so absolute latencies are
-this machine's, not the paper's. The conclusions are judged on ratios.
+that machine's, not the paper's. The conclusions are judged on ratios.
 
 Structural parameters (cache lines per object, lock stripes, NAPI budget, the
 irqbalance period) are in :data:`STRUCTURE`; they are not costs but they decide how
