@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import SYSTEMS, run_benchmarks
+from benchmarks.common import Figure
 from memoracle.arguments import Parser, check_writable, output_file
 from memoracle.exitcodes import EXIT_OK, EXIT_USAGE
 from memoracle.output import OutputError, guarded_stdout
@@ -30,9 +31,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     only = set(args.only) if args.only else None
     figures = run_benchmarks(quick=args.quick, only=only)
+    print_figures(figures)
+    out: Path = args.output
+    try:
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+    except OSError as error:
+        sys.stderr.write(f"benchmarks: {out}: {error.strerror or error}\n")
+        return EXIT_USAGE
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def print_figures(figures: Sequence[Figure]) -> None:
+    """The table of figures on stdout; a figure's name is never cut (on a terminal the
+    other columns give way; in a pipe or a file the table is as wide as it needs)."""
     table = Table(title="memoracle bench")
     longest = max((len(f["name"]) for f in figures), default=6)
-    table.add_column("figure", no_wrap=True, min_width=longest)  # a figure's name is never cut
+    table.add_column("figure", no_wrap=True, min_width=longest)
     for column in ("value", "unit", "baseline", "ratio"):
         table.add_column(column, justify="left" if column == "unit" else "right", no_wrap=True)
     for f in figures:
@@ -44,17 +59,9 @@ def run(args: argparse.Namespace) -> int:
             f"{f['ratio']:.4g}" if "ratio" in f else "",
         )
     console = Console()
-    if not console.is_terminal:  # a pipe or a file: as wide as the table needs, never cut
+    if not console.is_terminal:
         console = Console(width=max(console.width, longest + 60))
     console.print(table)
-    out: Path = args.output
-    try:
-        out.write_text(json.dumps(figures, indent=2) + "\n")
-    except OSError as error:
-        sys.stderr.write(f"benchmarks: {out}: {error.strerror or error}\n")
-        return EXIT_USAGE
-    print(f"wrote {out}")
-    return EXIT_OK
 
 
 def _system(name: str) -> str:

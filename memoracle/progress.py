@@ -137,9 +137,10 @@ class Progress:
         return self.elapsed * (self.total - self.done) / self.done
 
     def line(self) -> str:
-        """The plain progress line: ``label: done/total unit, v violations, 45 s, ETA 56 s``."""
+        """The plain progress line: ``label: done/total unit, v violations, 45 s, ETA 56 s``
+        (just ``label: 45 s`` for work that is neither sized nor counted)."""
         amount = f"{self.done:,}/{self.total:,}" if self.total is not None else f"{self.done:,}"
-        parts = [f"{amount} {self.unit}"]
+        parts = [f"{amount} {self.unit}"] if self.total is not None or self.done else []
         if self.violations is not None:
             parts.append(plural(self.violations, "violation"))
         parts.append(format_seconds(self.elapsed))

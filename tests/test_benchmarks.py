@@ -74,3 +74,11 @@ def test_the_simulated_experiments_figures_on_a_small_grid() -> None:
             assert figure["unit"] == "share" and -10 < figure["value"] < 1
     assert figures["sphinx.sim_requests_per_second"]["value"] > 0
     assert figures["sphinx.sim_point_seconds"]["unit"] == "s"
+
+
+def test_a_figure_name_is_never_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.__main__ import print_figures
+
+    name = "system." + "a_very_long_figure_name_" * 4 + "seconds"
+    print_figures([{"name": name, "value": 1.5, "unit": "s", "baseline": 3.0, "ratio": 2.0}])
+    assert name in capsys.readouterr().out  # in a pipe (no terminal): the whole name, on one line

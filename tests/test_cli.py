@@ -381,6 +381,19 @@ def test_verdict_lines() -> None:
     )
 
 
+def test_progress_lines() -> None:
+    import io
+
+    from memoracle.progress import Progress
+
+    stream = io.StringIO()
+    counted = Progress(272, "crash umfs --ops 2", unit="workloads", stream=stream)
+    counted.advance(120, violations=0)
+    assert counted.line().startswith("crash umfs --ops 2: 120/272 workloads, 0 violations, ")
+    assert Progress(None, "CrossHair", stream=stream).line().startswith("CrossHair: ")
+    assert "items" not in Progress(None, "CrossHair", stream=stream).line()
+
+
 def test_crash_progress_counts_workloads_of_worker_processes() -> None:
     from memoracle.umfs.crash_campaign import ALPHABET, CampaignConfig, run_campaign
 
