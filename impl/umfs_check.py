@@ -13,9 +13,10 @@ naming the structure and its offset. It checks, beyond what mount and lookups ve
 - every directory page's checksum, every entry's name (distinct in its directory) and
   the link from each entry to its inode both ways (live, same generation, a directory's
   parent); a file's link count equals the number of entries naming it; a directory's is
-  2 + its subdirectories and it has exactly one name (the root none); every live inode
-  is reachable from the root or open (an unlinked file lives while a descriptor refers
-  to it), through parents that end at the root.
+  2 + its subdirectories and it has exactly one name (the root none), unless it was
+  removed while open (then it has no name, no entry and link count 0); every live inode
+  is reachable from the root or open (an unlinked file or a removed directory lives
+  while a descriptor refers to it), through parents that end at the root.
 
 Its work is one pass over the inode zone, one visit of each reachable page and one read
 of each directory page; its memory is a few entries per inode and per data page: both
@@ -148,6 +149,11 @@ def _check_names(fs: Umfs, live: dict[int, Inode], report: FsckReport) -> None:
         if inode.kind == KIND_FILE:
             if inode.nlink != names[ino] or not (names[ino] or opened):
                 raise CorruptImage(f"file with nlink {inode.nlink}, named {names[ino]} times, open {opened}", where, offset)
+            continue
+        if ino != ROOT_INO and names[ino] == 0 and opened:
+            # Removed while open: it lives, empty and unnamed, until its last close.
+            if inode.nlink != 0 or meta.entries(ino):
+                raise CorruptImage(f"removed directory with nlink {inode.nlink} or entries, open {opened}", where, offset)
             continue
         if names[ino] != (0 if ino == ROOT_INO else 1):
             raise CorruptImage(f"directory named {names[ino]} times", where, offset)

@@ -125,6 +125,11 @@ def data(length: int, seed: int = 0) -> Data:
 
 # ---------------------------------------------------------------- the generated alphabet
 
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
 DEFAULT_PATHS: tuple[str, ...] = ("/a", "/b", "/d", "/d/a", "/d/e", "/d/e/f")
 #: The root, names over NAME_MAX, a path over PATH_MAX and malformed paths.
 ODD_PATHS: tuple[str, ...] = (
@@ -554,7 +559,10 @@ def make_fs_machine(
 
     ``paths`` are drawn ten times as often as ``odd_paths``; sizes and offsets cross
     4 KiB page boundaries. Extra rules that create files and directories under
-    ``paths`` (same steps, likelier arguments) keep the trees populated. Use ``make_fs_machine(...).TestCase`` as a pytest test, or
+    ``paths`` (same steps, likelier arguments) keep the trees populated, and others reach
+    what random paths rarely do: renames into another directory, existing directories
+    opened (then changed, removed and closed while open), and truncates followed by a
+    write past the new end. Use ``make_fs_machine(...).TestCase`` as a pytest test, or
     ``run_state_machine_as_test``.
     """
     known = deviations or Deviations()
@@ -680,6 +688,26 @@ def make_fs_machine(
         @rule(old=likely_path, new=path_st)
         def rename(self, old: str, new: str) -> None:
             self.session.apply(("rename", old, new))
+
+        @rule(old=existing, into=existing, name=st.sampled_from(("a", "b", "e", "f")))
+        def rename_across(self, old: str, into: str, name: str) -> None:
+            """A rename into another directory (of a file or a directory)."""
+            new = ("" if into == "/" else into) + "/" + name
+            if old != "/" and _parent(old) != into:
+                self.session.apply(("rename", old, new))
+
+        @rule(target=descriptors, proc=processes, path=existing)
+        def open_directory(self, proc: str, path: str) -> Any:
+            """``O_RDONLY`` on an existing name: a directory (or file) open for reading,
+            which the other rules then change, ``fstat``, remove and close."""
+            return self.open(proc, path, Flags(O_RDONLY))
+
+        @rule(fd=descriptors, cut=st.sampled_from((0, 1, 100, 4096, 5000)),
+              past=st.sampled_from((1, 100, 4095, 4097, 8225)), payload=payloads)  # fmt: skip
+        def truncate_then_write_past_the_end(self, fd: str, cut: int, past: int, payload: Data) -> None:
+            """Free pages, then link new ones past the end (possibly the freed ones)."""
+            if self.session.apply(("ftruncate", fd, cut)):
+                self.session.apply(("pwrite", fd, payload, cut + past))
 
         @rule(path=path_st)
         def mkdir(self, path: str) -> None:
