@@ -457,8 +457,10 @@ def test_unknown_is_never_ok_and_exit_codes(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_python_m_proofs_exits_zero() -> None:
+    # The command itself, on the page-table theorems and their mutants: every theorem's
+    # verdict is already checked in-process above, so this need not prove them twice.
     completed = subprocess.run(
-        [sys.executable, "-m", "proofs"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "proofs", "splice_*"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "splice_maps_window" in completed.stdout
