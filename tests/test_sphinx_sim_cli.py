@@ -56,15 +56,21 @@ def test_shards_merge_to_the_in_process_grid() -> None:
     assert campaign.shards == 5 and "--shard 2/5" in campaign.reproduce(2, 5)
 
 
-def test_bad_usage_exits_2_with_one_line() -> None:
+def test_bad_usage_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     for args in (["--loop", "closed", "--rate", "100"], ["--sensitivity"], ["--cost", "nosuch=1"],
                  ["--cost", "send"], ["--connections", "0,5"], ["--requests", "10"], ["--machine", "huge"],
                  ["--shard", "1/2", "--jobs", "2"], ["--machine", "modern", "--sensitivity", "--requests", "500"],
                  ["--machine", "legacy", "--sensitivity", "--check"],
                  ["--machine", "legacy", "--sensitivity", "--cost", "send=1"]):  # fmt: skip
-        done = run("sphinx", "experiment", *args)
-        assert done.returncode == 2, (args, done.stderr)
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        try:
+            code = main(["sphinx", "experiment", *args])
+        except SystemExit as exit_:
+            code = exit_.code  # type: ignore[assignment]
+        captured = capsys.readouterr()
+        assert code == 2, (args, captured.err)
+        assert len(captured.err.strip().splitlines()) == 1 and captured.out == "", captured.err
+    done = run("sphinx", "experiment", "--loop", "closed", "--rate", "100")  # and through the real entry point
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_claims_follow_the_numbers() -> None:
