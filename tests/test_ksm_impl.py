@@ -15,14 +15,16 @@ from impl.ksm import Ksm
 from impl.ksm_hash import jhash2, jhash2_page, xxhash_page
 from impl.ksm_tree import RbTree
 from memoracle.ksm.mutants import (
-    KSM_MUTANTS,
     CompareBeforeProtectKsm,
     CowWritesSharedKsm,
     EagerUnmergeKsm,
+    IgnoresPinsKsm,
+    KSM_MUTANTS,
+    MergeForgetsChecksumKsm,
     NoChecksumKsm,
-    PrctlOffAlwaysKsm,
     NoPteRecheckKsm,
     NoWriteProtectKsm,
+    PrctlOffAlwaysKsm,
 )
 from protocol_tours import ksm_tour
 from spec.ksm_api import PAGE_SIZE, GuestKind, KnobError, KsmSystem, MappingError, SegmentationFault
@@ -484,4 +486,5 @@ def test_checksum_mutant_merges_on_the_first_scan() -> None:
 def test_every_mutant_is_registered() -> None:
     assert set(KSM_MUTANTS.values()) == {NoWriteProtectKsm, CompareBeforeProtectKsm,
                                          NoPteRecheckKsm, CowWritesSharedKsm, NoChecksumKsm,
-                                         EagerUnmergeKsm, PrctlOffAlwaysKsm}  # fmt: skip
+                                         EagerUnmergeKsm, PrctlOffAlwaysKsm, IgnoresPinsKsm,
+                                         MergeForgetsChecksumKsm}  # fmt: skip
