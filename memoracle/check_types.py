@@ -19,12 +19,23 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Check:
-    """A named check of one system. ``run(seed)`` must be deterministic in ``seed``."""
+    """A named check of one system. ``run(seed)`` must be deterministic in ``seed``.
+
+    ``seeds``: how many seeds one ``memoracle check --seed S`` runs it on — ``S * seeds``
+    to ``S * seeds + seeds - 1``, each a complete run (its work per seed is sized so that
+    all of them fit the check's time): a fixed count, so a result is reproduced by its
+    ``--seed`` alone, and different ``S`` cover different seeds.
+    """
 
     system: str
     name: str
     description: str
     run: Callable[[int], Outcome]
+    seeds: int = 1
+
+    def seeds_of(self, seed: int) -> range:
+        """The seeds ``memoracle check --seed seed`` runs this check on."""
+        return range(seed * self.seeds, seed * self.seeds + self.seeds)
 
 
 @dataclass(frozen=True)

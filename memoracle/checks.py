@@ -42,8 +42,10 @@ def run_checks(
     on_start: Callable[[Check], None] | None = None,
     on_done: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
-    """Run the registered checks (those whose system is in ``only``, if given);
-    ``on_start`` and ``on_done`` are called around each one (for progress)."""
+    """Run the registered checks (those whose system is in ``only``, if given), each on
+    its seeds (:meth:`Check.seeds_of` ``seed``, stopping at the first that fails);
+    ``on_start`` and ``on_done`` are called around each one (for progress). A failure's
+    report ends with the command that reproduces it."""
     results = []
     for check in CHECKS:
         if only is not None and check.system not in only:
@@ -51,12 +53,22 @@ def run_checks(
         if on_start is not None:
             on_start(check)
         started = time.perf_counter()
-        try:
-            outcome = check.run(seed)
-        except AssertionError as error:  # an invariant broke inside the system
-            outcome = Outcome(False, 0, f"invariant violated: {error}")
+        outcome, count = Outcome(True, 0), 0
+        for each in check.seeds_of(seed):
+            try:
+                outcome = check.run(each)
+            except AssertionError as error:  # an invariant broke inside the system
+                outcome = Outcome(False, 0, f"invariant violated: {error}")
+            count += outcome.count
+            if not outcome.ok:
+                where = f" (its seed {each} of {check.seeds_of(seed)[0]}..{check.seeds_of(seed)[-1]})" if check.seeds > 1 else ""
+                report = outcome.report
+                if "reproduce: memoracle check" not in report:
+                    report += f"\nreproduce: memoracle check --system {check.system} --seed {seed}{where}"
+                outcome = Outcome(False, count, report)
+                break
         result = CheckResult(
-            check.system, check.name, outcome.ok, outcome.count, time.perf_counter() - started, outcome.report
+            check.system, check.name, outcome.ok, count, time.perf_counter() - started, outcome.report
         )
         results.append(result)
         if on_done is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from importlib import metadata
@@ -64,6 +65,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         unknown = ", ".join(sorted(only - systems))
         return _usage(f"unknown system {unknown} (known: {', '.join(sorted(systems))})")
     selected = [c for c in CHECKS if only is None or c.system in only]
+    if args.seed is None:
+        from_env = os.environ.get("MEMORACLE_SEED", "0")
+        try:
+            args.seed = seed(from_env)
+        except argparse.ArgumentTypeError as error:
+            return _usage(f"MEMORACLE_SEED: {error}")
     started = time.perf_counter()
     with Progress(len(selected), "memoracle check", unit="checks") as progress:
 
@@ -75,7 +82,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     failed = sum(not r.ok for r in results)
     if args.json:
-        print(json.dumps({"checks": [r.as_json() for r in results]}, indent=2))
+        print(json.dumps({"seed": args.seed, "checks": [r.as_json() for r in results]}, indent=2))
     else:
         table = Table(title=f"memoracle check (seed {args.seed})")
         for column in ("system", "check", "result", "count", "seconds"):
@@ -214,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="run the default campaign over every system")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    check.add_argument("--seed", type=seed, default=0, help="campaign seed")
+    check.add_argument(
+        "--seed", type=seed, default=None,
+        help="base seed: each check runs on its own seeds derived from it (default: $MEMORACLE_SEED, else 0)",
+    )
     check.add_argument("--system", action="append", help="only this system (repeatable; default: all)")
     check.set_defaults(func=cmd_check)
 

@@ -186,7 +186,7 @@ def test_campaign_is_deterministic_and_reports_reproduction() -> None:
     assert random_ops(7, 40) == random_ops(7, 40)
     report = ksm_campaign(1, 40, LeakyCow)
     assert report is not None and "view of pid" in report, "seed 1 lets the leaky COW pass"
-    assert report.endswith("\nreproduce: memoracle check --system ksm --seed 1"), report
+    assert report.endswith("\nreproduce: memoracle ksm campaign --seed 1 --runs 1 --steps 40"), report
     assert ksm_campaign(1, 40, LeakyCow) == report
     caught = [seed for seed in range(6) if ksm_campaign(seed, 60, WritableMerged) is not None]
     assert caught

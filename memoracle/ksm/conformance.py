@@ -404,7 +404,8 @@ def random_ops(
     period (three full scans). With ``pins``, some clean restarts pin one or two pages,
     unpinned at the next clean restart;
     with ``clean_settles``, some clean restarts are followed by two more full scans (a
-    settled system, where the model's exact prediction and the checksums are judged). Both are drawn from a second generator, so the other operations are those
+    settled system, where the model's exact prediction and the checksums are judged),
+    and some of those by an unmerge (where the model stays exact). Both are drawn from a second generator, so the other operations are those
     of ``pins=False, clean_settles=False``."""
     rng = random.Random(seed)
     pin_rng = random.Random(f"pins {seed}")
@@ -470,6 +471,10 @@ def random_ops(
             ops.append(Op("full_scans", (1,)))
             if clean_settles and pin_rng.random() < 0.5:
                 ops.append(Op("full_scans", (2,)))  # settled: three scans from a clean point
+                if pin_rng.random() < 0.5:  # an unmerge where the model is exact
+                    unmerge_pid, unmerge_pages = pin_rng.choice(regions)
+                    unmerge_at = _base() + pin_rng.randrange(unmerge_pages) * PAGE_SIZE
+                    ops.append(Op("madvise", (unmerge_pid, unmerge_at, 1, "UNMERGEABLE")))
         else:
             # A quiet period, then perhaps an unmerge at that settled point (its rmap
             # items must stay until ksmd's next pass).
@@ -514,7 +519,7 @@ def ksm_campaign(
     report = run_ops(factory(), ops, check_checksums=check_checksums)
     if report is None:
         return None
-    return report + f"\nreproduce: memoracle check --system ksm --seed {seed}"
+    return report + f"\nreproduce: memoracle ksm campaign --seed {seed} --runs 1 --steps {steps}"
 
 
 __all__ = ["CONTENT_POOL", "KsmPair", "Mismatch", "Op", "ksm_campaign", "random_ops", "run_ops"]

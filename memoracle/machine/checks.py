@@ -18,7 +18,9 @@ from memoracle.machine.persistency_check import campaign
 from memoracle.machine.scm_mutants import SCM_MUTANTS
 from spec.persistency import PersistMode
 
-PERSISTENCY_PROGRAMS = 150
+#: Programs per seed, and seeds per ``memoracle check`` (150 programs in all).
+PERSISTENCY_PROGRAMS = 50
+PERSISTENCY_SEEDS = 3
 
 
 def _persistency(mode: PersistMode) -> Callable[[int], Outcome]:
@@ -29,7 +31,7 @@ def _persistency(mode: PersistMode) -> Callable[[int], Outcome]:
         return Outcome(
             False,
             PERSISTENCY_PROGRAMS,
-            mismatch.render() + f"\nreproduce: memoracle check --seed {seed}",
+            mismatch.render() + f"\n(programs of seed {seed})",
         )
 
     return run
@@ -45,14 +47,16 @@ def _persistency_mutants(seed: int) -> Outcome:
     return Outcome(not survivors, len(SCM_MUTANTS), report)
 
 
-MMU_STEPS = 400
+#: Steps per seed, and seeds per ``memoracle check`` (400 steps in all).
+MMU_STEPS = 100
+MMU_SEEDS = 4
 
 
 def _mmu(seed: int) -> Outcome:
     report = mmu_campaign(seed, MMU_STEPS)
     if report is None:
         return Outcome(True, MMU_STEPS)
-    return Outcome(False, MMU_STEPS, report + f"\nreproduce: memoracle check --seed {seed}")
+    return Outcome(False, MMU_STEPS, report + f"\n(steps of seed {seed})")
 
 
 MACHINE_CHECKS: list[Check] = [
@@ -61,18 +65,21 @@ MACHINE_CHECKS: list[Check] = [
         "mmu-translation",
         "MMU translations equal spec.paging.walk; invariants after every step",
         _mmu,
+        MMU_SEEDS,
     ),
     Check(
         "machine",
         "persistency-adr",
         "SCM crash images equal the spec's (ADR), random programs",
         _persistency(PersistMode.ADR),
+        PERSISTENCY_SEEDS,
     ),
     Check(
         "machine",
         "persistency-eadr",
         "SCM crash images equal the spec's (eADR), random programs",
         _persistency(PersistMode.EADR),
+        PERSISTENCY_SEEDS,
     ),
     Check(
         "machine",

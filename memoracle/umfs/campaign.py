@@ -206,7 +206,7 @@ def umfs_campaign(
     """Run ``steps`` steps (see :func:`run_one`); ``None`` if UMFS (or ``make()``) agreed
     with the model throughout."""
     report = run_one(seed, steps, make=make, extended=extended)
-    return None if report is None else f"{report}\nreproduce: memoracle check --system umfs --seed {seed}"
+    return None if report is None else f"{report}\nreproduce: memoracle umfs campaign --seed {seed} --runs 1 --steps {steps}"
 
 
 def add_command(commands: Any) -> None:
