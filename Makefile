@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TYPED  := spec impl proofs memoracle
 
-.PHONY: run test typecheck contracts pytest bench proofs clean
+.PHONY: run test typecheck contracts pytest bench proofs coverage clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 
 proofs: $(STAMP)
 	$(BIN)/memoracle proofs
+
+## coverage: branch coverage of impl/ by the campaigns of memoracle check (not the tests)
+coverage: $(STAMP)
+	$(BIN)/python -m benchmarks.coverage
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .hypothesis bench-results.json

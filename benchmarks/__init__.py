@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from benchmarks.common import Figure
+from benchmarks.coverage import coverage_figures
 from benchmarks.crash import crash_figures
 from benchmarks.history import history_figures
 from benchmarks.ksm import ksm_figures
@@ -33,6 +34,7 @@ SYSTEMS: dict[str, Callable[[bool], list[Figure]]] = {
     "ksm": ksm_figures,
     "proofs": proof_figures,
     "scale": scale_figures,
+    "coverage": coverage_figures,
 }
 
 

@@ -82,3 +82,20 @@ def test_a_figure_name_is_never_cut(capsys: pytest.CaptureFixture[str]) -> None:
     name = "system." + "a_very_long_figure_name_" * 4 + "seconds"
     print_figures([{"name": name, "value": 1.5, "unit": "s", "baseline": 3.0, "ratio": 2.0}])
     assert name in capsys.readouterr().out  # in a pipe (no terminal): the whole name, on one line
+
+
+def test_campaign_coverage_measures_impl_per_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make coverage`` on the machine's campaigns alone: the MMU and SCM emulators are
+    reached, the UMFS modules are listed untaken (nothing of UMFS ran), and the total is
+    taken ÷ all branches."""
+    from benchmarks import coverage
+
+    monkeypatch.setattr(coverage, "SYSTEMS", ("machine",))
+    reach = coverage.measure(seed=0)
+    by_name = {m.module: m for m in reach.modules}
+    assert reach.check_exit == 0
+    assert by_name["mmu_emu"].taken > 0 and by_name["scm_emu"].taken > 0
+    assert by_name["umfs_names"].taken == 0 < by_name["umfs_names"].branches
+    assert reach.taken == sum(m.taken for m in reach.modules) < reach.branches
+    text = coverage.render(reach)
+    assert "impl/ total" in text and f"{reach.percent:.1f}%" in text and "--seed 0" in text
