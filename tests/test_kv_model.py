@@ -488,6 +488,12 @@ DIFF_CORPUS = [r for r, _ in EXACT if r not in _FLUSHES] + [
 #: (memcached's LRU maintainer reclaims dead items in the background; the model keeps
 #: them until a lookup, as Sphinx does). Every other field both define is compared.
 NOT_COMPARED_WITH_MEMCACHED = {b"pid", b"time", b"uptime", b"version", b"curr_items"}
+#: Fields memcached may count *fewer* of than the model: its LRU maintainer thread runs
+#: beside the worker and may unlink a flushed or expired item between the command that
+#: killed it and the ``get`` that looks it up, even within one read; memcached then counts
+#: a plain miss (``get_misses`` agrees either way). The model never reclaims in the
+#: background, so its count is the upper bound memcached reaches when the race is not run.
+RACED_WITH_LRU_MAINTAINER = {b"get_flushed", b"get_expired"}
 
 
 def test_differential_against_memcached(memcached_port: int) -> None:
@@ -513,8 +519,10 @@ def test_differential_against_memcached(memcached_port: int) -> None:
         theirs = dict(line.split(b" ")[1:3] for line in theirs_raw.split(b"\r\n") if line.startswith(b"STAT"))
         shared = (set(ours) & set(theirs)) - NOT_COMPARED_WITH_MEMCACHED
         assert {b"get_expired", b"get_flushed", b"evictions", b"total_items"} <= shared
-        assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
-        assert ours[b"get_expired"] != b"0" and ours[b"get_flushed"] != b"0"  # both exercised
+        exact = shared - RACED_WITH_LRU_MAINTAINER
+        assert {k: ours[k] for k in exact} == {k: theirs[k] for k in exact}
+        for field in sorted(RACED_WITH_LRU_MAINTAINER):  # exercised on both, never over the model
+            assert 1 <= int(theirs[field]) <= int(ours[field]), (field, theirs[field], ours[field])
     finally:
         sock.close()
 
