@@ -36,25 +36,34 @@ Hooks. :meth:`ScmEmu.add_hook` registers a callback told of every store, non-tem
 store, flush and fence *before* it takes effect, with a running index: an explorer that
 raises from the hook crashes the machine just before that instruction.
 
+Watches. A *watch* (:class:`ScmWatch`, set in :attr:`ScmEmu.watch`) is told of every read
+of the SCM (through :meth:`ScmEmu.read` or the machine's physical reads) and of every
+store, before it happens. A lazy crash image (:mod:`impl.scm_lazy`) uses it to decide the
+bytes of a pending unit only when recovery first reads them.
+
 Choices made where the model leaves room: ``mfence`` is not a separate instruction (use
 ``sfence``); a flush of a line with nothing pending is still an event (hooks see it);
-reads are not events.
+reads are not events (but a watch sees them).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 from itertools import product
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
+from impl.scm_images import CrashImage as CrashImage  # re-exported: explorers use it from here
+from impl.scm_images import ImageComponent as ImageComponent
+from impl.scm_images import ImageOptions
+from impl.scm_images import Piece as Piece
 from spec.persistency import ATOMIC_UNIT, CACHE_LINE, PersistMode
 
 DEFAULT_IMAGE_LIMIT = 4096
 
 _LINE_MASK = CACHE_LINE - 1
 _UNIT_MASK = ATOMIC_UNIT - 1
+_PAGE_SHIFT = 12  #: reboots from the same image restore only the 4 KiB pages changed
 
 
 class ScmError(ValueError):
@@ -76,6 +85,16 @@ class PersistEvent:
 
 
 PersistHook = Callable[[PersistEvent], None]
+
+
+class ScmWatch(Protocol):
+    """Told of every read and store of the SCM before it happens (offsets into the SCM)."""
+
+    def on_read(self, offset: int, length: int) -> None:
+        """``length`` bytes at ``offset`` are about to be read."""
+
+    def on_store(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """``data`` is about to be stored at ``offset`` (cached or non-temporal)."""
 
 
 class _Pending:
@@ -105,7 +124,6 @@ class _Pending:
 
 
 #: One atomic unit of a pending store: ((store sequence, offset), offset, bytes).
-Piece = tuple[tuple[int, int], int, bytes]
 
 
 @dataclass(frozen=True)
@@ -128,88 +146,6 @@ class PendingGroup:
         return self.pieces + 1 if self.kind == "line" else 2
 
 
-_RUNS: dict[int, tuple[tuple[int, ...], list[tuple[int, int, int]]]] = {}
-
-
-def _runs(units: tuple[int, ...]) -> list[tuple[int, int, int]]:
-    """Contiguous runs of ``units``: ``(address, start, end)`` into the contents bytes.
-    Cached per tuple (every image of a crash point shares its units tuple)."""
-    cached = _RUNS.get(id(units))
-    if cached is not None and cached[0] is units:
-        return cached[1]
-    runs: list[tuple[int, int, int]] = []
-    for i, unit in enumerate(units):
-        if runs and runs[-1][0] + runs[-1][2] - runs[-1][1] == unit:
-            address, start, end = runs[-1]
-            runs[-1] = (address, start, end + ATOMIC_UNIT)
-        else:
-            runs.append((unit, i * ATOMIC_UNIT, (i + 1) * ATOMIC_UNIT))
-    if len(_RUNS) > 256:
-        _RUNS.clear()
-    _RUNS[id(units)] = (units, runs)
-    return runs
-
-
-class CrashImage:
-    """One allowed post-crash image, as a delta over the emulator's durable image.
-
-    ``units`` are the offsets of the 8-byte units that differ between images of this
-    crash point (shared by all of them); ``contents`` their bytes, 8 per unit;
-    ``choice`` is, per pending group (see :meth:`ScmEmu.pending_groups`), how many of its
-    pieces persisted (``0`` = none).
-    """
-
-    __slots__ = ("units", "contents", "_choice", "_digest")
-
-    def __init__(
-        self,
-        units: tuple[int, ...],
-        contents: bytes,
-        choice: tuple[int, ...] | Callable[[], tuple[int, ...]],
-    ) -> None:
-        self.units = units
-        self.contents = contents
-        self._choice = choice
-        self._digest: str | None = None
-
-    @property
-    def choice(self) -> tuple[int, ...]:
-        """Per pending group, how many of its pieces persisted."""
-        if callable(self._choice):
-            self._choice = self._choice()
-        return self._choice
-
-    @property
-    def digest(self) -> str:
-        """A stable name of the image's bytes (hex BLAKE2b, 128 bits)."""
-        if self._digest is None:
-            h = hashlib.blake2b(digest_size=16)
-            for unit in self.units:
-                h.update(unit.to_bytes(8, "little"))
-            h.update(self.contents)
-            self._digest = h.hexdigest()
-        return self._digest
-
-    def apply(self, memory: bytearray) -> None:
-        """Write the image's units over ``memory`` (the durable image it is a delta of)."""
-        contents = self.contents
-        for address, start, end in _runs(self.units):
-            memory[address : address + end - start] = contents[start:end]
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, CrashImage)
-            and self.units == other.units
-            and self.contents == other.contents
-        )
-
-    def __hash__(self) -> int:
-        return hash(self.contents)  # bytes cache their hash; equal images have equal contents
-
-    def __repr__(self) -> str:
-        return f"CrashImage({self.digest[:12]}, choice={self.choice})"
-
-
 @dataclass
 class ScmStats:
     """Counts of the instructions the emulator has executed."""
@@ -221,64 +157,6 @@ class ScmStats:
     clflushopts: int = 0
     clflushes: int = 0
     sfences: int = 0
-
-
-class _Component:
-    """Groups joined by shared units, with the distinct contents they can produce.
-
-    ``options[i]`` is the bytes of ``units`` for one choice; ``option_choices[i]`` the
-    first group choice (per group in ``groups``) that produced it.
-    """
-
-    def __init__(
-        self,
-        units: list[int],
-        groups: list[int],
-        group_options: list[list[list[Piece]]],
-        fixed: list[Piece],
-        base: bytes,
-    ) -> None:
-        self.units = units
-        self.groups = groups
-        self.group_options = group_options
-        self.fixed = fixed
-        self.base = base
-        self._offset = {unit: i * ATOMIC_UNIT for i, unit in enumerate(units)}
-        self.index: dict[bytes, int] = {}
-        self._option_memo: dict[tuple[int, ...], int] = {}
-        self.options: list[bytes] = []
-        self.option_choices: list[tuple[int, ...]] = []
-        for choice in product(*(range(len(o)) for o in group_options)):
-            contents = self.contents_of(choice)
-            if contents not in self.index:
-                self.index[contents] = len(self.options)
-                self.options.append(contents)
-                self.option_choices.append(choice)
-
-    def contents_of(self, choice: Sequence[int]) -> bytes:
-        """The bytes of the component's units when each group persists ``choice``."""
-        pieces = list(self.fixed)
-        for options, c in zip(self.group_options, choice):
-            pieces.extend(options[c])
-        pieces.sort()
-        image = bytearray(self.base)
-        offset = self._offset
-        for _, at, data in pieces:
-            start = offset[at & ~_UNIT_MASK] + (at & _UNIT_MASK)
-            image[start : start + len(data)] = data
-        return bytes(image)
-
-    def option_of(self, choice: Sequence[int]) -> int:
-        """The index of the option that the group choice ``choice`` produces."""
-        key = tuple(choice)
-        found = self._option_memo.get(key)
-        if found is None:
-            found = self._option_memo[key] = self.index[self.contents_of(choice)]
-        return found
-
-    def top(self) -> tuple[int, ...]:
-        """The choice that persists every piece of every group."""
-        return tuple(len(o) - 1 for o in self.group_options)
 
 
 class ScmEmu:
@@ -313,6 +191,11 @@ class ScmEmu:
         self._hooks: list[PersistHook] = []
         self.events = 0
         self.stats = ScmStats()
+        #: Told of every read and store before it happens (see :class:`ScmWatch`).
+        self.watch: ScmWatch | None = None
+        #: The bytes object last rebooted from, and the 4 KiB pages changed since.
+        self._booted: bytes | None = None
+        self._touched: set[int] = set()
 
     # ------------------------------------------------------------------ access
 
@@ -323,6 +206,8 @@ class ScmEmu:
     def read(self, offset: int, length: int) -> bytes:
         """The visible bytes at ``[offset, offset + length)``."""
         self._check(offset, length)
+        if self.watch is not None:
+            self.watch.on_read(offset, length)
         return bytes(self.visible[offset : offset + length])
 
     def durable(self) -> bytes:
@@ -331,6 +216,24 @@ class ScmEmu:
         for piece in sorted(p for rec in self._all_pending() if rec.forced for p in rec.pieces()):
             image[piece[1] : piece[1] + len(piece[2])] = piece[2]
         return bytes(image)
+
+    def durable_range(self, start: int, end: int) -> bytes:
+        """``durable()[start:end]``, without building the whole image."""
+        self._check(start, end - start)
+        image = bytearray(self._durable[start:end])
+        pieces = sorted(
+            p for rec in self._all_pending()
+            if rec.forced and rec.offset < end and rec.offset + len(rec.data) > start
+            for p in rec.pieces()
+        )  # fmt: skip
+        for _, at, data in pieces:
+            if start <= at and at + len(data) <= end:
+                image[at - start : at - start + len(data)] = data
+        return bytes(image)
+
+    def touched_pages(self) -> frozenset[int]:
+        """The 4 KiB pages (offset // 4096) stored to or filled since the last reboot."""
+        return frozenset(self._touched)
 
     # ------------------------------------------------------------- instructions
 
@@ -358,9 +261,12 @@ class ScmEmu:
         self._emit("store", offset, length)
         if not length:
             return
+        if self.watch is not None:
+            self.watch.on_store(offset, data)
         stats = self.stats
         stats.stores += 1
         stats.bytes_stored += length
+        self._touched.update(range(offset >> _PAGE_SHIFT, ((offset + length - 1) >> _PAGE_SHIFT) + 1))
         self.visible[offset : offset + length] = data
         seq = self._seq
         self._seq = seq + 1
@@ -393,8 +299,11 @@ class ScmEmu:
         self._emit("ntstore", offset, length)
         if not length:
             return
+        if self.watch is not None:
+            self.watch.on_store(offset, data)
         self.stats.ntstores += 1
         self.stats.bytes_stored += length
+        self._touched.update(range(offset >> _PAGE_SHIFT, ((offset + length - 1) >> _PAGE_SHIFT) + 1))
         self.visible[offset : offset + length] = data
         seq = self._seq
         self._seq = seq + 1
@@ -560,7 +469,7 @@ class ScmEmu:
                 groups.append((group, [[], pieces]))
         return fixed, groups
 
-    def _components(self) -> tuple[list[_Component], int]:
+    def _components(self) -> tuple[list[ImageOptions], int]:
         fixed, groups = self._groups()
         parent: dict[int, int] = {}
 
@@ -597,7 +506,7 @@ class ScmEmu:
             units = comp_units[root]
             base = b"".join(bytes(self._durable[u : u + ATOMIC_UNIT]) for u in units)
             components.append(
-                _Component(
+                ImageOptions(
                     units,
                     comp_groups[root],
                     [groups[g][1] for g in comp_groups[root]],
@@ -606,6 +515,38 @@ class ScmEmu:
                 )
             )
         return components, len(groups)
+
+    def image_components(self) -> list[ImageComponent]:
+        """The images a crash now may leave, as independent components (their product).
+
+        Option 0 of each component persists nothing optional; labels name, per pending
+        group, how much of it persisted. The base of every unit is :meth:`durable`."""
+        described = self.pending_groups()
+        out = []
+        for comp in self._components()[0]:
+            labels = []
+            for choice in comp.option_choices:
+                parts = []
+                for g, chosen in zip(comp.groups, choice):
+                    group = described[g]
+                    stores = ", ".join(f"#{seq}@{off:#x}+{n}" for seq, off, n in group.stores)
+                    if group.kind == "line":
+                        parts.append(f"line {group.offset:#x}: {chosen}/{group.pieces} pieces persisted of {stores}")
+                    else:
+                        parts.append(f"nt {group.offset:#x}: {'persisted' if chosen else 'lost'} ({stores})")
+                labels.append("; ".join(parts))
+            out.append(ImageComponent(tuple(comp.units), tuple(comp.options), tuple(labels)))
+        return out
+
+    def fill(self, offset: int, data: bytes) -> None:
+        """Set bytes that no store since the last reboot has touched, in the visible and
+        the durable image alike (a lazy crash image deciding what a crash left there).
+        Not an instruction: hooks and watches are not told."""
+        self._check(offset, len(data))
+        if data:
+            self._touched.update(range(offset >> _PAGE_SHIFT, ((offset + len(data) - 1) >> _PAGE_SHIFT) + 1))
+        self.visible[offset : offset + len(data)] = data
+        self._durable[offset : offset + len(data)] = data
 
     def count_images(self) -> int:
         """The exact number of distinct images a crash now may leave."""
@@ -724,16 +665,25 @@ class ScmEmu:
     def reboot(self, image: CrashImage | bytes | None = None) -> None:
         """Crash and restart: memory holds ``image`` (a crash image of this emulator,
         a whole-SCM byte image, or ``None`` for only what is durable), nothing pending."""
-        if isinstance(image, CrashImage):
-            memory = self.image_bytes(image)
-        elif image is None:
-            memory = self.durable()
+        if isinstance(image, bytes) and image is self._booted:
+            # The same image again (a crash explorer's next run): restore what changed.
+            for page in self._touched:
+                start, end = page << _PAGE_SHIFT, (page + 1) << _PAGE_SHIFT
+                self.visible[start:end] = image[start:end]
+                self._durable[start:end] = image[start:end]
         else:
-            if len(image) != self.size:
-                raise ScmError(f"image of {len(image)} bytes does not fit an SCM of {self.size} bytes")
-            memory = bytes(image)
-        self.visible[:] = memory
-        self._durable[:] = memory
+            if isinstance(image, CrashImage):
+                memory = self.image_bytes(image)
+            elif image is None:
+                memory = self.durable()
+            else:
+                if len(image) != self.size:
+                    raise ScmError(f"image of {len(image)} bytes does not fit an SCM of {self.size} bytes")
+                memory = bytes(image)
+            self.visible[:] = memory
+            self._durable[:] = memory
+        self._booted = image if isinstance(image, bytes) else None
+        self._touched.clear()
         self._chains.clear()
         self._marks.clear()
         self._nt.clear()
