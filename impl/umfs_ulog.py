@@ -4,10 +4,18 @@ Every change UMFS makes to live persistent state is a :class:`Txn`, committed th
 the U-Log of the file it changes (for a directory operation, the parent directory's):
 
 1. **Log.** The old bytes of every region the operation will change are written to the
-   U-Log as undo records; then the header — count, size, operation, a checksum
-   (64-bit BLAKE2b, :func:`~impl.umfs_layout.log_checksum`) over header and records —
-   and, last, the ``state`` word :data:`LOG_VALID`. Records and
-   header are flushed and fenced (persist site ``"log"``).
+   U-Log as undo records, flushed and fenced (persist site ``"log-records"``); then the
+   header — count, size, operation, a checksum (64-bit BLAKE2b,
+   :func:`~impl.umfs_layout.log_checksum`) over header and records — and, last, the
+   ``state`` word :data:`LOG_VALID`, all in the header's one cache line, flushed and
+   fenced (site ``"log"``). The ``state`` word is a *commit store*: it persists only
+   with the rest of its line (same-line order) and after the records (the fence), so
+   a crash never leaves it valid over torn records or a torn header. The checksum is
+   kept as a second line of defence (against a broken order or a damaged image); it
+   costs recovery one pass over the records. (Fencing the records separately costs one
+   ``sfence`` per operation; without it a crash may leave ``state`` valid over any
+   combination of torn record lines, which only the checksum tells apart — and which a
+   crash explorer that follows recovery's reads must then tell apart one by one.)
 2. **Tables** (site ``"tables"``): new pages are initialised and linked into the file
    page table ("in kernel mode", as the paper says for appends).
 3. **Data** (site ``"data"``): the file's bytes are updated in place or written to the
@@ -247,15 +255,16 @@ class ULog:
         op = OPS.get(txn.op, 0)
         regions: list[tuple[int, int]] = []
         self.write_span(LOG_RECORDS, records, regions)
+        if regions:
+            self.pm.persist("log-records", regions)  # durable before the header names them
         checksum = log_checksum(seq, len(txn.undo), len(records), op, records)
         self.pm.store(header + LOG_SEQ, u64(seq))
         self.pm.store(header + LOG_COUNT, u64(len(txn.undo)))
         self.pm.store(header + LOG_NBYTES, u64(len(records)))
         self.pm.store(header + LOG_OP, u64(op))
         self.pm.store(header + LOG_CHECKSUM, u64(checksum))
-        self.pm.store(header + LOG_STATE, u64(LOG_VALID))
-        regions.append((header, 64))
-        self.pm.persist("log", regions)
+        self.pm.store(header + LOG_STATE, u64(LOG_VALID))  # the commit store, last
+        self.pm.persist("log", [(header, 64)])
         for phase in PHASES:
             writes = txn.writes[phase]
             if not writes:

@@ -20,12 +20,13 @@ The theorems
 ``ulog_inplace_write_recovers``
     For every file (size <= 16), old data, new data, offset and length with
     ``off + len <= size``, every stale log, every crash point of the in-place write
-    (log the old words; fence; write the new words; fence; invalidate; fence) and every
+    (log the old words; fence; the log header, ``state`` last; fence; write the new
+    words; fence; invalidate; fence) and every
     allowed persisted set: the recovered file is the old file or the new file; and if
     the crash came after the last instruction, it is the new file.
 ``ulog_append_recovers``
     Likewise for an append of ``1 <= len <= 16 - size`` words at ``size``: log the old
-    link and the old size; fence; link (``link := new_link``); fence; write the new
+    link and the old size; fence; the header; fence; link (``link := new_link``); fence; write the new
     words at ``[size, size + len)``; fence; ``size := size + len``; fence; invalidate.
 ``ulog_recovery_idempotent``
     For *every* memory image ``I`` (any file, any log, valid or not, with any records)
@@ -41,10 +42,14 @@ The theorems
     recovered size and link — a crash between a metadata write and its checksum's is
     undone by the U-Log like any other. (The other theorems ignore the checksum word.)
 ``ulog_inplace_write_fenced_header_needs_no_checksum`` and ``…_append_…``
-    The two operation theorems for a variant that is *not* UMFS's protocol: the records
-    are flushed and fenced before the header is written, and recovery checks only
-    ``state == VALID``; no checksum assumption. UMFS writes records and header in one
-    epoch, so there the checksum is load-bearing (see the unchecked-header mutant).
+    The two operation theorems for UMFS's protocol (the records are flushed and fenced
+    before the header is written) with a recovery that checks only ``state == VALID``:
+    no checksum assumption, so UMFS's checksum is a second line of defence.
+``ulog_inplace_write_single_epoch_recovers`` and ``…_append_…``
+    The two operation theorems for the single-epoch variant (records and header in one
+    epoch, UMFS's protocol until its crash explorer had to tell every torn record line
+    apart): correct with the ideal-checksum assumption; without the checksum check it is
+    not (the unchecked-header mutant).
 
 Mutants (``expect="refuted"``): the missing fence between logging and the update, the
 log invalidated before the update is flushed and fenced (both for each operation), an
@@ -106,6 +111,7 @@ from proofs.ulog_programs import (
     DATA,
     DATA_WORDS,
     FENCED_HEADER,
+    SINGLE_EPOCH,
     FILE_WORDS,
     LINK,
     LOCATIONS,
@@ -212,6 +218,7 @@ __all__ = [
     "UNCHECKED_RECOVERY",
     "MUTANT_UNCHECKED",
     "FENCED_HEADER",
+    "SINGLE_EPOCH",
     "RECOVERY",
     "MUTANT_RECOVERY_EARLY_INVALIDATE",
 ]
@@ -567,13 +574,15 @@ def _check_idempotence(recovery: Recovery) -> Callable[[int], Verdict]:
 
 _INPLACE_STATEMENT = (
     "for size <= 16 words, any old/new data, off + len <= size, any stale idle log, every crash "
-    "point of the in-place write (log; fence; data; fence; invalidate) and every persisted set the "
+    "point of the in-place write (log records; fence; header; fence; data; fence; invalidate) and "
+    "every persisted set the "
     "x86 model allows: recovery yields the old or the new file (the new one after completion); "
     "checksum assumed ideal"
 )
 _APPEND_STATEMENT = (
     "for size <= 16 words, 1 <= len <= 16 - size, any data, link and stale idle log, every crash "
-    "point of the append (log link+size; fence; link; fence; data; fence; size; fence; invalidate) "
+    "point of the append (log link+size; fence; header; fence; link; fence; data; fence; size; fence; "
+    "invalidate) "
     "and every allowed persisted set: recovery yields the old or the new file (the new one after "
     "completion); checksum assumed ideal"
 )
@@ -608,9 +617,9 @@ ULOG_FENCED_HEADER_INPLACE = register(
     Theorem(
         name="ulog_inplace_write_fenced_header_needs_no_checksum",
         statement=(
-            "ulog_inplace_write_recovers, without the ideal-checksum assumption, for a variant "
-            "of the protocol that fences the records before writing the header and a recovery "
-            "that checks only state == VALID"
+            "ulog_inplace_write_recovers, without the ideal-checksum assumption, for UMFS's "
+            "protocol (records fenced before the header) and a recovery that checks only "
+            "state == VALID"
         ),
         check=_check_write(False, FENCED_HEADER),
     )
@@ -619,11 +628,26 @@ ULOG_FENCED_HEADER_APPEND = register(
     Theorem(
         name="ulog_append_fenced_header_needs_no_checksum",
         statement=(
-            "ulog_append_recovers, without the ideal-checksum assumption, for the variant that "
-            "fences the records before writing the header and a recovery that checks only "
+            "ulog_append_recovers, without the ideal-checksum assumption, for UMFS's protocol "
+            "(records fenced before the header) and a recovery that checks only "
             "state == VALID"
         ),
         check=_check_write(True, FENCED_HEADER),
+    )
+)
+
+ULOG_SINGLE_EPOCH_INPLACE = register(
+    Theorem(
+        name="ulog_inplace_write_single_epoch_recovers",
+        statement="ulog_inplace_write_recovers for the " + SINGLE_EPOCH.description + "; checksum assumed ideal",
+        check=_check_write(False, SINGLE_EPOCH),
+    )
+)
+ULOG_SINGLE_EPOCH_APPEND = register(
+    Theorem(
+        name="ulog_append_single_epoch_recovers",
+        statement="ulog_append_recovers for the " + SINGLE_EPOCH.description + "; checksum assumed ideal",
+        check=_check_write(True, SINGLE_EPOCH),
     )
 )
 
