@@ -1,13 +1,26 @@
 """Crash-exploration figures.
 
-- ``crash.images_per_second``: crash images checked per second on one core (mounted
-  and recovered, or answered from the image cache), over the one-operation campaign.
-- ``crash.ops2_seconds`` / ``crash.ops2_images`` / ``crash.ops2_states``: the
-  bounded-exhaustive campaign over every workload of up to 2 operations, on 2 worker
-  processes: wall time, images checked, distinct recovered trees. (``--quick`` runs the
-  1-operation campaign and names its figures ``crash.ops1_*``.)
-- ``crash.mutants_caught`` / ``crash.mutants_total``: how many of the UMFS mutants (one
-  per bug class) the explorer catches on their witness workloads.
+- ``crash.classes_per_second``: classes of crash images decided per second on one core
+  by the lazy explorer over the one-operation campaign with recovery crashes (each class
+  recovered, or answered from a cache); beside it, measured the old way in the same run,
+  ``crash.images_per_second``: crash images checked per second on one core by the
+  enumerating explorer (32 images per crash point) over the same campaign.
+- ``crash.ops2_*``: the bounded-exhaustive campaign over every workload of up to 2
+  operations, lazily, on 2 worker processes: wall ``seconds``, ``coverage`` (covered /
+  allowed images; 1.0 only when exhaustive), ``allowed_images`` (exact), ``classes``,
+  ``crash_points``, ``states`` (distinct recovered trees), ``workloads``,
+  ``violations``. ``crash.ops3_seconds`` and ``crash.ops3_coverage`` likewise for 3
+  operations (not with ``--quick``, which runs the 1-operation campaign as ``ops1_*``).
+- ``crash.lazy_vs_enumeration_speedup``: every one-operation workload whose crash points
+  (and, with recovery crashes, those of its recoveries) allow few enough images to
+  enumerate, decided both ways (:func:`memoracle.umfs.crash_differential.differential`):
+  enumeration seconds over lazy seconds; ``crash.differential_workloads`` how many
+  workloads, ``crash.differential_mismatches`` how many disagreements (0).
+- ``crash.differential_mutants_caught_by_both``: mutants whose small witness both ways
+  find violations on, with the same outcome for every image (of
+  ``crash.differential_mutants``).
+- ``crash.mutants_caught`` / ``crash.mutants_total``: UMFS mutants (one per bug class or
+  more) the lazy explorer catches on their witness workloads.
 """
 
 from __future__ import annotations
@@ -15,32 +28,83 @@ from __future__ import annotations
 import time
 
 from benchmarks.common import Figure
-from memoracle.umfs.crash_campaign import CampaignConfig, run_campaign
+from memoracle.umfs.crash_campaign import ALPHABET, SETUP, CampaignConfig, run_campaign
 
 
-def campaign_figures(quick: bool) -> list[Figure]:
-    """Images per second on one core, and the exhaustive campaign on two."""
-    one_core, _ = run_campaign(CampaignConfig(max_ops=1), jobs=1)
-    figures: list[Figure] = [
-        {"name": "crash.images_per_second", "value": one_core.images / one_core.seconds, "unit": "images/s"},
+def rate_figures() -> list[Figure]:
+    """Classes per second (lazy) beside images per second (enumerating), one core each."""
+    lazy, _ = run_campaign(CampaignConfig(max_ops=1), jobs=1)
+    eager, _ = run_campaign(CampaignConfig(max_ops=1, method="enumeration", image_limit=32), jobs=1)
+    classes = (lazy.classes + lazy.recovery_classes) / lazy.seconds
+    images = eager.images / eager.seconds
+    return [
+        {"name": "crash.images_per_second", "value": images, "unit": "images/s"},
+        {"name": "crash.classes_per_second", "value": classes, "unit": "classes/s", "baseline": images, "ratio": classes / images},
     ]
-    ops = 1 if quick else 2
+
+
+def campaign_figures(ops: int) -> list[Figure]:
+    """The lazy, exhaustive campaign over workloads of up to ``ops`` operations, 2 jobs."""
     started = time.perf_counter()
     stats, results = run_campaign(CampaignConfig(max_ops=ops), jobs=2)
     wall = time.perf_counter() - started
     violations = sum(len(r.violations) for r in results)
-    figures += [
-        {"name": f"crash.ops{ops}_seconds", "value": wall, "unit": "s"},
-        {"name": f"crash.ops{ops}_images", "value": stats.images, "unit": "images"},
-        {"name": f"crash.ops{ops}_states", "value": len(stats.states), "unit": "states"},
-        {"name": f"crash.ops{ops}_workloads", "value": stats.workloads, "unit": "workloads"},
-        {"name": f"crash.ops{ops}_violations", "value": violations, "unit": "violations"},
+    prefix = f"crash.ops{ops}"
+    return [
+        {"name": f"{prefix}_seconds", "value": wall, "unit": "s"},
+        {"name": f"{prefix}_coverage", "value": stats.coverage_float(), "unit": "fraction"},
+        {"name": f"{prefix}_allowed_images", "value": stats.allowed_images + stats.recovery_allowed_images, "unit": "images"},
+        {"name": f"{prefix}_classes", "value": stats.classes + stats.recovery_classes, "unit": "classes"},
+        {"name": f"{prefix}_crash_points", "value": stats.crash_points + stats.recovery_crash_points, "unit": "crash points"},
+        {"name": f"{prefix}_states", "value": len(stats.states), "unit": "states"},
+        {"name": f"{prefix}_workloads", "value": stats.workloads, "unit": "workloads"},
+        {"name": f"{prefix}_violations", "value": violations, "unit": "violations"},
     ]
+
+
+def differential_figures(quick: bool) -> list[Figure]:
+    """Lazy against enumeration on every one-operation workload small enough, and on the
+    mutants' small witnesses."""
+    from memoracle.umfs.crash_differential import TooLarge, differential
+    from memoracle.umfs.crash_mutants import DIFFERENTIAL_WITNESSES, UMFS_MUTANTS
+
+    lazy_seconds = enumeration_seconds = 0.0
+    compared = mismatches = 0
+    for recovery in (False,) if quick else (False, True):
+        for op in ALPHABET:
+            try:
+                report = differential(SETUP, (op,), recovery_crashes=recovery, max_images=3000)
+            except TooLarge:
+                continue
+            compared += 1
+            mismatches += len(report.mismatches)
+            lazy_seconds += report.lazy_seconds
+            enumeration_seconds += report.enumeration_seconds
+    both = 0
+    witnesses = {} if quick else DIFFERENTIAL_WITNESSES
+    for name, (setup, ops) in witnesses.items():
+        spec = UMFS_MUTANTS[name]
+        report = differential(setup, ops, variant=spec.variant, recovery_crashes=spec.recovery_crashes, max_images=6000)
+        mismatches += len(report.mismatches)
+        both += report.agree and report.lazy_violations > 0 and report.enumerated_violations > 0
+    figures: list[Figure] = [
+        {
+            "name": "crash.lazy_vs_enumeration_speedup", "value": enumeration_seconds / lazy_seconds, "unit": "x",
+            "baseline": enumeration_seconds, "ratio": enumeration_seconds / lazy_seconds,
+        },
+        {"name": "crash.differential_workloads", "value": compared, "unit": "workloads"},
+        {"name": "crash.differential_mismatches", "value": mismatches, "unit": "mismatches"},
+    ]  # fmt: skip
+    if witnesses:
+        figures += [
+            {"name": "crash.differential_mutants_caught_by_both", "value": both, "unit": "mutants"},
+            {"name": "crash.differential_mutants", "value": len(witnesses), "unit": "mutants"},
+        ]
     return figures
 
 
 def mutant_figures() -> list[Figure]:
-    """How many UMFS mutants the explorer catches."""
+    """How many UMFS mutants the lazy explorer catches."""
     from memoracle.umfs.crash_mutants import mutation_table
 
     rows = mutation_table()
@@ -53,4 +117,7 @@ def mutant_figures() -> list[Figure]:
 
 def crash_figures(quick: bool) -> list[Figure]:
     """Every crash figure."""
-    return [*campaign_figures(quick), *mutant_figures()]
+    figures = [*rate_figures(), *campaign_figures(1 if quick else 2)]
+    if not quick:
+        figures += [f for f in campaign_figures(3) if f["name"] in ("crash.ops3_seconds", "crash.ops3_coverage")]
+    return [*figures, *differential_figures(quick), *mutant_figures()]

@@ -25,7 +25,9 @@ system, import a spec as the oracle (``spec.persistency.allowed_images``,
 ``spec.spsc_fast.check_spsc``, ``spec.paging.walk``, ...) or hand your implementation of
 a ``spec`` Protocol to one of the harnesses exported here:
 
-- :func:`make_fs_machine` (``spec.umfs_api.FileSystem``), :class:`CrashExplorer`;
+- :func:`make_fs_machine` (``spec.umfs_api.FileSystem``), :class:`LazyCrashExplorer` (every
+  crash image the model allows, in classes recovery cannot tell apart), :class:`CrashExplorer`
+  (image by image);
 - :func:`conformance_run` (``spec.kv_api.KvServer``), :class:`SocketKvServer`,
   :func:`start_memcached`, :func:`start_sphinx_server`, :func:`run_fixed_rate`;
 - :func:`ksm_campaign` (``spec.ksm_api.KsmSystem``);
@@ -49,6 +51,7 @@ if _typing.TYPE_CHECKING:
     from memoracle.sphinx.peers import SocketKvServer, run_fixed_rate, start_memcached, start_sphinx_server
     from memoracle.umfs.conformance import make_fs_machine
     from memoracle.umfs.crash_explorer import CrashExplorer
+    from memoracle.umfs.lazy_explorer import LazyCrashExplorer
     from memoracle.umfs.os_fs import OsDirFs
 
 #: Each public name and where it lives: (module, attribute).
@@ -62,6 +65,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "make_fs_machine": ("memoracle.umfs.conformance", "make_fs_machine"),
     "OsDirFs": ("memoracle.umfs.os_fs", "OsDirFs"),
     "CrashExplorer": ("memoracle.umfs.crash_explorer", "CrashExplorer"),
+    "LazyCrashExplorer": ("memoracle.umfs.lazy_explorer", "LazyCrashExplorer"),
     "conformance_run": ("memoracle.sphinx.conformance", "conformance_run"),
     "SocketKvServer": ("memoracle.sphinx.peers", "SocketKvServer"),
     "start_memcached": ("memoracle.sphinx.peers", "start_memcached"),
@@ -71,7 +75,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
-    "CHECKS", "Check", "CheckResult", "CrashExplorer", "OsDirFs", "Outcome", "SocketKvServer",
+    "CHECKS", "Check", "CheckResult", "CrashExplorer", "LazyCrashExplorer", "OsDirFs", "Outcome", "SocketKvServer",
     "compare_persistency", "conformance_run", "ksm_campaign", "make_fs_machine",
     "run_checks", "run_fixed_rate", "start_memcached", "start_sphinx_server",
 ]  # fmt: skip

@@ -308,7 +308,7 @@ def test_crash_fuzz_prints_the_same_table_and_json_keys_as_exhaustive(
     assert fuzzed["search"] == "fuzz" and exhaustive["search"] == "exhaustive"
     assert main(["crash", "umfs", "--fuzz", "--examples", "3", "--ops", "1", "--images", "2", "--no-recovery-crashes"]) == 0
     text = capsys.readouterr().out
-    assert "crash umfs --ops 1: fuzz, adr, umfs" in text and "images per second" in text
+    assert "crash umfs --ops 1: fuzz, adr, umfs" in text and "classes per cpu second" in text
     assert text.strip().splitlines()[-1].startswith("0 violations: ")
     # --ops is honoured by the fuzzer (it used to be raised to 4 silently)
     from memoracle.umfs import cli as crash_cli
@@ -317,7 +317,7 @@ def test_crash_fuzz_prints_the_same_table_and_json_keys_as_exhaustive(
 
     def fake_fuzz(config: object, examples: int, max_ops: int, progress: object) -> object:
         seen["max_ops"] = max_ops
-        from memoracle.umfs.crash_explorer import Stats
+        from memoracle.umfs.crash_stats import Stats
 
         return Stats(), None, ""
 
@@ -398,7 +398,7 @@ def test_crash_progress_counts_workloads_of_worker_processes() -> None:
     from memoracle.umfs.crash_campaign import ALPHABET, CampaignConfig, run_campaign
 
     seen: list[int] = []
-    stats, _ = run_campaign(CampaignConfig(max_ops=1, image_limit=2, recovery_crashes=False), jobs=2,
+    stats, _ = run_campaign(CampaignConfig(max_ops=1, method="enumeration", image_limit=2, recovery_crashes=False), jobs=2,
                             progress=seen.append)  # fmt: skip
     assert sum(seen) == stats.workloads == len(ALPHABET)
 

@@ -9,7 +9,16 @@ import sys
 import pytest
 from hypothesis import settings
 
-from memoracle.umfs.crash_campaign import ALPHABET, SETUP, CampaignConfig, count_workloads, run_campaign, workloads
+from memoracle.umfs.crash_campaign import (
+    ALPHABET,
+    SETUP,
+    CampaignConfig,
+    count_workloads,
+    run_campaign,
+    shard_of,
+    shard_workloads,
+    workloads,
+)
 from memoracle.umfs.crash_explorer import CrashExplorer, Variant
 from spec.crash_recovery import allowed_after_crash, model_trees, payload
 from spec.persistency import PersistMode
@@ -76,10 +85,14 @@ def test_shards_partition_the_workloads() -> None:
     total = count_workloads(2)
     assert total == len(ALPHABET) + len(ALPHABET) ** 2 == len(workloads(2))
     assert sum(count_workloads(2, (i, 3)) for i in range(3)) == total
+    for shards in (3, 20):  # by first operation; by the first two past 16 shards
+        seen = [ops for i in range(shards) for ops in shard_workloads(2, i, shards)]
+        assert sorted(map(repr, seen)) == sorted(map(repr, workloads(2)))
+        assert all(shard_of(ops[:1], shards) == shard_of(ops, shards) for ops in workloads(2) if shards <= 16)
 
 
 def test_a_shard_and_the_whole_agree() -> None:
-    config = CampaignConfig(max_ops=1, image_limit=2, recovery_crashes=False)
+    config = CampaignConfig(max_ops=1, method="enumeration", image_limit=2, recovery_crashes=False)
     whole, _ = run_campaign(config)
     parts = [run_campaign(config, shard=(i, 2))[0] for i in range(2)]
     assert whole.workloads == sum(p.workloads for p in parts) == len(ALPHABET)
@@ -105,7 +118,7 @@ def test_crash_cli_json_and_usage_errors() -> None:
 def test_fuzzing_shrinks_a_failing_workload_of_a_mutant() -> None:
     from memoracle.umfs.crash_campaign import fuzz
 
-    broken = CampaignConfig(image_limit=4, recovery_crashes=False, mutant="invalidate_before_data")
+    broken = CampaignConfig(method="enumeration", image_limit=4, recovery_crashes=False, mutant="invalidate_before_data")
     stats, smallest, report = fuzz(broken, examples=40, max_ops=4)
     assert smallest is not None and len(smallest) == 1, smallest
     assert "CRASH-CONSISTENCY VIOLATION" in report and stats.images > 0
@@ -115,7 +128,8 @@ def test_fuzzing_passes_umfs() -> None:
     from memoracle.umfs.crash_campaign import fuzz
 
     examples = max(8, settings.default.max_examples)
-    stats, smallest, _ = fuzz(CampaignConfig(image_limit=4, recovery_crashes=False), examples=examples, max_ops=3)
+    config = CampaignConfig(method="enumeration", image_limit=4, recovery_crashes=False)
+    stats, smallest, _ = fuzz(config, examples=examples, max_ops=3)
     # Hypothesis stops before ``examples`` only when it runs out of distinct workloads
     # (the fuzz profile asks for more than there are of at most 3 operations).
     space = sum(len(ALPHABET) ** n for n in range(1, 4))

@@ -122,6 +122,7 @@ def test_mutation_table_rows() -> None:
     rows = mutation_table(limit=16, names=["log_fence_missing", "reinsert_entry_undo"])
     assert [row["caught_by"] for row in rows] == ["fences", "recovery_crashes"]
     for row in rows:
+        assert isinstance(row["classes_until_caught"], int) and row["classes_until_caught"] > 0
         assert isinstance(row["images_until_caught"], int) and row["images_until_caught"] > 0
     markdown = table_markdown(rows)
     assert markdown.count("\n") == 3 and "`reinsert_entry_undo` | 9 |" in markdown

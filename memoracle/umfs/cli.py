@@ -3,7 +3,10 @@
 Three modes, each with the options that apply to it (any other is refused):
 
 - bounded-exhaustive (default): every workload of up to ``--ops`` operations (1-4,
-  default 2), ``--jobs`` worker processes or one ``--shard i/N``;
+  default 2), ``--jobs`` worker processes or one ``--shard i/N``; every crash image the
+  model allows, in classes recovery cannot tell apart (``--max-classes`` caps the
+  classes per crash point; ``--images`` enumerates images one by one instead, up to N
+  per crash point) — the report says *exhaustive* or *sampled* and the exact coverage;
 - ``--fuzz``: ``--examples`` Hypothesis workloads of up to ``--ops`` operations (default 4),
   the smallest failing one shrunk; the same table and the same JSON keys as above;
 - ``--flush-report``: which persist sites' flushes and fences are needed.
@@ -35,7 +38,7 @@ from memoracle.umfs.crash_campaign import (
     fuzz,
     run_campaign,
 )
-from memoracle.umfs.crash_explorer import Stats
+from memoracle.umfs.crash_stats import Stats
 from spec.persistency import PersistMode
 
 #: Every single operation, and the closes and reclaims that single operations never reach.
@@ -45,8 +48,14 @@ FLUSH_REPORT_WORKLOADS = [(op,) for op in ALPHABET] + [
     (("creat", "/b"), ("write", "/b", 0, 100, 6), ("close", "/b")),
 ]
 
+#: Classes per crash point in the flush report: without a site's flushes a U-Log can be
+#: left valid over torn record lines, one class per combination (see ``MUTANT_CLASS_CAP``
+#: in :mod:`memoracle.umfs.crash_mutants`); a cell that stayed correct under the cap says
+#: "(sampled)".
+FLUSH_REPORT_CLASS_CAP = 500
+
 #: Every persist site of UMFS outside mkfs and mount (closes and reclaims are transactions).
-SITES = ("log", "tables", "data", "attrs", "invalidate", "attr-cache")
+SITES = ("log-records", "log", "tables", "data", "attrs", "invalidate", "attr-cache")
 #: The longest workloads explored exhaustively (16**4 = 65,536 of 4 operations, hours);
 #: longer ones are the fuzzer's job.
 MAX_EXHAUSTIVE_OPS = 4
@@ -93,8 +102,13 @@ def add_commands(sub: Any) -> None:
     umfs.add_argument("--jobs", type=int_in(1, 256), default=None, help="shards run on a local process pool (default 1)")
     umfs.add_argument("--shard", type=shard_spec, metavar="i/N", help="run only shard i of N (default: every shard)")
     umfs.add_argument(
-        "--images", type=int_in(1, 4096), default=32,
-        help="crash images per crash point: all of them up to this many, else a deterministic sample",
+        "--images", type=int_in(1, 4096), default=None,
+        help="enumerate crash images one by one, up to N per crash point (a deterministic sample "
+        "above); default: every image, decided lazily in classes",
+    )  # fmt: skip
+    umfs.add_argument(
+        "--max-classes", type=int_in(1, 1 << 30), default=None,
+        help="at most N classes of images per crash point (then the report says sampled)",
     )  # fmt: skip
     umfs.add_argument("--every-store", action="store_true", help="crash before every store too")
     umfs.add_argument("--no-recovery-crashes", action="store_true", help="do not crash recovery")
@@ -116,7 +130,7 @@ _NOT_IN_MODE = {
     "flush-report": {
         "--fuzz": "fuzz", "--ops": "ops", "--examples": "examples", "--jobs": "jobs", "--shard": "shard",
         "--mutant": "mutant", "--every-store": "every_store", "--no-recovery-crashes": "no_recovery_crashes",
-        "--eadr": "eadr",
+        "--eadr": "eadr", "--max-classes": "max_classes",
     },
 }  # fmt: skip
 
@@ -139,6 +153,8 @@ def cmd_crash(args: argparse.Namespace) -> int:
             return _usage(f"{option} does not apply to {'--' + mode if mode != 'exhaustive' else 'exhaustive search'}")
     if args.shard is not None and args.jobs is not None:
         return _usage("--shard runs one shard in this process; --jobs does not apply")
+    if args.images is not None and args.max_classes is not None:
+        return _usage("--images enumerates images one by one; --max-classes caps the lazy explorer's classes")
     ops = args.ops if args.ops is not None else DEFAULT_OPS.get(mode, 1)
     if mode == "exhaustive" and ops > MAX_EXHAUSTIVE_OPS:
         return _usage(
@@ -148,7 +164,9 @@ def cmd_crash(args: argparse.Namespace) -> int:
     config = CampaignConfig(
         max_ops=ops,
         mode=PersistMode.EADR if args.eadr else PersistMode.ADR,
-        image_limit=args.images,
+        method="enumeration" if args.images is not None else "lazy",
+        max_classes=args.max_classes,
+        image_limit=args.images if args.images is not None else 32,
         every_store=args.every_store,
         recovery_crashes=not args.no_recovery_crashes,
         seed=args.seed,
@@ -173,7 +191,11 @@ def _cpu_seconds() -> float:
 
 
 def _reproduce(config: CampaignConfig, args: argparse.Namespace) -> str:
-    parts = ["memoracle crash umfs", f"--ops {config.max_ops}", f"--images {config.image_limit}", f"--seed {config.seed}"]
+    parts = ["memoracle crash umfs", f"--ops {config.max_ops}", f"--seed {config.seed}"]
+    if config.method == "enumeration":
+        parts.append(f"--images {config.image_limit}")
+    if config.max_classes is not None:
+        parts.append(f"--max-classes {config.max_classes}")
     if args.fuzz:
         parts[1:1] = ["--fuzz", f"--examples {args.examples or 100}"]
     if args.shard is not None:
@@ -191,10 +213,11 @@ def _report(
 ) -> int:  # fmt: skip
     """The table (or JSON) and the verdict line, the same for every search mode."""
     search = "fuzz" if args.fuzz else "exhaustive"
-    counts: dict[str, float] = dict(stats.as_json())
+    counts: dict[str, object] = dict(stats.as_json())
     counts["wall_seconds"] = round(wall, 3)
     counts["cpu_seconds"] = round(cpu, 3)
-    counts["images_per_second"] = round(stats.images / wall, 1) if wall else 0.0
+    classes = stats.classes + stats.recovery_classes
+    counts["classes_per_cpu_second"] = round(classes / cpu, 1) if cpu else 0.0
     reproduce = _reproduce(config, args) if violations else None
     title = f"crash umfs --ops {config.max_ops}: {search}, {config.mode.value}, {config.variant().name}"
     if args.json:
@@ -207,7 +230,7 @@ def _report(
         table.add_column("figure")
         table.add_column("value", justify="right")
         for key, value in counts.items():
-            table.add_row(key.replace("_", " "), f"{value:,}")
+            table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value))
         console.print(table)
         for text in reports[:5]:
             console.print(text, markup=False, highlight=False)
@@ -217,9 +240,14 @@ def _report(
             print(f"reproduce: {reproduce}")
     line = verdict_line(
         len(violations),
-        [(stats.workloads, "workload"), (stats.images, "image"), (len(stats.states), "state")],
+        [
+            (stats.workloads, "workload"),
+            (stats.crash_points + stats.recovery_crash_points, "crash point"),
+            (stats.classes + stats.recovery_classes, "class", "classes"),
+            (len(stats.states), "distinct state"),
+        ],
         wall,
-    )
+    ) + f"; {stats.summary()}"
     print(line, file=sys.stderr if args.json else sys.stdout)
     return EXIT_VIOLATION if violations else EXIT_OK
 
@@ -265,7 +293,8 @@ def _flush_report(config: CampaignConfig, args: argparse.Namespace) -> int:
             table.add_column(column)
         for row in rows:
             cells = [
-                "unneeded" if row[f"{mode}_ok_without_{what}"] else "needed"
+                ("unneeded" + ("" if row[f"{mode}_exhaustive_without_{what}"] else " (sampled)"))
+                if row[f"{mode}_ok_without_{what}"] else "needed"
                 for what in ("flush", "fence")
                 for mode in ("adr", "eadr")
             ]
@@ -280,10 +309,13 @@ def _flush_row(config: CampaignConfig, site: str, progress: Progress) -> dict[st
     for what in ("flush", "fence"):
         for mode in (PersistMode.ADR, PersistMode.EADR):
             variant_config = CampaignConfig(
-                max_ops=1, mode=mode, image_limit=config.image_limit, recovery_crashes=False, seed=config.seed,
+                max_ops=1, mode=mode, method=config.method, image_limit=config.image_limit,
+                max_classes=FLUSH_REPORT_CLASS_CAP, recovery_crashes=False, seed=config.seed,
                 skip_flush=(site,) if what == "flush" else (), skip_fence=(site,) if what == "fence" else (),
             )  # fmt: skip
             explorer = variant_config.explorer()
-            row[f"{mode.value}_ok_without_{what}"] = not any(explorer.explore(SETUP, ops) for ops in FLUSH_REPORT_WORKLOADS)
+            ok = not any(explorer.explore(SETUP, ops) for ops in FLUSH_REPORT_WORKLOADS)
+            row[f"{mode.value}_ok_without_{what}"] = ok
+            row[f"{mode.value}_exhaustive_without_{what}"] = explorer.stats.exhaustive
             progress.advance(1)
     return row

@@ -3,13 +3,22 @@
 Bounded-exhaustive: after a fixed :data:`SETUP` (a 5000-byte file ``/a`` and a directory
 ``/d``, not crashed), every workload of 1 … N operations drawn from :data:`ALPHABET` —
 two files, one directory, offsets and sizes that cross page boundaries, every kind of
-operation — is run through :class:`~memoracle.umfs.crash_explorer.CrashExplorer`.
+operation — is explored: by default lazily and exhaustively
+(:class:`~memoracle.umfs.lazy_explorer.LazyCrashExplorer`: every crash image the model
+allows, in classes recovery cannot tell apart; ``max_classes`` caps the classes per
+crash point, and the report then says *sampled*), or with ``method="enumeration"`` image
+by image (:class:`~memoracle.umfs.crash_explorer.CrashExplorer`, up to ``image_limit``
+images per crash point).
 
 Fuzzing: Hypothesis draws workloads (up to ``max_ops`` operations) from the same
 alphabet and shrinks a failing one to the smallest that still fails.
 
-Sharding: workload ``k`` belongs to shard ``k mod N``; every shard is deterministic, so
-``--shard i/N`` on N machines covers the same ground as ``--jobs N`` on one.
+Sharding: workloads are grouped by their first operation (by their first two with more
+than 16 shards), and group ``g`` belongs to shard ``g mod N``, so a shard explores the
+crash points that workloads with a common prefix share only once. Every shard is
+deterministic and its result is plain data (counts, and the digests of what is
+deduplicated: crash states and recovered trees), so ``--shard i/N`` on N machines covers
+the same ground as ``--jobs N`` on one, and merged results do not depend on N.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ import itertools
 import multiprocessing
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-from memoracle.umfs.crash_explorer import CrashExplorer, Stats, Variant
+from memoracle.umfs.crash_explorer import CrashExplorer, Variant, Violation
+from memoracle.umfs.crash_stats import Stats
+from memoracle.umfs.lazy_explorer import LazyCrashExplorer
 from spec.crash_recovery import Op
 from spec.persistency import PersistMode
 
@@ -59,12 +70,40 @@ def workloads(max_ops: int) -> list[tuple[Op, ...]]:
     return out
 
 
+def shard_of(ops: Sequence[Op], shards: int) -> int:
+    """The shard of a workload: its group (first operation; first two past 16 shards)
+    modulo ``shards``."""
+    group = ALPHABET.index(ops[0])
+    if shards > len(ALPHABET) and len(ops) > 1:
+        group = group * len(ALPHABET) + ALPHABET.index(ops[1])
+    return group % shards
+
+
+def shard_workloads(max_ops: int, shard: int, shards: int) -> list[tuple[Op, ...]]:
+    """The workloads of shard ``shard`` of ``shards``, in the order they are explored."""
+    return [ops for ops in workloads(max_ops) if shard_of(ops, shards) == shard]
+
+
+class Explorer(Protocol):
+    """What a campaign needs of an explorer (lazy or enumerating)."""
+
+    stats: Stats
+    violations: list[Violation]
+
+    def explore(self, setup: Sequence[Op], ops: Sequence[Op]) -> list[Violation]:
+        """Explore one workload; its violations."""
+
+
 @dataclass(frozen=True)
 class CampaignConfig:
     """What to explore and how (picklable, so shards can run in other processes)."""
 
     max_ops: int = 2
     mode: PersistMode = PersistMode.ADR
+    #: ``"lazy"`` (classes of images, exhaustive unless ``max_classes``) or
+    #: ``"enumeration"`` (image by image, ``image_limit`` per crash point).
+    method: str = "lazy"
+    max_classes: int | None = None
     image_limit: int = 32
     every_store: bool = False
     recovery_crashes: bool = True
@@ -90,15 +129,23 @@ class CampaignConfig:
             return Variant(f"umfs without {', '.join(dropped)}", configure=configure)
         return Variant()
 
-    def explorer(self) -> CrashExplorer:
+    def explorer(self) -> Explorer:
         """A fresh explorer with this configuration."""
-        return CrashExplorer(
+        if self.method == "enumeration":
+            return CrashExplorer(
+                self.variant(),
+                mode=self.mode,
+                image_limit=self.image_limit,
+                every_store=self.every_store,
+                recovery_crashes=self.recovery_crashes,
+                seed=self.seed,
+            )
+        return LazyCrashExplorer(
             self.variant(),
             mode=self.mode,
-            image_limit=self.image_limit,
             every_store=self.every_store,
             recovery_crashes=self.recovery_crashes,
-            seed=self.seed,
+            max_classes=self.max_classes,
         )
 
 
@@ -118,13 +165,15 @@ def run_shard(
     shards: int,
     progress: Callable[[int], None] | None = None,
     stop_at_first: bool = False,
+    explorer: Explorer | None = None,
 ) -> ShardResult:
-    """Explore the workloads of ``shard`` (of ``shards``)."""
-    explorer = config.explorer()
+    """Explore the workloads of ``shard`` (of ``shards``). An ``explorer`` of this
+    configuration may be passed to reuse its caches (the result does not depend on it)."""
+    if explorer is None:
+        explorer = config.explorer()
+    explorer.stats = Stats(method=config.method)
     result = ShardResult(shard, explorer.stats)
-    for index, ops in enumerate(workloads(config.max_ops)):
-        if index % shards != shard:
-            continue
+    for ops in shard_workloads(config.max_ops, shard, shards):
         for violation in explorer.explore(SETUP, ops):
             result.violations.append(violation.as_json())
             result.reports.append(violation.render())
@@ -138,6 +187,8 @@ def run_shard(
 
 #: In a pool worker: the shared count of workloads done (set by the pool's initializer).
 _done_counter: Any = None
+#: In a pool worker: one explorer per configuration, kept across the shards it runs.
+_worker_explorers: dict[CampaignConfig, Explorer] = {}
 
 
 def _share_counter(counter: Any) -> None:
@@ -151,23 +202,30 @@ def _count_one(n: int) -> None:
 
 
 def _run_shard_job(job: tuple[CampaignConfig, int, int]) -> ShardResult:
-    return run_shard(*job, progress=_count_one if _done_counter is not None else None)
+    config = job[0]
+    explorer = _worker_explorers.get(config)
+    if explorer is None:
+        explorer = _worker_explorers[config] = config.explorer()
+    return run_shard(*job, progress=_count_one if _done_counter is not None else None, explorer=explorer)
 
 
 def run_campaign(config: CampaignConfig, jobs: int = 1, shard: tuple[int, int] | None = None,
                  progress: Callable[[int], None] | None = None) -> tuple[Stats, list[ShardResult]]:  # fmt: skip
-    """Run every shard (``jobs`` at a time, each in its own process), or just
-    ``shard = (i, n)``; merge the stats. ``progress(n)`` is called in this process as
-    workloads finish, also while the worker processes run."""
+    """Run every shard, or just ``shard = (i, n)``; merge the stats. With ``jobs`` > 1
+    the workloads are cut into at least 16 shards (one per first operation) handed to
+    ``jobs`` worker processes as they come free, so the load balances. ``progress(n)``
+    is called in this process as workloads finish, also while the workers run. The
+    merged stats' ``seconds`` add up the shards' (explorer time, over every core)."""
     if shard is not None:
         results = [run_shard(config, shard[0], shard[1], progress)]
     elif jobs <= 1:
         results = [run_shard(config, 0, 1, progress)]
     else:
+        shards = max(jobs, len(ALPHABET))
         context = multiprocessing.get_context("fork")
         counter = context.Value("q", 0)
         with context.Pool(jobs, initializer=_share_counter, initargs=(counter,)) as pool:
-            pending = pool.map_async(_run_shard_job, [(config, i, jobs) for i in range(jobs)])
+            pending = pool.map_async(_run_shard_job, [(config, i, shards) for i in range(shards)], chunksize=1)
             reported = 0
             while not pending.ready():
                 pending.wait(0.25)
@@ -178,19 +236,18 @@ def run_campaign(config: CampaignConfig, jobs: int = 1, shard: tuple[int, int] |
             results = pending.get()
             if progress is not None and counter.value > reported:
                 progress(counter.value - reported)
-    total = Stats()
+    total = Stats(method=config.method)
     for result in results:
         total.merge(result.stats)
-        total.seconds = max(total.seconds, result.stats.seconds)
+        total.seconds += result.stats.seconds
     return total, sorted(results, key=lambda r: r.shard)
 
 
 def count_workloads(max_ops: int, shard: tuple[int, int] | None = None) -> int:
     """How many workloads a campaign (or one shard of it) explores."""
-    total = len(workloads(max_ops))
     if shard is None:
-        return total
-    return len(range(shard[0], total, shard[1]))
+        return len(workloads(max_ops))
+    return len(shard_workloads(max_ops, shard[0], shard[1]))
 
 
 def fuzz(

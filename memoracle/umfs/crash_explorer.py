@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Callable, Sequence
 
 from impl.mmu_emu import Machine
 from impl.scm_emu import PersistEvent, ScmEmu
 from impl.umfs import Umfs
+from impl.umfs_layout import PAGE
+from memoracle.umfs.crash_stats import Stats, tree_digest
 from spec.crash_recovery import Driver, Op, allowed_after_crash, describe, model_trees, run_op
 from spec.persistency import PersistMode
 from spec.umfs_model import Snapshot
@@ -68,6 +70,19 @@ class Variant:
         if self.configure is not None:
             self.configure(fs)
         return fs
+
+    def state_digest(self, fs: Umfs) -> bytes:
+        """A digest of the volatile state fsck and the observation read besides the SCM:
+        free inodes and pages, open files, cached attributes, processes, the superblock.
+        Two mounted instances with equal SCM contents and equal digests pass or fail
+        fsck alike and observe the same tree (the lazy explorer's check cache relies on it)."""
+        zone = fs.zone
+        free_pages = [page for page in range(zone.first, zone.limit, PAGE) if zone.is_free(page)]
+        state = (
+            sorted(fs.free_inodes), free_pages, sorted(fs.open_count.items()), sorted(fs.meta.cached.items()),
+            sorted(fs.processes), fs.sb,
+        )  # fmt: skip
+        return hashlib.blake2b(repr(state).encode(), digest_size=16).digest()
 
 
 @dataclass(frozen=True)
@@ -172,45 +187,8 @@ def tree_diff(expected: Sequence[Snapshot], observed: Tree) -> list[str]:
     return out or ["(no difference)"]
 
 
-@dataclass
-class Stats:
-    """What a campaign did."""
-
-    workloads: int = 0
-    crash_points: int = 0
-    images: int = 0  #: images checked (including repeats answered from the cache)
-    distinct_images: int = 0  #: images mounted
-    recovery_crash_points: int = 0
-    recovery_images: int = 0
-    states: set[int] = field(default_factory=set)
-    seconds: float = 0.0
-
-    def merge(self, other: Stats) -> None:
-        """Add another shard's counts."""
-        self.workloads += other.workloads
-        self.crash_points += other.crash_points
-        self.images += other.images
-        self.distinct_images += other.distinct_images
-        self.recovery_crash_points += other.recovery_crash_points
-        self.recovery_images += other.recovery_images
-        self.states |= other.states
-
-    def as_json(self) -> dict[str, float]:
-        """The counts ``memoracle crash --json`` prints."""
-        return {
-            "workloads": self.workloads,
-            "crash_points": self.crash_points,
-            "images": self.images,
-            "distinct_images": self.distinct_images,
-            "recovery_crash_points": self.recovery_crash_points,
-            "recovery_images": self.recovery_images,
-            "states": len(self.states),
-            "seconds": round(self.seconds, 3),
-            "images_per_second": round(self.images / self.seconds, 1) if self.seconds else 0.0,
-        }
-
-
-def _umfs_stack() -> tuple[str, ...]:
+def umfs_stack() -> tuple[str, ...]:
+    """The UMFS functions on the stack (outermost first), for crash reports."""
     frames = []
     frame: FrameType | None = sys._getframe(2)
     while frame is not None:
@@ -247,9 +225,9 @@ class CrashExplorer:
         self.recovery_crashes = recovery_crashes
         self.seed = seed
         self.stop_at_first = stop_at_first
-        self.stats = Stats()
+        self.stats = Stats(method="enumeration")
         self.violations: list[Violation] = []
-        self._verdicts: dict[tuple[bytes, int], bool] = {}
+        self._verdicts: dict[bytes, tuple[bool, Stats]] = {}
         #: Machines reused for every check (rebooted from each image): one that mounts
         #: images, one whose recovery is crashed.
         self._checker = Machine(DRAM_BYTES, scm=ScmEmu(SCM_BYTES, mode))
@@ -276,7 +254,7 @@ class CrashExplorer:
         def hook(event: PersistEvent) -> None:
             if event.kind == "sfence" or (self.every_store and event.kind in ("store", "ntstore")):
                 point = CrashPoint(
-                    state["op"], describe(ops[state["op"]]), state["fence"], fs.pm.site, _umfs_stack(),
+                    state["op"], describe(ops[state["op"]]), state["fence"], fs.pm.site, umfs_stack(),
                     unit="store/fence" if self.every_store else "fence",
                 )  # fmt: skip
                 state["fence"] += 1
@@ -307,30 +285,44 @@ class CrashExplorer:
     ) -> None:
         if self.stop_at_first and self.violations:
             return
-        self.stats.crash_points += 1
+        stats = self.stats
+        stats.crash_points += 1
         allowed = allowed_after_crash(trees, point.op_index)
-        allowed_key = hash(repr(allowed))
+        allowed_key = repr(allowed).encode()
         base = hashlib.blake2b(scm.durable(), digest_size=16).digest()
-        for image in scm.crash_images(self.image_limit, self.seed, strict=self.strict):
-            self.stats.images += 1
-            key = (hashlib.blake2b(base + image.digest.encode(), digest_size=16).digest(), allowed_key)
-            if key in self._verdicts:
+        images = scm.crash_images(self.image_limit, self.seed, strict=self.strict)
+        count = scm.count_images()
+        stats.allowed_images += count
+        if len(images) < count:
+            stats.sampled_points += 1
+        for image in images:
+            stats.classes += 1
+            stats.covered_images += 1
+            key = hashlib.blake2b(base + image.digest.encode() + allowed_key, digest_size=16).digest()
+            stats.crash_states.add(key.hex())
+            cached = self._verdicts.get(key)
+            if cached is not None:
+                stats.merge(cached[1])
                 continue
             blob = scm.image_bytes(image)
-            ok = self._check_image(blob, allowed, point, lambda: scm.describe(image), setup, ops)
-            self._verdicts[key] = ok
+            delta = Stats(method=stats.method)
+            ok = self._check_image(blob, allowed, point, lambda: scm.describe(image), setup, ops, delta)
+            stats.merge(delta)
+            self._verdicts[key] = (ok, replace(delta, runs=0))  # a repeat runs nothing
             if not ok and self.stop_at_first:
                 return
 
-    def _mount_and_observe(self, blob: bytes) -> tuple[Tree | None, str]:
+    def _mount_and_observe(self, blob: bytes, stats: Stats) -> tuple[Tree | None, str]:
         machine = self._checker
         machine.scm.reboot(blob)
+        stats.runs += 1
         try:
             fs = self.variant.mount(machine)
             fs.check_invariants()
             tree: Tree = dict(fs.observe())
         except Exception as error:  # any failure to recover is the finding
             return None, f"{type(error).__name__}: {error}"
+        stats.states.add(tree_digest(tree))
         return tree, ""
 
     def _check_image(
@@ -341,18 +333,16 @@ class CrashExplorer:
         persisted: Callable[[], list[str]],
         setup: Sequence[Op],
         ops: Sequence[Op],
+        stats: Stats,
     ) -> bool:
-        self.stats.distinct_images += 1
-        tree, error = self._mount_and_observe(blob)
-        if tree is not None:
-            self.stats.states.add(hash(repr(sorted(tree.items()))))
+        tree, error = self._mount_and_observe(blob, stats)
         if error or tree not in allowed:
             self.violations.append(
                 Violation(self.variant.name, tuple(setup), tuple(ops), point, persisted(), list(allowed), tree, error)
             )
             return False
         if self.recovery_crashes:
-            return self._crash_recovery(blob, allowed, point, persisted, setup, ops)
+            return self._crash_recovery(blob, allowed, point, persisted, setup, ops, stats)
         return True
 
     def _crash_recovery(
@@ -363,34 +353,38 @@ class CrashExplorer:
         persisted: Callable[[], list[str]],
         setup: Sequence[Op],
         ops: Sequence[Op],
+        stats: Stats,
     ) -> bool:
         """Crash before every fence of the recovery of ``blob``; recover each image again."""
         machine = self._recovering
         scm = machine.scm
         scm.reboot(blob)
         fences = {"n": 0}
-        allowed_key = hash(repr(allowed))
+        allowed_key = repr(allowed).encode()
         failures: list[Violation] = []
 
         def hook(event: PersistEvent) -> None:
             if event.kind != "sfence" and not (self.every_store and event.kind in ("store", "ntstore")):
                 return
-            self.stats.recovery_crash_points += 1
+            stats.recovery_crash_points += 1
             fence = fences["n"]
             fences["n"] += 1
             base = hashlib.blake2b(scm.durable(), digest_size=16).digest()
-            for image in scm.crash_images(self.recovery_image_limit, self.seed, strict=True):
-                self.stats.recovery_images += 1
-                self.stats.images += 1
-                key = (hashlib.blake2b(base + image.digest.encode(), digest_size=16).digest(), allowed_key)
+            images = scm.crash_images(self.recovery_image_limit, self.seed, strict=True)
+            count = scm.count_images()
+            stats.recovery_allowed_images += count
+            if len(images) < count:
+                stats.sampled_points += 1
+            for image in images:
+                stats.recovery_classes += 1
+                stats.recovery_covered_images += 1
+                key = hashlib.blake2b(base + image.digest.encode() + allowed_key, digest_size=16).digest()
+                stats.crash_states.add(key.hex())
                 if key in self._verdicts:
                     continue
                 blob = scm.image_bytes(image)
-                self.stats.distinct_images += 1
-                tree, error = self._mount_and_observe(blob)
-                self._verdicts[key] = not error and tree in allowed
-                if tree is not None:
-                    self.stats.states.add(hash(repr(sorted(tree.items()))))
+                tree, error = self._mount_and_observe(blob, stats)
+                self._verdicts[key] = (not error and tree in allowed, Stats(method=stats.method))
                 if error or tree not in allowed:
                     crash = CrashPoint(
                         point.op_index, point.op, point.fence, point.site, point.stack, fence, point.unit

@@ -25,7 +25,7 @@ from memoracle.umfs.crash_campaign import SETUP, CampaignConfig, workloads
 
 def _stats_class() -> Any:
     """The explorer's stats class."""
-    from memoracle.umfs.crash_explorer import Stats
+    from memoracle.umfs.crash_stats import Stats
 
     return Stats
 
