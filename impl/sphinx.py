@@ -96,7 +96,17 @@ import mmh3
 
 from impl.nic_emu import Flow, IrqMode, Nic, ipv4, rss_hash
 from impl.phys_mem import Machine
-from impl.sphinx_proto import BAD_CHUNK, MN_REPLY, Control, GetOp, KeyOp, Request, parse_request, to_expiry
+from impl.sphinx_proto import (
+    BAD_CHUNK,
+    BAD_EXPTIME,
+    MN_REPLY,
+    Control,
+    GetOp,
+    KeyOp,
+    Request,
+    parse_request,
+    to_expiry,
+)
 from impl.sphinx_state import Connection as Connection
 from impl.sphinx_log import StoredValue
 from impl.sphinx_state import Message, SphinxCounters, Worker
@@ -693,6 +703,9 @@ class Sphinx:
             c.out.clear()
             c.server_closed = True
             self._drop(c)
+        elif kind == "bad_flush":  # memcached counts flush_cmds before parsing the delay
+            self.cmd_flush += 1
+            self._reply_now(c, b"" if request.noreply else BAD_EXPTIME)
         elif kind == "bad_chunk":  # memcached counts set_cmds before checking the block
             w.partition.stats.cmd_set += 1
             self._reply_now(c, b"" if request.noreply else BAD_CHUNK)

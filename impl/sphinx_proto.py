@@ -166,8 +166,9 @@ def memcached_item_too_large(key_length: int, flags: int, value_length: int) -> 
 
 class KeyOp:
     """A one-key command for the key's owner. ``op`` is one of ``set add replace append
-    prepend cas delete incr decr touch drop`` (``drop`` = delete silently, for a
-    too-large ``set``; its reply is in ``data``)."""
+    prepend cas delete incr decr touch drop too_large`` (``drop`` = delete silently, for a
+    too-large ``set``; ``too_large`` = only count it, for any other too-large storage
+    command; the reply of both is in ``data``)."""
 
     __slots__ = ("op", "key", "flags", "expiry", "data", "cas", "noreply", "now")
 
@@ -206,7 +207,9 @@ class GetOp:
 
 class Control:
     """A command about the whole server or the connection: ``kind`` is ``flush``,
-    ``stats``, ``stats_reset``, ``stats_settings``, ``quit``, ``hangup``,
+    ``bad_flush`` (a ``flush_all`` whose delay is not a number: counted in ``cmd_flush``
+    and answered ``CLIENT_ERROR invalid exptime argument``), ``stats``, ``stats_reset``,
+    ``stats_settings``, ``quit``, ``hangup``,
     ``bad_chunk`` (a data block not ending in CRLF: answered ``CLIENT_ERROR bad data
     chunk`` and counted in ``cmd_set``, as memcached counts it before checking the
     block) or ``bad_get_key`` (a retrieval with a key over 250 bytes: memcached drops
@@ -407,9 +410,8 @@ def _storage(
         return consumed, b"" if noreply else BAD_FORMAT, 0
     if memcached_item_too_large(len(key), flags, vlen) or entry_size(len(key), vlen) > segment_size:
         reply = b"" if noreply else TOO_LARGE
-        if op == "set":
-            return consumed, KeyOp("drop", key, 0, 0, reply, 0, noreply, now), vlen + 2
-        return consumed, reply, vlen + 2
+        kind = "drop" if op == "set" else "too_large"
+        return consumed, KeyOp(kind, key, 0, 0, reply, 0, noreply, now), vlen + 2
     start = pos + consumed
     stop = start + vlen + 2
     if len(buf) < stop:
@@ -443,8 +445,8 @@ def _other(cmd: bytes, tokens: list[bytes], ntokens: int, now: int, expiry: Expi
         delay = 0
         if ntokens != (3 if noreply else 2):
             parsed = strtol32(tokens[1])
-            if parsed is None:
-                return b"" if noreply else BAD_EXPTIME
+            if parsed is None:  # counted all the same: memcached counts before it parses
+                return Control("bad_flush", noreply)
             delay = parsed
         # memcached: oldest_live = realtime(delay) - 1, or now - 1 without a delay.
         deadline = (expiry(delay, now) if delay > 0 else now) - 1

@@ -239,6 +239,9 @@ class Partition:
         key = op.key
         now = op.now
         stats = self.stats
+        if kind == "too_large":  # counted, not looked up (memcached looks up for set only)
+            stats.store_too_large += 1
+            return op.data
         found = self.lookup(key, now)
         if kind == "set":
             stats.cmd_set += 1

@@ -476,6 +476,8 @@ DIFF_CORPUS = [r for r, _ in EXACT if r not in _FLUSHES] + [
     # An expired item found by a lookup counts get_expired (in one read: memcached's LRU
     # maintainer reclaims dead items within milliseconds).
     b"set ge 0 -1 1\r\nx\r\nget ge\r\nget ge\r\n",
+    # counted before they fail: a too-large add (store_too_large), a bad flush delay (cmd_flush)
+    b"add big 0 0 1048577\r\n" + b"x" * 1048577 + b"\r\nflush_all x\r\nflush_all x noreply\r\nversion\r\n",
     *_FLUSHES,
     b"set gf 0 0 1\r\nx\r\nflush_all\r\nget gf\r\nget gf\r\n",  # get_flushed, once
     # A Unix time at or before the server's start names no flush point: nothing is flushed.
@@ -560,3 +562,26 @@ def test_differential_hang_ups(memcached_port: int, data: bytes) -> None:
     with socket.create_connection(("127.0.0.1", memcached_port)) as sock:
         sock.sendall(data)
         assert _read_reply(sock, len(expected), True) == expected
+
+
+def test_the_conformance_edge_requests_against_memcached(memcached_port: int) -> None:
+    """Every malformed or edge request the Sphinx conformance workload sends is answered
+    by the model as memcached 1.6 answers it (one connection; a ``version`` after each,
+    so a request that eats the next line shows)."""
+    from memoracle.sphinx.conformance import EDGE_REQUESTS
+
+    model = ModelServer(threads=1)
+    conn = model.connect()
+    sock = socket.create_connection(("127.0.0.1", memcached_port))
+    try:
+        edges = [r for r in EDGE_REQUESTS if not r.startswith(b"me ")]  # meta: see DEVIATIONS
+        for request in (b"set k0 0 0 1\r\nv\r\nset k1 0 0 1\r\nw\r\n", *edges):
+            request += b"version\r\n"
+            model.send(conn, request)
+            expected = _normalise(model.receive(conn))
+            sock.sendall(request)
+            observed = _read_reply(sock, len(expected), model.closed(conn))
+            assert expected == observed, request[:80]
+            assert not model.closed(conn)
+    finally:
+        sock.close()

@@ -35,3 +35,53 @@ def test_a_walk_that_ignores_the_writable_bit_is_caught(monkeypatch: pytest.Monk
     monkeypatch.setattr(mmu_emu.AddressSpace, "map", map_always_writable)
     report = mmu_campaign(0, 300)
     assert report is not None and ("read-only" in report or "writable" in report)
+
+
+# Each part of the extension catches a broken MMU that the plain steps (user pages of
+# 4 KiB, mapped and read back) pass on the same seeds: fault probes, large pages, the
+# reserved page-size bit, demand zero.
+def _walk_ignoring_user_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = mmu_emu.AddressSpace._walk
+
+    def walk(self: mmu_emu.AddressSpace, va: int, write: bool, user: bool, update: bool) -> object:
+        return original(self, va, write, False, update)  # every access checked as the kernel's
+
+    monkeypatch.setattr(mmu_emu.AddressSpace, "_walk", walk)
+
+
+def _large_pages_never_invalidated(monkeypatch: pytest.MonkeyPatch) -> None:
+    def drop_4k_only(self: mmu_emu.AddressSpace, va: int) -> None:
+        self._tlb.pop(va >> 12, None)  # the 2 MiB and 1 GiB entries stay
+
+    monkeypatch.setattr(mmu_emu.AddressSpace, "_drop_tlb", drop_4k_only)
+
+
+def _page_size_bit_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mmu_emu, "PS", 0)  # no leaf above the PT level, no reserved bit
+
+
+def _one_shared_zero_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared: dict[int, int] = {}
+
+    def handler(space: mmu_emu.AddressSpace, vma: mmu_emu.Vma, fault: mmu_emu.PageFault) -> bool:
+        if fault.protection or not vma.flags & mmu_emu.VmaFlags.ANON:
+            return False
+        frame = shared.setdefault(id(space), space.machine.alloc_frame())
+        space.map(fault.va & ~(mmu_emu.PAGE_SIZE - 1), frame, mmu_emu.US | mmu_emu.RW)
+        return True
+
+    monkeypatch.setattr(mmu_emu, "demand_zero_handler", handler)
+
+
+@pytest.mark.parametrize(
+    "breaks",
+    [_walk_ignoring_user_mode, _large_pages_never_invalidated, _page_size_bit_ignored, _one_shared_zero_frame],
+)
+def test_each_extension_catches_a_broken_mmu_the_plain_steps_miss(
+    monkeypatch: pytest.MonkeyPatch, breaks: object
+) -> None:
+    assert callable(breaks)
+    breaks(monkeypatch)
+    seeds = range(4)  # memoracle check's seeds at base seed 0
+    assert all(mmu_campaign(seed, 100, extended=False) is None for seed in seeds)
+    assert any(mmu_campaign(seed, 100) is not None for seed in seeds)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from impl.sphinx import Sphinx
-from memoracle.sphinx.checks import SPHINX_CHECKS
+from memoracle.sphinx.checks import CONFIGURATIONS, SPHINX_CHECKS, configured_sphinx
 from memoracle.sphinx.conformance import (
     FULL,
     PLAIN,
@@ -65,13 +65,27 @@ def test_the_harness_accepts_the_model_and_catches_a_broken_model() -> None:
 
 @pytest.mark.parametrize("name", sorted(SPHINX_MUTANTS))
 def test_each_mutant_is_caught(name: str) -> None:
-    caught = [conformance_run(make_sphinx(SPHINX_MUTANTS[name]), seed, 600) for seed in range(3)]
+    # as the check runs them: run ``seed`` on the seed-th configuration
+    def run(cls: type[Sphinx], seed: int, steps: int):  # type: ignore[no-untyped-def]
+        threads, options = CONFIGURATIONS[seed]
+        make = configured_sphinx(threads, options, cls)
+        return conformance_run(make, seed, steps, threads=threads, memory=threads * 2 * 4096)  # type: ignore[arg-type]
+
+    caught = [run(SPHINX_MUTANTS[name], seed, 600) for seed in range(3)]
     assert any(m is not None for m in caught), f"{name} survived"
     # the same seeds pass on the real store, so the mutation is what was caught
     for seed, mismatch in enumerate(caught):
         if mismatch is not None:
-            assert conformance_run(make_sphinx(), seed, mismatch.step + 1) is None
+            assert run(Sphinx, seed, mismatch.step + 1) is None
             break
+
+
+def test_only_a_small_ring_catches_the_overtaking_retry() -> None:
+    # The default configuration's rings (256 slots) never fill; rings of two slots do.
+    mutant = SPHINX_MUTANTS["ring-full-overtakes"]
+    assert all(conformance_run(make_sphinx(mutant), seed, 600) is None for seed in range(3))
+    small = configured_sphinx(3, {"ring_capacity": 2}, mutant)
+    assert any(conformance_run(small, seed, 600) is not None for seed in range(3))  # type: ignore[arg-type]
 
 
 #: A ``stats`` comparison of the hit/miss counters only (no clocks, connections, item
@@ -89,6 +103,8 @@ HIT_MISS_FIELDS = frozenset(
         ("delayed-flush-one-second-late", None),  # needs flush_all <n> and the clock at its point
         ("thirty-days-is-absolute", None),  # needs an exptime of exactly 30 days
         ("expiry-never-counted", HIT_MISS_FIELDS),  # needs every stats field compared
+        ("bad-flush-uncounted", None),  # needs flush_all with a delay that is not a number
+        ("gone-client-still-counted", None),  # needs clients that go away
     ],
 )
 def test_the_extended_workload_catches_what_the_plain_one_misses(

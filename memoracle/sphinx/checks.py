@@ -1,12 +1,15 @@
 """sphinx's checks in the default campaign (``memoracle check --system sphinx``).
 
-- ``conformance``: seeded workloads (3 threads, 2 segments of 4 KiB per thread, so
-  segments expire; delayed ``flush_all`` and exptimes at ``realtime()``'s edges, with
-  the clock advanced to exactly the second they take effect) against the precise model,
-  byte for byte, ``stats`` included (every field but ``pid``);
+- ``conformance``: seeded workloads (2 segments of 4 KiB per thread, so segments
+  expire; delayed ``flush_all`` and exptimes at ``realtime()``'s edges, with the clock
+  advanced to exactly the second they take effect; malformed requests; clients that go
+  away) against the precise model, byte for byte, ``stats`` included (every field but
+  ``pid``), the runs cycling through :data:`CONFIGURATIONS` (1, 3 or 4 threads, rings
+  of 1 or 2 slots, balanced IRQs, steering);
 - ``linearizability``: concurrent histories (4 connections, 3 keys) checked per key;
 - ``mutants``: every mutant of :mod:`memoracle.sphinx.mutants` must be caught by the
-  conformance harness (the same workload; the real store passes it);
+  conformance harness (the same workload, one run on each of the first three
+  configurations; the real store passes it);
 - ``simulator``: the paper experiment's discrete-event simulator
   (:mod:`memoracle.sphinx.sim`) on small runs of both designs in every IRQ configuration,
   each trace checked (one thing per core at a time, exclusive locks, time never back,
@@ -22,6 +25,8 @@ CONFORMANCE_STEPS = 400
 HISTORY_RUNS = 8
 HISTORY_OPERATIONS = 300
 MUTANT_STEPS = 600
+#: Runs per mutant, on the first configurations of :data:`CONFIGURATIONS`.
+MUTANT_RUNS = 3
 
 
 def _make(cls: type) -> object:
@@ -31,17 +36,46 @@ def _make(cls: type) -> object:
     return make
 
 
-def _conformance(seed: int) -> Outcome:
+#: The configurations the conformance runs cycle through (thread count, and the Sphinx
+#: options that must not change any reply): forwarding rings of one or two slots (so
+#: messages wait for room), IRQs moved by the balancer over fewer queues than cores,
+#: connections steered to their RX queue's core, a single thread.
+CONFIGURATIONS: tuple[tuple[int, dict[str, object]], ...] = (
+    (3, {}),
+    (3, {"ring_capacity": 2, "irq_mode": "balance", "nic_queues": 2}),
+    (4, {"steering": "incoming_cpu"}),
+    (1, {}),
+    (3, {"ring_capacity": 1}),
+)
+
+
+def configured_sphinx(threads: int, options: dict[str, object], cls: type | None = None) -> object:
+    """A maker of Sphinx (or of its subclass ``cls``) with ``options``."""
     from impl.sphinx import Sphinx
+
+    server = Sphinx if cls is None else cls
+
+    def make(threads: int, memory: int, segment_size: int, seed: int) -> object:
+        return server(threads, memory, segment_size=segment_size, seed=seed, **options)
+
+    return make
+
+
+def _conformance(seed: int) -> Outcome:
     from memoracle.sphinx.conformance import conformance_run
 
     for run in range(CONFORMANCE_RUNS):
-        mismatch = conformance_run(_make(Sphinx), seed * 1000 + run, CONFORMANCE_STEPS)  # type: ignore[arg-type]
+        threads, options = CONFIGURATIONS[run % len(CONFIGURATIONS)]
+        mismatch = conformance_run(
+            configured_sphinx(threads, options), seed * 1000 + run, CONFORMANCE_STEPS,  # type: ignore[arg-type]
+            threads=threads, memory=threads * 2 * 4096,
+        )  # fmt: skip
         if mismatch is not None:
             return Outcome(
                 False,
                 run * CONFORMANCE_STEPS + mismatch.step,
-                mismatch.render() + f"\nreproduce: memoracle check --system sphinx --seed {seed}",
+                mismatch.render() + f"\n(configuration: {threads} threads, {options or 'defaults'})"
+                f"\nreproduce: memoracle check --system sphinx --seed {seed}",
             )
     return Outcome(True, CONFORMANCE_RUNS * CONFORMANCE_STEPS)
 
@@ -69,8 +103,11 @@ def _mutants(seed: int) -> Outcome:
         name
         for name, cls in SPHINX_MUTANTS.items()
         if all(
-            conformance_run(_make(cls), seed * 1000 + run, MUTANT_STEPS) is None  # type: ignore[arg-type]
-            for run in range(3)
+            conformance_run(
+                configured_sphinx(threads, options, cls), seed * 1000 + run, MUTANT_STEPS,  # type: ignore[arg-type]
+                threads=threads, memory=threads * 2 * 4096,
+            ) is None
+            for run, (threads, options) in enumerate(CONFIGURATIONS[:MUTANT_RUNS])
         )
     ]
     report = f"mutants not caught: {', '.join(survivors)}" if survivors else ""

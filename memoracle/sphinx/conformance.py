@@ -62,6 +62,26 @@ HANG_UPS: tuple[bytes, ...] = (b"quit\r\n", b"GET / HTTP/1.0\r\n", b"x" * 2100)
 BAD_KEY_GET = b"get k0 " + b"k" * 251 + b"\r\n"
 #: memcached's largest relative exptime (30 days); one more is a Unix time (in 1970).
 THIRTY_DAYS = 60 * 60 * 24 * 30
+_K251 = b"k" * 251
+#: Malformed and edge requests (every one answered as memcached 1.6.18 does, but the
+#: meta command ``me``, which the model answers ``ERROR``; tests/test_kv_model.py): bad
+#: numbers and argument counts of each command, keys over 250 bytes, items too large
+#: for a segment, a NUL in a line, bare ``\n``, leading spaces, retrieval lines over
+#: 64 KiB, unknown and upper-case commands.
+EDGE_REQUESTS: tuple[bytes, ...] = (
+    b"set k0 x 0 1\r\nv\r\n", b"set k0 0 x 1\r\nv\r\n", b"set k0 0 0 x\r\nv\r\n", b"set k0 0 0 -1\r\n",
+    b"set k0 0 0\r\n", b"cas k0 0 0 1 x\r\nv\r\n", b"cas k0 0 0 1\r\nv\r\n", b"set " + _K251 + b" 0 0 1\r\nv\r\n",
+    b"delete k0 0\r\n", b"delete k0 1\r\n", b"delete k0 0 noreply\r\n", b"delete k0 x y z\r\n",
+    b"delete " + _K251 + b"\r\n", b"incr k0 x\r\n", b"incr k0\r\n", b"incr " + _K251 + b" 1\r\n",
+    b"decr k0 -1\r\n", b"incr k0 18446744073709551616\r\n", b"touch k0 x\r\n", b"touch k0\r\n",
+    b"touch " + _K251 + b" 1\r\n", b"touch k0 x noreply\r\n", b"gat x k0\r\n", b"gat 1\r\n",
+    b"gats 1 k0 " + _K251 + b"\r\n", b"set k0 0 0 5000\r\n" + b"v" * 5000 + b"\r\n",
+    b"add k0 0 0 5000 noreply\r\n" + b"v" * 5000 + b"\r\n", b"get k0\x00junk\r\n", b"verbosity\r\n",
+    b"verbosity x\r\n", b"verbosity 1 noreply\r\n", b"version x y\r\n", b"flush_all x\r\n",
+    b"flush_all 1 2 3\r\n", b"flush_all noreply\r\n", b"stats foo\r\n", b"  get k0\r\n", b"get k0\n",
+    b"me k0\r\n", b"zap\r\n", b"GET k0\r\n", b"a\r\n",
+    b"get " + b"k1 " * 30000 + b"\r\n", b"gets " + b"k1 " * 30000 + _K251 + b"\r\n",
+)  # fmt: skip
 
 
 def _keys(rng: random.Random, pool: list[bytes], most: int = 4) -> bytes:
@@ -80,7 +100,10 @@ class Workload:
       in 1970), a Unix time equal to the clock, one second ahead and one behind — in
       ``set``/``add``/..., ``touch`` and ``gat``;
     - ``to_deadlines``: clock advances that land exactly on a second at which something
-      generated takes effect (a flush point, an item's expiry) or on the second before.
+      generated takes effect (a flush point, an item's expiry) or on the second before;
+    - ``edges``: :data:`EDGE_REQUESTS` now and then, ``flush_all`` with a delay that is
+      not a number, and clients that go away (after their replies, or in the middle of
+      a request).
 
     :data:`PLAIN` has none of them: immediate ``flush_all`` only, small relative
     exptimes, advances of 1, 2 or 4 seconds.
@@ -89,12 +112,13 @@ class Workload:
     delayed_flush: bool = True
     exptime_boundaries: bool = True
     to_deadlines: bool = True
+    edges: bool = True
 
 
 #: The full workload (the default of every harness here).
 FULL = Workload()
 #: The workload without delayed flushes, boundary exptimes and advances to deadlines.
-PLAIN = Workload(delayed_flush=False, exptime_boundaries=False, to_deadlines=False)
+PLAIN = Workload(delayed_flush=False, exptime_boundaries=False, to_deadlines=False, edges=False)
 
 
 class RequestGenerator:
@@ -163,6 +187,8 @@ class RequestGenerator:
         if not self.workload.delayed_flush:
             return b"flush_all\r\n"
         noreply = b" noreply" if rng.random() < 0.2 else b""
+        if self.workload.edges and rng.random() < 0.1:  # a delay that is not a number
+            return b"flush_all x%s\r\n" % noreply
         roll = rng.random()
         if roll < 0.2:
             return b"flush_all%s\r\n" % noreply
@@ -225,6 +251,8 @@ class RequestGenerator:
             choices: tuple[bytes, ...] = (
                 b"version\r\n", b"verbosity 1\r\n", b"bogus\r\n", b"get\r\n", b"mn\r\n", BAD_KEY_GET, *extra
             )
+            if self.workload.edges and rng.random() < 0.5:
+                choices = EDGE_REQUESTS
             return rng.choice(choices)
         return b"set %s 0 0 2\r\nxyz\r\n" % key  # a bad data chunk, then ERROR
 
@@ -353,11 +381,19 @@ def conformance_run(
         if rng.random() < _HANG_UP_RATE:
             batch += rng.choice(HANG_UPS)
         cut = rng.randrange(len(batch) + 1) if rng.random() < 0.2 else len(batch)
-        for part in (batch[:cut], batch[cut:]):
+        leaves = workload.edges and rng.random() < 0.02  # the client goes away
+        parts = (batch[:cut], batch[cut:]) if not leaves else (batch[:cut],)
+        for part in parts:
             if part:
                 server.send(real, part)
                 model.send(ideal, part)
                 server.settle()
+        if leaves:
+            server.disconnect(real)
+            model.disconnect(ideal)
+            server.settle()
+            conns[index] = (server.connect(), model.connect())
+            continue
         expected_raw, observed_raw = model.receive(ideal), server.receive(real)
         fields = shared_stats(expected_raw, observed_raw) if stats_fields is None else stats_fields
         expected = normalise_stats(expected_raw, fields)

@@ -1,11 +1,15 @@
 """Deliberately broken Sphinx stores that the checks of :mod:`memoracle.sphinx.conformance`
-must catch: each overrides one of the hooks :class:`impl.sphinx.Sphinx` documents."""
+must catch: each overrides one of the hooks :class:`impl.sphinx.Sphinx` documents, or
+(the last three) one step of the server that only an edge of the workload reaches: a
+full forwarding ring, a malformed request, a client that goes away."""
 
 from __future__ import annotations
 
 import mmh3
 
 from impl.sphinx import Connection, Piece, ReplySlot, Sphinx
+from impl.sphinx_proto import BAD_EXPTIME, Control, Request
+from impl.sphinx_state import Message, Worker
 from spec.kv_api import REALTIME_MAXDELTA
 
 
@@ -73,6 +77,41 @@ class ExpiryNeverCounted(Sphinx):
                 for name, value in super().stats_values()]  # fmt: skip
 
 
+class RingFullOvertakes(Sphinx):
+    """Requests that waited for room on a full forwarding ring are pushed newest first
+    once room appears, so a later request to a thread overtakes an earlier one (only
+    rings of one or two slots fill up)."""
+
+    def _retry_pending(self, w: Worker) -> None:
+        for dst, queue in list(w.pending.items()):
+            while queue and self._push(w.index, dst, queue[-1]):
+                queue.pop()
+            if not queue:
+                del w.pending[dst]
+
+
+class BadFlushUncounted(Sphinx):
+    """``flush_all x`` (a delay that is not a number) is refused without being counted
+    in ``cmd_flush`` (memcached counts it before it parses the delay)."""
+
+    def _dispatch(self, w: Worker, c: Connection, request: Request) -> None:
+        if isinstance(request, Control) and request.kind == "bad_flush":
+            self._reply_now(c, b"" if request.noreply else BAD_EXPTIME)
+            return
+        super()._dispatch(w, c, request)
+
+
+class GoneClientStillCounted(Sphinx):
+    """A connection whose client goes away is forgotten but still counted in
+    ``curr_connections`` (the server hanging up is counted right)."""
+
+    def disconnect(self, conn: int) -> None:
+        known = self._conn(conn) is not None
+        super().disconnect(conn)
+        if known:
+            self.open_connections += 1
+
+
 #: Every mutant by name.
 SPHINX_MUTANTS: dict[str, type[Sphinx]] = {
     "wrong-seed-owner": WrongSeedOwner,
@@ -82,4 +121,7 @@ SPHINX_MUTANTS: dict[str, type[Sphinx]] = {
     "delayed-flush-one-second-late": DelayedFlushLate,
     "thirty-days-is-absolute": ThirtyDaysIsAbsolute,
     "expiry-never-counted": ExpiryNeverCounted,
+    "ring-full-overtakes": RingFullOvertakes,
+    "bad-flush-uncounted": BadFlushUncounted,
+    "gone-client-still-counted": GoneClientStillCounted,
 }

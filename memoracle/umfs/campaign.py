@@ -17,6 +17,7 @@ from impl.mmu_emu import Machine
 from impl.umfs import Umfs
 from memoracle.umfs.conformance import (
     DEFAULT_PATHS,
+    ODD_PATHS,
     OFFSETS,
     SIZES,
     ConformanceError,
@@ -24,7 +25,7 @@ from memoracle.umfs.conformance import (
     Step,
     data,
 )
-from spec.umfs_api import O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, FileSystem
+from spec.umfs_api import O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, FileSystem
 from spec.umfs_model import ModelFs
 
 FLAGS = (
@@ -89,7 +90,10 @@ class StepGenerator:
       then entries made and removed inside an open directory, ``fstat`` of its
       descriptor, the directory removed while open, and its close;
     - **page reuse**: a file truncated, then written past its end at an offset that is
-      not page aligned (the write's new pages may be pages the truncate freed).
+      not page aligned (the write's new pages may be pages the truncate freed);
+    - **the rest of the interface**: ``map`` and mapping reads, ``fsync``, exits, odd
+      paths, negative arguments, bad flags and whences, closed descriptors
+      (:meth:`_api`).
     """
 
     def __init__(self, rng: random.Random, session: Session, extra: random.Random | None = None) -> None:
@@ -118,6 +122,8 @@ class StepGenerator:
             return None
         self.open_dirs = {fd: path for fd, path in self.open_dirs.items() if session.fds[fd].open}
         existing = [path for path in session.known_paths if path != "/"]
+        if rng.random() < 0.3:
+            return self._api(rng, procs, existing)
         roll = rng.random()
         directories = [p for p in existing if session.left.stat(p).kind == "dir"]
         if roll < 0.3 and existing:
@@ -161,6 +167,45 @@ class StepGenerator:
         past = cut + rng.choice((1, 100, 4095, 4097, 8192 + 33))
         self.pending.append(("pwrite", fd, data(rng.choice(SIZES), rng.randrange(250)), past))
         return ("ftruncate", fd, cut)
+
+    def _api(self, rng: random.Random, procs: list[str], existing: list[str]) -> Step:
+        """A call of the interface the plain mix never makes: ``map`` and reads through
+        the mapping (closed ones too), ``fsync``, a process exit, odd paths (the root,
+        names over NAME_MAX, a path over PATH_MAX, malformed ones), negative counts and
+        offsets, a bad whence, bad open flags, a closed descriptor used."""
+        session = self.session
+        fds = [h for h, f in session.fds.items() if f.open]
+        closed = [h for h, f in session.fds.items() if not f.open]
+        what = rng.random()
+        if what < 0.2 and fds:
+            return ("map", rng.choice(fds), session.fresh("m"))
+        if what < 0.35 and session.maps:
+            return ("mapping.read", rng.choice(sorted(session.maps)), rng.choice(OFFSETS), rng.choice(SIZES))
+        if what < 0.42 and fds:
+            return ("fsync", rng.choice(fds))
+        if what < 0.48 and len(procs) > 1:
+            return ("exit", rng.choice(procs))
+        if what < 0.7:
+            odd = rng.choice(ODD_PATHS)
+            kind = rng.choice(("stat", "unlink", "mkdir", "rmdir", "listdir", "open", "link", "rename"))
+            if kind == "open":
+                return ("open", rng.choice(procs), odd, rng.choice(FLAGS), session.fresh("f"))
+            if kind in ("link", "rename"):
+                other = rng.choice(existing or list(DEFAULT_PATHS))
+                return (kind, odd, other) if rng.random() < 0.5 else (kind, other, odd)
+            return (kind, odd)
+        if what < 0.78:  # an access mode of 3, an unknown flag bit
+            flags = rng.choice((O_ACCMODE, O_RDWR | 0o4000000))
+            return ("open", rng.choice(procs), rng.choice(DEFAULT_PATHS), flags, session.fresh("f"))
+        if what < 0.85 and closed:
+            return (rng.choice(("fstat", "close", "fsync")), rng.choice(closed))
+        if not fds:
+            return ("spawn", session.fresh("p"))
+        fd = rng.choice(fds)
+        return rng.choice((
+            ("read", fd, -1), ("pread", fd, 5, -1), ("pread", fd, -1, 0), ("pwrite", fd, data(3, 1), -1),
+            ("ftruncate", fd, -1), ("lseek", fd, -5, 0), ("lseek", fd, 0, 7), ("lseek", fd, -9000, 1),
+        ))  # fmt: skip
 
 
 def run_one(

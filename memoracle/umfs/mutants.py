@@ -15,15 +15,18 @@ situation (``tests/test_umfs_campaign.py`` shows the plain step mix misses them)
 - :class:`FreshPageNotCleared` — a write past the end stores only its own bytes into a
   newly linked page, trusting the page to be zero; a page freed by a truncate and
   handed out again still holds the old bytes: needs a truncate, then a write past the
-  end that does not cover a whole page.
+  end that does not cover a whole page;
+- :class:`WriteOnlyMapped` — ``map`` of a descriptor open for writing only succeeds (the
+  read-only window is handed out without the readable check): needs ``map`` of an
+  ``O_WRONLY`` descriptor, which only the extension's interface steps make.
 """
 
 from __future__ import annotations
 
-from impl.umfs import Umfs
+from impl.umfs import Umfs, UmfsMapping
 from impl.umfs_layout import KIND_DIR, PAGE
 from impl.umfs_ulog import Txn
-from spec.umfs_api import FsError
+from spec.umfs_api import FileMapping, FsError, IsDirectory
 
 
 class CrossRenameKeepsParentLinks(Umfs):
@@ -82,10 +85,22 @@ class FreshPageNotCleared(Umfs):
         super()._commit(txn, log_ino)
 
 
+class WriteOnlyMapped(Umfs):
+    """``map`` checks that the descriptor is a file, not that it is open for reading."""
+
+    def map(self, pid: int, fd: int) -> FileMapping:
+        with self._fs_lock:
+            description = self._descriptor(pid, fd)
+            if self._kind(description.ino) == KIND_DIR:
+                raise IsDirectory(f"map fd {fd}")
+            return UmfsMapping(self, pid, fd, description)
+
+
 #: Every mutant by name.
 UMFS_MUTANTS: dict[str, type[Umfs]] = {
     "cross-rename-keeps-parent-links": CrossRenameKeepsParentLinks,
     "open-directory-grows-the-inode": OpenDirectoryGrowsTheInode,
     "fresh-page-not-cleared": FreshPageNotCleared,
+    "write-only-mapped": WriteOnlyMapped,
 }
 
