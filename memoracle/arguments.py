@@ -64,10 +64,17 @@ class Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         """As argparse, but an argument with a NUL byte (possible only when called from
-        Python: no shell can pass one) is refused, as the OS would refuse it as a path."""
+        Python: no shell can pass one) is refused, as the OS would refuse it as a path;
+        and a command with no sub-commands of its own refuses arguments it does not know
+        itself, so that the message names its own help (argparse would leave them to the
+        top-level parser, which names ``memoracle --help``)."""
         if args is not None and any("\x00" in str(arg) for arg in args):
             self.error("an argument contains a NUL byte")
-        return super().parse_known_args(args, namespace)
+        namespace, extras = super().parse_known_args(args, namespace)
+        leaf = not any(isinstance(action, argparse._SubParsersAction) for action in self._actions)
+        if leaf and extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
     def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
         # argparse drops a lone "--" from an option's value, so "--ops=--" would give []

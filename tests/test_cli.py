@@ -110,6 +110,8 @@ def one_line_usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) ->
         ["crash", "umfs", "--flush-report", "--eadr"],
         ["crash", "umfs", "--mutant", "no_such_mutant"],
         ["history", "record", "out.jsonl", "--capacity", "3"],
+        ["history", "check", "examples/jepsen-register-ok.edn", "--criterion", "tolerant", "--format", "jepsen",
+         "--model", "register"],  # a queue-only option
         ["history", "record", "out.jsonl", "--operations", "0"],
         ["ksm", "study", "README.md", "--max-scans", "1"],
         ["ksm", "study", "README.md", "--max-page-sharing", "1"],
@@ -138,6 +140,20 @@ def test_a_missing_subcommand_names_the_choices_and_its_own_help(
     assert line.startswith(f"{prog}: missing the command: one of ") and f"see '{prog} --help'" in line
     for internal in ("verb", "ksm_command", "sphinx_command", "system", "command:"):
         assert internal not in line.split("(see")[0].replace("the command", ""), line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["interleave", "--bogus"], ["crash", "umfs", "--ops", "1", "extra"], ["umfs", "ls", "x.img", "/", "--json"],
+     ["ksm", "live", "--bogus"], ["history", "check", "examples/spsc-ok.jsonl", "--model", "queue", "--frob"]],
+)  # fmt: skip
+def test_an_unknown_argument_names_the_commands_own_help(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    line = one_line_usage_error(capsys, argv)
+    prog = " ".join(["memoracle", *(word for word in argv[:2] if word.isalpha())])
+    assert line.startswith(f"{prog}: unrecognized arguments: {argv[-1]}") and f"(see '{prog} --help')" in line, line
 
 
 def test_a_path_with_line_breaks_still_makes_one_line_of_error(tmp_path: Path) -> None:

@@ -49,8 +49,9 @@ def add_check_parser(verbs: Any) -> None:
     check.add_argument("--format", choices=FORMATS, default="memoracle", help="the file's format")
     check.add_argument("--model", choices=MODELS,
                        help="what the history is of (memoracle: queue; required for jepsen and porcupine)")
-    check.add_argument("--criterion", choices=["strict", "tolerant"], default="strict",
-                       help="queues: must 'full'/'empty' answers be justified (strict) or not (tolerant)")
+    check.add_argument("--criterion", choices=["strict", "tolerant"],
+                       help="queues only: must 'full'/'empty' answers be justified (strict) or not (tolerant) "
+                            "(default: strict)")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.add_argument("--html", metavar="OUT", type=output_file, help="write a timeline of the history (HTML)")
     check.add_argument("--max-states", type=int_in(1, 1 << 40), default=DEFAULT_MAX_STATES,
@@ -69,12 +70,14 @@ def cmd_history_check(args: argparse.Namespace) -> int:
     """``memoracle history check FILE``."""
     from memoracle.arguments import usage_error
 
-    criterion = Criterion(args.criterion)
+    criterion = Criterion(args.criterion or "strict")
     budget = Budget(args.max_states, args.timeout)
     if args.format == "memoracle" and args.model not in (None, "queue"):
         return usage_error("memoracle history check", f"--model {args.model}: memoracle's format holds queue histories")
     if args.format != "memoracle" and args.model is None:
         return usage_error("memoracle history check", f"--format {args.format} needs --model queue, register or kv")
+    if args.criterion is not None and args.model in ("register", "kv"):
+        return usage_error("memoracle history check", f"--criterion applies to queues, not --model {args.model}")
     bars: list[Bar] | None = None
     try:
         if args.format == "memoracle":
