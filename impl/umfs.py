@@ -199,7 +199,10 @@ class Umfs(NamespaceOps):
         inode_pages = max(1, pages_for(wanted * INODE_SIZE))
         data_start = 1 + inode_pages
         if total - data_start < 2 * PAGES_PER_NEW_FILE:
-            raise ValueError(f"an SCM of {total} pages is too small for UMFS")
+            raise ValueError(
+                f"an SCM of {total} pages is too small for UMFS with {wanted} inodes "
+                f"(their table takes {inode_pages} pages, and {2 * PAGES_PER_NEW_FILE} data pages are the least)"
+            )
         sb = Superblock(
             base, total, 1, inode_pages, inode_pages * INODES_PER_PAGE, data_start,
             total - data_start, ROOT_INO, 1,

@@ -70,6 +70,7 @@ class Parser(argparse.ArgumentParser):
         top-level parser, which names ``memoracle --help``)."""
         if args is not None and any("\x00" in str(arg) for arg in args):
             self.error("an argument contains a NUL byte")
+        self._arguments = [str(arg) for arg in (sys.argv[1:] if args is None else args)]
         namespace, extras = super().parse_known_args(args, namespace)
         leaf = not any(isinstance(action, argparse._SubParsersAction) for action in self._actions)
         if leaf and extras:
@@ -89,6 +90,10 @@ class Parser(argparse.ArgumentParser):
             names = [name for action in self._actions if isinstance(action, argparse._SubParsersAction)
                      for name in action.choices]  # fmt: skip
             message = f"missing the command: one of {', '.join(names)}"
+            known = {option for action in self._actions for option in action.option_strings}
+            unknown = [arg for arg in getattr(self, "_arguments", []) if arg.startswith("-") and arg.split("=")[0] not in known]
+            if unknown:  # argparse reports the missing command first; the unknown option is the news
+                message = f"unrecognized arguments: {' '.join(unknown)}; {message}"
         raise SystemExit(usage_error(self.prog, message))
 
 

@@ -131,6 +131,13 @@ def test_every_bad_number_or_combination_is_refused_with_one_line(
     assert option is None or option in line, line  # the message names the option at fault
 
 
+@pytest.mark.parametrize("argv", [["--bogus"], ["umfs", "--frob=1"], ["--bogus", "--help-me"]])
+def test_an_unknown_option_before_the_command_is_named(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_line_usage_error(capsys, argv)
+    unknown = [word for word in argv if word.startswith("-")]
+    assert f"unrecognized arguments: {' '.join(unknown)}; missing the command" in line, line
+
+
 @pytest.mark.parametrize("argv", [["crash"], ["history"], ["ksm"], ["sphinx"], []])
 def test_a_missing_subcommand_names_the_choices_and_its_own_help(
     argv: list[str], capsys: pytest.CaptureFixture[str]

@@ -58,7 +58,7 @@ def test_shards_merge_to_the_in_process_grid() -> None:
 
 def test_bad_usage_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     for args in (["--loop", "closed", "--rate", "100"], ["--sensitivity"], ["--cost", "nosuch=1"],
-                 ["--cost", "send"], ["--connections", "0,5"], ["--requests", "10"], ["--machine", "huge"],
+                 ["--cost", "send"], ["--connections", "0,5"], ["--connections", "24,,96"], ["--requests", "10"], ["--machine", "huge"],
                  ["--shard", "1/2", "--jobs", "2"], ["--machine", "modern", "--sensitivity", "--requests", "500"],
                  ["--machine", "legacy", "--sensitivity", "--check"],
                  ["--machine", "legacy", "--sensitivity", "--cost", "send=1"]):  # fmt: skip

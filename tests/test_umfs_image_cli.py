@@ -110,6 +110,7 @@ def test_fsck_says_what_recovery_did_to_an_image_left_mid_operation(tmp_path: Pa
         (["umfs", "mkfs", "x.img", "--size", "2g"], "outside"),
         (["umfs", "mkfs", "x.img", "--size", "lots"], "want a number"),
         (["umfs", "mkfs", "x.img", "--size", "64k", "--inodes", "0"], "must be at least 1"),
+        (["umfs", "mkfs", "x.img", "--size", "4m", "--inodes", "100000000"], "with 100000000 inodes"),
         (["umfs", "corrupt", "--flips", "99999999999"], "must be at most 100,000"),
         (["umfs", "corrupt", "--flips", "1", "--anywhere", "1", "--per-field", "0", "--trial", "99999"], "no such trial"),
         (["umfs", "corrupt", "--mutant", "nonesuch"], "unknown mutant"),

@@ -36,7 +36,7 @@ PROG = "memoracle sphinx experiment"
 
 def _connections(text: str) -> tuple[int, ...]:
     try:
-        values = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+        values = tuple(sorted({int(part) for part in text.split(",")}))
     except ValueError:
         raise argparse.ArgumentTypeError(f"wants numbers separated by commas (e.g. 24,96,384), not {text!r}") from None
     if not values or values[0] < 1 or values[-1] > 100_000:
