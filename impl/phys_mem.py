@@ -10,9 +10,9 @@ Layout and choices (where real hardware leaves freedom):
   default, far above any DRAM size we emulate. Any other physical address is a hole:
   touching it raises :class:`BusError` (a machine check on real hardware).
 - DRAM is a ``bytearray``. The SCM range is an :class:`impl.scm_emu.ScmEmu`: reads may
-  use ``scm.visible`` directly after telling ``scm.watch`` (if set), but **every** store into the SCM range goes through
-  ``scm.store`` (or ``scm.ntstore``), so the persistence emulator sees it; this module
-  never writes ``scm.visible`` itself.
+  use ``scm.visible`` directly after telling ``scm.read_watch`` (if set), but **every**
+  store into the SCM range goes through ``scm.store`` (or ``scm.ntstore``), so the
+  persistence emulator sees it; this module never writes ``scm.visible`` itself.
 - :class:`FrameAllocator` hands out the **lowest free frame first** (a min-heap of freed
   frames below a bump pointer), so allocation order is a pure function of the
   allocation/free history. The machine's DRAM allocator reserves frame 0 at
@@ -211,8 +211,9 @@ class Machine:
             return self.dram_view[paddr:end].tobytes()
         off = paddr - self.scm_base
         if 0 <= off and end <= self.scm_end:
-            if self.scm.watch is not None:
-                self.scm.watch.on_read(off, length)
+            watch = self.scm.read_watch
+            if watch is not None:
+                watch(off, length)
             with memoryview(self.scm.visible) as view:
                 return view[off : off + length].tobytes()
         if 0 <= paddr < self.dram_size and self.dram_size == self.scm_base:
@@ -229,8 +230,9 @@ class Machine:
             return self.dram_view[paddr:end]
         off = paddr - self.scm_base
         if 0 <= off and end <= self.scm_end:
-            if self.scm.watch is not None:
-                self.scm.watch.on_read(off, length)
+            watch = self.scm.read_watch
+            if watch is not None:
+                watch(off, length)
             return memoryview(self.scm.visible)[off : off + length]
         return memoryview(self.read(paddr, length))
 
@@ -265,8 +267,9 @@ class Machine:
             return value
         off = paddr - self.scm_base
         if 0 <= off and paddr + 8 <= self.scm_end:
-            if self.scm.watch is not None:
-                self.scm.watch.on_read(off, 8)
+            watch = self.scm.read_watch
+            if watch is not None:
+                watch(off, 8)
             value = _U64.unpack_from(self.scm.visible, off)[0]
             return value
         raise BusError(f"8-byte read at {paddr:#x}: unbacked physical memory")
@@ -289,8 +292,9 @@ class Machine:
             return _TABLE.unpack_from(self.dram, paddr)
         off = paddr - self.scm_base
         if 0 <= off and paddr + PAGE_SIZE <= self.scm_end:
-            if self.scm.watch is not None:
-                self.scm.watch.on_read(off, PAGE_SIZE)
+            watch = self.scm.read_watch
+            if watch is not None:
+                watch(off, PAGE_SIZE)
             return _TABLE.unpack_from(self.scm.visible, off)
         raise BusError(f"table at {paddr:#x}: unbacked physical memory")
 

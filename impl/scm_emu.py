@@ -37,8 +37,9 @@ store, flush and fence *before* it takes effect, with a running index: an explor
 raises from the hook crashes the machine just before that instruction.
 
 Watches. A *watch* (:class:`ScmWatch`, set in :attr:`ScmEmu.watch`) is told of every read
-of the SCM (through :meth:`ScmEmu.read` or the machine's physical reads) and of every
-store, before it happens. A lazy crash image (:mod:`impl.scm_lazy`) uses it to decide the
+of the SCM (through :meth:`ScmEmu.read` or the machine's physical reads, which call
+:attr:`ScmEmu.read_watch`) and of every store, before it happens; a watch that needs no
+more reads says so (:meth:`ScmEmu.quiet_reads`) and reads run at full speed again. A lazy crash image (:mod:`impl.scm_lazy`) uses it to decide the
 bytes of a pending unit only when recovery first reads them.
 
 Choices made where the model leaves room: ``mfence`` is not a separate instruction (use
@@ -191,13 +192,30 @@ class ScmEmu:
         self._hooks: list[PersistHook] = []
         self.events = 0
         self.stats = ScmStats()
-        #: Told of every read and store before it happens (see :class:`ScmWatch`).
-        self.watch: ScmWatch | None = None
+        self._watch: ScmWatch | None = None
+        #: The watch's ``on_read`` while it wants reads (see :attr:`watch`), else ``None``.
+        self.read_watch: Callable[[int, int], None] | None = None
         #: The bytes object last rebooted from, and the 4 KiB pages changed since.
         self._booted: bytes | None = None
         self._touched: set[int] = set()
 
     # ------------------------------------------------------------------ access
+
+    @property
+    def watch(self) -> ScmWatch | None:
+        """Told of every read and store before it happens (see :class:`ScmWatch`);
+        setting it also sets :attr:`read_watch` to its ``on_read``."""
+        return self._watch
+
+    @watch.setter
+    def watch(self, watch: ScmWatch | None) -> None:
+        self._watch = watch
+        self.read_watch = watch.on_read if watch is not None else None
+
+    def quiet_reads(self) -> None:
+        """The watch needs no more reads (it is still told of stores) until it is set
+        again: readers skip the call (see :attr:`read_watch`)."""
+        self.read_watch = None
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:
@@ -206,8 +224,8 @@ class ScmEmu:
     def read(self, offset: int, length: int) -> bytes:
         """The visible bytes at ``[offset, offset + length)``."""
         self._check(offset, length)
-        if self.watch is not None:
-            self.watch.on_read(offset, length)
+        if self.read_watch is not None:
+            self.read_watch(offset, length)
         return bytes(self.visible[offset : offset + length])
 
     def durable(self) -> bytes:
@@ -261,8 +279,8 @@ class ScmEmu:
         self._emit("store", offset, length)
         if not length:
             return
-        if self.watch is not None:
-            self.watch.on_store(offset, data)
+        if self._watch is not None:
+            self._watch.on_store(offset, data)
         stats = self.stats
         stats.stores += 1
         stats.bytes_stored += length
@@ -299,8 +317,8 @@ class ScmEmu:
         self._emit("ntstore", offset, length)
         if not length:
             return
-        if self.watch is not None:
-            self.watch.on_store(offset, data)
+        if self._watch is not None:
+            self._watch.on_store(offset, data)
         self.stats.ntstores += 1
         self.stats.bytes_stored += length
         self._touched.update(range(offset >> _PAGE_SHIFT, ((offset + length - 1) >> _PAGE_SHIFT) + 1))
@@ -516,15 +534,22 @@ class ScmEmu:
             )
         return components, len(groups)
 
-    def image_components(self) -> list[ImageComponent]:
+    def image_components(self, *, labels: bool = True) -> list[ImageComponent]:
         """The images a crash now may leave, as independent components (their product).
 
         Option 0 of each component persists nothing optional; labels name, per pending
-        group, how much of it persisted. The base of every unit is :meth:`durable`."""
+        group, how much of it persisted (with ``labels=False`` they are empty strings: the
+        same components, options in the same order, without the cost of describing
+        them). The base of every unit is :meth:`durable`."""
+        if not labels:
+            return [
+                ImageComponent(tuple(comp.units), tuple(comp.options), ("",) * len(comp.options))
+                for comp in self._components()[0]
+            ]
         described = self.pending_groups()
         out = []
         for comp in self._components()[0]:
-            labels = []
+            texts = []
             for choice in comp.option_choices:
                 parts = []
                 for g, chosen in zip(comp.groups, choice):
@@ -534,8 +559,8 @@ class ScmEmu:
                         parts.append(f"line {group.offset:#x}: {chosen}/{group.pieces} pieces persisted of {stores}")
                     else:
                         parts.append(f"nt {group.offset:#x}: {'persisted' if chosen else 'lost'} ({stores})")
-                labels.append("; ".join(parts))
-            out.append(ImageComponent(tuple(comp.units), tuple(comp.options), tuple(labels)))
+                texts.append("; ".join(parts))
+            out.append(ImageComponent(tuple(comp.units), tuple(comp.options), tuple(texts)))
         return out
 
     def fill(self, offset: int, data: bytes) -> None:

@@ -131,35 +131,50 @@ class LazyPlan:
     """What every run from one crash point shares, computed once: the components, the
     image to boot (:attr:`blob`: each component's first option in place), and indexes.
 
-    ``base`` is the whole SCM with every unit outside ``components`` as the crash left it.
+    ``base`` is the whole SCM with every unit outside ``components`` as the crash left it;
+    ``base_digests``, if given, are the digests of ``base``'s pages (then only the pages
+    that hold a component unit are hashed again).
     """
 
-    def __init__(self, base: bytes, components: Sequence[ImageComponent]) -> None:
+    def __init__(
+        self, base: bytes, components: Sequence[ImageComponent], base_digests: Sequence[bytes] | None = None
+    ) -> None:
         self.shapes = [_Shape(c) for c in components]
         blob = bytearray(base)
         self.where: dict[int, tuple[int, int]] = {}
+        #: The components of each line (a component never spans two lines).
+        self.by_line: dict[int, list[int]] = {}
         for index, shape in enumerate(self.shapes):
             for position, unit in enumerate(shape.units):
                 blob[unit : unit + ATOMIC_UNIT] = shape.values[0][position]
                 self.where[unit] = (index, position)
+            self.by_line.setdefault(shape.units[0] & ~_LINE_MASK, []).append(index)
         self.blob = bytes(blob)
         self.units = sorted(self.where)
-        self.lines = sorted({unit - (unit & _LINE_MASK) for unit in self.where})
+        self.lines = sorted(self.by_line)
         count = 1
         for shape in self.shapes:
             count *= len(shape.options)
         #: How many distinct images the components allow (the product of their sizes).
         self.allowed = count
         self._page_digests: list[bytes] | None = None
+        if base_digests is not None:
+            digests = list(base_digests)
+            for page in sorted({unit >> _PAGE_SHIFT for unit in self.where}):
+                digests[page] = _page_digest(self.blob, page)
+            self._page_digests = digests
 
     def page_digests(self) -> list[bytes]:
         """A digest of each 4 KiB page of :attr:`blob` (computed once, on first use)."""
         if self._page_digests is None:
-            self._page_digests = [
-                hashlib.blake2b(self.blob[start : start + _PAGE], digest_size=16).digest()
-                for start in range(0, len(self.blob), _PAGE)
-            ]
+            self._page_digests = [_page_digest(self.blob, page) for page in range(-(-len(self.blob) >> _PAGE_SHIFT))]
         return self._page_digests
+
+
+def _page_digest(memory: bytes | bytearray, page: int) -> bytes:
+    """The digest of one 4 KiB page of ``memory``."""
+    start = page << _PAGE_SHIFT
+    return hashlib.blake2b(memory[start : start + _PAGE], digest_size=16).digest()
 
 
 class SecondCrash:
@@ -183,8 +198,12 @@ class SecondCrash:
                 if unit >> _PAGE_SHIFT == page:
                     content[unit - start : unit - start + ATOMIC_UNIT] = value
             digests[page] = hashlib.blake2b(content, digest_size=16).digest()
+        #: The digests of :meth:`base`'s 4 KiB pages.
+        self.page_digests = digests
         whole = hashlib.blake2b(b"".join(digests), digest_size=16)
-        whole.update(repr([(c.units, c.options) for c in components]).encode())
+        for c in components:
+            whole.update(repr((c.units, len(c.options))).encode())
+            whole.update(b"".join(c.options))
         #: Names the crash state (durable image, overrides and components).
         self.digest = whole.digest()
 
@@ -264,9 +283,12 @@ class LazyImage:
         return components
 
     @classmethod
-    def plan(cls, base: bytes, components: Sequence[ImageComponent]) -> LazyPlan:
-        """The plan shared by every run from the crash point ``(base, components)``."""
-        return LazyPlan(base, cls.prepare(components))
+    def plan(
+        cls, base: bytes, components: Sequence[ImageComponent], base_digests: Sequence[bytes] | None = None
+    ) -> LazyPlan:
+        """The plan shared by every run from the crash point ``(base, components)``
+        (``base_digests``: the digests of ``base``'s pages, if known)."""
+        return LazyPlan(base, cls.prepare(components), base_digests)
 
     # ---------------------------------------------------------------- accounting
 
@@ -277,12 +299,14 @@ class LazyImage:
             count *= len(comp.alive)
         return count
 
-    def describe(self) -> list[str]:
+    def describe(self, labelled: Sequence[ImageComponent] | None = None) -> list[str]:
         """Which pending stores a representative image of the class persisted, one line
-        per component that had a choice (and how many images the class holds)."""
+        per component that had a choice (and how many images the class holds). The labels
+        are the plan's, or those of ``labelled`` (the same components, labelled: see
+        :meth:`second_crash`)."""
         lines = []
-        for comp in self._components:
-            labels = comp.shape.labels
+        for index, comp in enumerate(self._components):
+            labels = comp.shape.labels if labelled is None else labelled[index].labels
             if len(labels) > 1 and labels[comp.alive[0]]:
                 more = f"  (or {len(comp.alive) - 1} more)" if len(comp.alive) > 1 else ""
                 lines.append(labels[comp.alive[0]] + more)
@@ -320,6 +344,8 @@ class LazyImage:
         """Watch ``scm`` (already rebooted from :attr:`blob`)."""
         self._scm = scm
         scm.watch = self
+        if not self._watched:
+            scm.quiet_reads()
 
     def detach(self) -> None:
         """Stop watching."""
@@ -374,6 +400,8 @@ class LazyImage:
         i = bisect_left(self._watched, unit)
         if i < len(self._watched) and self._watched[i] == unit:
             del self._watched[i]
+            if not self._watched and self._scm is not None and self._scm.watch is self:
+                self._scm.quiet_reads()  # nothing left to decide: reads need not call us
 
     def _observe(self, unit: int) -> None:
         """The first read of component unit ``unit``: branch if undecided, record it."""
@@ -410,12 +438,14 @@ class LazyImage:
 
     # ---------------------------------------------------------------- a second crash
 
-    def second_crash(self, scm: ScmEmu) -> SecondCrash:
+    def second_crash(self, scm: ScmEmu, *, labels: bool = True) -> SecondCrash:
         """The images a crash of the watched machine now may leave, over everything the
         first crash left undecided (module docstring): components, and the units they
         decide over the machine's durable image; with a digest of the whole that is equal
-        for equal crash states. Use it before the machine runs on."""
-        own = scm.image_components()
+        for equal crash states. Use it before the machine runs on. ``labels=False`` leaves
+        the components' labels empty (cheaper; calling again with labels gives the same
+        components in the same order, labelled)."""
+        own = scm.image_components(labels=labels)
         groups = scm.pending_groups()
         lines = set(self._plan.lines)
         for group in groups:
@@ -425,7 +455,7 @@ class LazyImage:
         overrides: dict[int, bytes] = {}
         components = [c for c in own if c.units[0] & ~_LINE_MASK not in lines]
         for line in self._plan.lines:
-            merged = self._merge_line(line, optional.get(line, 0))
+            merged = self._merge_line(line, optional.get(line, 0), labels)
             if len(merged.options) == 1:
                 for position, unit in enumerate(merged.units):
                     overrides[unit] = merged.options[0][position * ATOMIC_UNIT : (position + 1) * ATOMIC_UNIT]
@@ -434,8 +464,8 @@ class LazyImage:
         components.sort(key=lambda c: c.units[0])
         return SecondCrash(scm, self._plan, components, overrides)
 
-    def _merge_line(self, line: int, optional: int) -> ImageComponent:
-        comps = [c for c in self._components if c.shape.units[0] & ~_LINE_MASK == line]
+    def _merge_line(self, line: int, optional: int, labels: bool) -> ImageComponent:
+        comps = [self._components[index] for index in self._plan.by_line[line]]
         pieces = self._log.get(line, [])
         first = len(pieces) - optional
         if first < 0:
@@ -451,7 +481,7 @@ class LazyImage:
             for comp, option in zip(comps, combo):
                 for position, unit in enumerate(comp.shape.units):
                     image[where[unit] : where[unit] + ATOMIC_UNIT] = comp.value(option, position)
-            label = "; ".join(c.shape.labels[o] for c, o in zip(comps, combo) if c.shape.labels[o])
+            label = "; ".join(c.shape.labels[o] for c, o in zip(comps, combo) if c.shape.labels[o]) if labels else ""
             for at, piece in pieces[:first]:
                 s = where[at & ~_UNIT_MASK] + (at & _UNIT_MASK)
                 image[s : s + len(piece)] = piece
@@ -461,7 +491,7 @@ class LazyImage:
                     s = where[at & ~_UNIT_MASK] + (at & _UNIT_MASK)
                     image[s : s + len(piece)] = piece
                 text = label
-                if optional:
+                if optional and labels:
                     text += f"{'; ' if text else ''}then line {line:#x}: {count - first}/{optional} pieces of its stores since the crash persisted"
                 options.setdefault(bytes(image), text)
         return ImageComponent(tuple(units), tuple(options), tuple(options.values()))

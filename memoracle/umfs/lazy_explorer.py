@@ -31,11 +31,11 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 from impl.mmu_emu import Machine
 from impl.scm_emu import ImageComponent, PersistEvent, ScmEmu
-from impl.scm_lazy import LazyImage, LazyUnsupported, Nondeterminism, ReplayChooser
+from impl.scm_lazy import LazyImage, LazyUnsupported, Nondeterminism, ReplayChooser, SecondCrash
 from memoracle.umfs.crash_explorer import (
     DRAM_BYTES,
     SCM_BYTES,
@@ -242,11 +242,12 @@ class LazyCrashExplorer:
             base = scm.durable()
             key = hashlib.blake2b(base, digest_size=16)
             key.update(repr([(c.units, c.options) for c in components]).encode())
-            key.update(repr(allowed).encode())
+            allowed_key = hashlib.blake2b(repr(allowed).encode(), digest_size=16).digest()
+            key.update(allowed_key)
             state = key.digest()
             result = self._by_state.get(state)
             if result is None:
-                result = self._explore_point(base, components, allowed, point, state.hex())
+                result = self._explore_point(base, components, allowed, allowed_key, point, state.hex())
                 self._by_state[state] = result
                 fresh = True
             self._by_prefix[prefix] = result
@@ -259,7 +260,13 @@ class LazyCrashExplorer:
     # ---------------------------------------------------------------- one crash point
 
     def _explore_point(
-        self, base: bytes, components: Sequence[ImageComponent], allowed: list[Snapshot], point: CrashPoint, name: str
+        self,
+        base: bytes,
+        components: Sequence[ImageComponent],
+        allowed: list[Snapshot],
+        allowed_key: bytes,
+        point: CrashPoint,
+        name: str,
     ) -> _PointResult:
         stats = Stats(method="lazy", crash_points=1, crash_states={name})
         violations: list[Violation] = []
@@ -287,7 +294,7 @@ class LazyCrashExplorer:
                     return
                 seen_recovery.add(key)
                 try:
-                    self._explore_recovery_crash(lazy, scm, allowed, point, index, stats, violations, record)
+                    self._explore_recovery_crash(lazy, scm, allowed, allowed_key, point, index, stats, violations, record)
                 except Exception as error:
                     raise ExplorerFault(f"while crashing recovery: {type(error).__name__}: {error}") from error
 
@@ -353,6 +360,8 @@ class LazyCrashExplorer:
             tree, problem = None, f"{type(failure).__name__}: {failure}"
         finally:
             machine.scm.watch = lazy
+            if not lazy.watching():
+                machine.scm.quiet_reads()
         if key is not None and lazy.watching() == watching:
             # Only a result that read no undecided unit holds for every class with these
             # contents (one that branched holds for its branch alone).
@@ -364,6 +373,7 @@ class LazyCrashExplorer:
         first: LazyImage,
         scm: ScmEmu,
         allowed: list[Snapshot],
+        allowed_key: bytes,
         point: CrashPoint,
         index: int,
         stats: Stats,
@@ -372,12 +382,13 @@ class LazyCrashExplorer:
     ) -> None:
         """Crash the recovery running on ``scm`` now; explore what a second recovery makes
         of every image that crash may leave (answered from the cache for a crash state
-        already explored: the same image, undecided units and allowed trees)."""
-        crash = first.second_crash(scm)
-        state = hashlib.blake2b(crash.digest + repr(allowed).encode(), digest_size=16).digest()
+        already explored: the same image, undecided units and allowed trees). The crash
+        state is named without labels; they are made only to describe a failure."""
+        crash = first.second_crash(scm, labels=False)
+        state = hashlib.blake2b(crash.digest + allowed_key, digest_size=16).digest()
         cached = self._by_recovery_state.get(state)
         if cached is None:
-            cached = self._explore_second(crash.base(), crash.components, allowed)
+            cached = self._explore_second(crash, lambda: first.second_crash(scm).components, allowed)
             self._by_recovery_state[state] = cached
             stats.merge(cached.stats)
         else:
@@ -389,14 +400,18 @@ class LazyCrashExplorer:
             persisted = first.describe() + ["then, during recovery:"] + described
             violations.append(Violation(self.variant.name, (), (), where, persisted, list(allowed), tree, error))
 
-    def _explore_second(self, base: bytes, components: Sequence[ImageComponent], allowed: list[Snapshot]) -> _SecondResult:
-        """Every class of images a crash of recovery may leave, recovered once more."""
+    def _explore_second(
+        self, crash: SecondCrash, labelled: Callable[[], list[ImageComponent]], allowed: list[Snapshot]
+    ) -> _SecondResult:
+        """Every class of images a crash of recovery may leave, recovered once more
+        (``labelled()``: the crash's components with their labels, to describe a failure;
+        call it before the first machine runs on)."""
         stats = Stats(method="lazy", recovery_crash_points=1)
         result = _SecondResult(stats)
         machine = self._second
         script: list[int] | None = []
         classes = 0
-        plan = self.lazy.plan(base, components)
+        plan = self.lazy.plan(crash.base(), crash.components, crash.page_digests)
         stats.recovery_allowed_images = plan.allowed
         while script is not None:
             chooser = ReplayChooser(script)
@@ -422,7 +437,7 @@ class LazyCrashExplorer:
                 result.leaves.append(Leaf(tuple(sorted(lazy.reads.items())), weight, outcome, ok))
             if not ok:
                 described = [f"(a class of {weight:,} images that the second recovery cannot tell apart; one of them:)"]
-                described += lazy.describe()
+                described += lazy.describe(self.lazy.prepare(labelled()))
                 result.failures.append((described, tree, error))
                 if self.stop_at_first:
                     break
