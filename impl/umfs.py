@@ -260,9 +260,10 @@ class Umfs(NamespaceOps):
         """Undo the operation in flight, verify every inode and every file table, write
         back cached attributes, reclaim orphans, rebuild the allocators.
 
-        1. *Undo.* Every slot that is not free is followed to its U-Log, whether its
-           checksum holds or not: the operation in flight may have torn the very inode
-           whose log undoes it (a directory's link count, a file's size). This is safe
+        1. *Undo.* Every slot whose U-Log pointer names a data-zone page is followed to
+           its U-Log (only that word of the slot is read), whether its checksum holds or
+           not: the operation in flight may have torn the very inode whose log undoes
+           it (a directory's link count, a file's size). This is safe
            because a live inode's U-Log pointer never changes, a new inode's slot is
            written only after its U-Log is durable, its header page must carry the
            slot's identity, and a log is trusted only with its state word and checksum.
@@ -280,11 +281,11 @@ class Umfs(NamespaceOps):
         bounded by the image: one pass over the inode zone, one visit per data page.
         """
         meta = self.meta
-        raw = self.pm.read(self.base + PAGE, self.sb.inode_count * INODE_SIZE)
         for ino in range(1, self.sb.inode_count + 1):
-            slot = raw[(ino - 1) * INODE_SIZE : ino * INODE_SIZE]
-            top = word(slot, INODE_ULOG)
-            if not any(slot) or not self.zone.contains(top):
+            # Only the slot's U-Log pointer is read here (a free, all-zero slot has none):
+            # the rest of the slot is read in step 2, after the undo may have rewritten it.
+            top = self.pm.read_u64(self.base + PAGE + (ino - 1) * INODE_SIZE + INODE_ULOG)
+            if not self.zone.contains(top):
                 continue  # free; or a slot that step 2 rejects unless an undo restores it
             log = self._log_at(top)
             meta.check_log_identity(ino, top, log.header())

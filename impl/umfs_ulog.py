@@ -283,9 +283,9 @@ class ULog:
         """The operation and undo records of a valid log, or ``None`` if it is idle or
         its header does not validate (torn: nothing was changed after it, see step 1)."""
         header = self.header()
+        if self.pm.read_u64(header + LOG_STATE) != LOG_VALID:
+            return None  # the commit word alone: the rest of an idle header is never read
         raw = self.pm.read(header, 64)
-        if word(raw, LOG_STATE) != LOG_VALID:
-            return None
         seq, count, nbytes, op = (word(raw, f) for f in (LOG_SEQ, LOG_COUNT, LOG_NBYTES, LOG_OP))
         if nbytes > 1 << 40:
             return None
