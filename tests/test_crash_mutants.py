@@ -17,6 +17,7 @@ from memoracle.umfs.crash_mutants import (
     SETUP,
     UMFS_MUTANTS,
     MutantSpec,
+    catch,
     mutation_table,
     table_markdown,
 )
@@ -84,6 +85,18 @@ def test_mutant_is_caught_on_its_witness(name: str) -> None:
     assert violation.error or violation.observed is not None
     if spec.recovery_crashes:
         assert violation.crash.recovery_fence is not None, "a recovery bug is found by crashing recovery"
+
+
+@pytest.mark.parametrize("name", list(UMFS_MUTANTS))
+def test_lazy_explorer_catches_mutant(name: str) -> None:
+    """The lazy explorer (the campaign's) catches every mutant on its witness: at the
+    fences, or (classes 9 and 10) with crashes during recovery, after at least one class,
+    with a report naming the mutant, as the mutation table says."""
+    spec = UMFS_MUTANTS[name]
+    found = catch(spec, "recovery_crashes" if spec.recovery_crashes else "fences")
+    assert found is not None, f"{name} (class {spec.bug_class}) survived the lazy explorer on its witness"
+    assert isinstance(found["classes_until_caught"], int) and found["classes_until_caught"] >= 1
+    assert str(found["report"]).startswith(f"CRASH-CONSISTENCY VIOLATION in {name}")
 
 
 @pytest.mark.parametrize("name", list(UMFS_MUTANTS))
