@@ -151,3 +151,38 @@ def test_the_ulog_checksum_sees_records_that_differ_by_a_crc_codeword() -> None:
     crc = [zlib.crc32(old), zlib.crc32(new)]
     assert old != new and crc[0] == crc[1]  # what went wrong with CRC-32
     assert log_checksum(1, 1, len(old), 9, old) != log_checksum(1, 1, len(new), 9, new)
+
+
+@pytest.mark.parametrize("method", ["--images", "--max-classes"])
+def test_fuzz_reports_a_planted_mutant_and_its_command_reproduces_it(
+    method: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fuzzer that replays an example it saw fail must see the violation again: the
+    explorers cache verdicts, and a cached failing one used to be skipped (Hypothesis
+    then raised FlakyFailure, or shrank to a workload with an empty report)."""
+    from memoracle.cli import main
+
+    argv = ["crash", "umfs", "--fuzz", "--examples", "16", "--ops", "2", "--seed", "0", "--no-recovery-crashes",
+            method, "2" if method == "--images" else "50", "--mutant", "size_before_links"]  # fmt: skip
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "CRASH-CONSISTENCY VIOLATION in size_before_links" in out
+    assert "workload: truncate(/a, 12000)\n" in out  # shrunk to the one operation that fails
+    reproduce = next(line for line in out.splitlines() if line.startswith("reproduce: memoracle "))
+    again = reproduce.removeprefix("reproduce: memoracle ").split()
+    assert again[again.index("--mutant") + 1] == "size_before_links"
+    assert main(again) == 1
+    rerun = capsys.readouterr().out
+    report = out[out.index("CRASH-CONSISTENCY"):out.index("reproduce:")]
+    assert report in rerun
+
+
+def test_a_violation_replayed_from_the_lazy_cache_names_this_workloads_crash_point() -> None:
+    from memoracle.umfs.crash_mutants import UMFS_MUTANTS
+    from memoracle.umfs.lazy_explorer import LazyCrashExplorer
+
+    explorer = LazyCrashExplorer(UMFS_MUTANTS["size_before_links"].variant, recovery_crashes=False)
+    first = explorer.explore(SETUP, (("close", "/a"), ("truncate", "/a", 12000)))  # the close does nothing
+    assert first and first[0].crash.op_index == 1
+    again = explorer.explore(SETUP, (("truncate", "/a", 12000),))  # the same crash state, from the cache
+    assert again and again[0].crash.op_index == 0 and "op #0 truncate(/a, 12000)" in again[0].render()

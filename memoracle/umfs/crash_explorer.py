@@ -301,9 +301,11 @@ class CrashExplorer:
             key = hashlib.blake2b(base + image.digest.encode() + allowed_key, digest_size=16).digest()
             stats.crash_states.add(key.hex())
             cached = self._verdicts.get(key)
-            if cached is not None:
+            if cached is not None and cached[0]:
                 stats.merge(cached[1])
                 continue
+            # A failing image is checked again, never skipped: its violation is reported
+            # for this workload too (a shrinking fuzzer replays what already failed).
             blob = scm.image_bytes(image)
             delta = Stats(method=stats.method)
             ok = self._check_image(blob, allowed, point, lambda: scm.describe(image), setup, ops, delta)
@@ -380,8 +382,8 @@ class CrashExplorer:
                 stats.recovery_covered_images += 1
                 key = hashlib.blake2b(base + image.digest.encode() + allowed_key, digest_size=16).digest()
                 stats.crash_states.add(key.hex())
-                if key in self._verdicts:
-                    continue
+                if self._verdicts.get(key, (False,))[0]:
+                    continue  # passed before; a failing image is checked (and reported) again
                 blob = scm.image_bytes(image)
                 tree, error = self._mount_and_observe(blob, stats)
                 self._verdicts[key] = (not error and tree in allowed, Stats(method=stats.method))

@@ -254,8 +254,10 @@ class LazyCrashExplorer:
         self.stats.merge(result.stats if fresh else replace(result.stats, runs=0, checks_reused=0))  # a repeat runs nothing
         if result.record is not None:
             self.records.append(replace(result.record, point=point))
-        for violation in result.violations:
-            self.violations.append(replace(violation, setup=tuple(setup), ops=tuple(ops)))
+        for violation in result.violations:  # replayed from a cache too: never lost
+            # at this workload's crash point (a cached state may have been reached first elsewhere)
+            crash = replace(point, recovery_fence=violation.crash.recovery_fence)
+            self.violations.append(replace(violation, setup=tuple(setup), ops=tuple(ops), crash=crash))
 
     # ---------------------------------------------------------------- one crash point
 
