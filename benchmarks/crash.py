@@ -6,11 +6,13 @@
   ``crash.images_per_second``: crash images checked per second on one core by the
   enumerating explorer (32 images per crash point) over the same campaign.
 - ``crash.ops2_*``: the bounded-exhaustive campaign over every workload of up to 2
-  operations, lazily, on 2 worker processes: wall ``seconds``, ``coverage`` (covered /
-  allowed images; 1.0 only when exhaustive), ``allowed_images`` (exact), ``classes``,
-  ``crash_points``, ``states`` (distinct recovered trees), ``workloads``,
-  ``violations``. ``crash.ops3_seconds`` and ``crash.ops3_coverage`` likewise for 3
-  operations (not with ``--quick``, which runs the 1-operation campaign as ``ops1_*``).
+  operations, lazily, on 2 worker processes: wall ``seconds``, ``cpu_seconds`` (this
+  process and its workers), ``load_average`` (the machine's 1-minute load average as the
+  campaign ends, its own workers included: wall time means little without it),
+  ``coverage`` (covered / allowed images; 1.0 only when exhaustive), ``allowed_images``
+  (exact), ``classes``, ``crash_points``, ``states`` (distinct recovered trees),
+  ``workloads``, ``violations``. ``crash.ops3_*`` likewise for 3 operations (not with
+  ``--quick``, which runs the 1-operation campaign as ``ops1_*``).
 - ``crash.lazy_vs_enumeration_speedup``: every one-operation workload whose crash points
   (and, with recovery crashes, those of its recoveries) allow few enough images to
   enumerate, decided both ways (:func:`memoracle.umfs.crash_differential.differential`):
@@ -25,6 +27,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 
 from benchmarks.common import Figure
@@ -43,15 +47,24 @@ def rate_figures() -> list[Figure]:
     ]
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (the workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def campaign_figures(ops: int) -> list[Figure]:
     """The lazy, exhaustive campaign over workloads of up to ``ops`` operations, 2 jobs."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     stats, results = run_campaign(CampaignConfig(max_ops=ops), jobs=2)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
+    load = os.getloadavg()[0]
     violations = sum(len(r.violations) for r in results)
     prefix = f"crash.ops{ops}"
     return [
         {"name": f"{prefix}_seconds", "value": wall, "unit": "s"},
+        {"name": f"{prefix}_cpu_seconds", "value": cpu, "unit": "s"},
+        {"name": f"{prefix}_load_average", "value": load, "unit": "load"},
         {"name": f"{prefix}_coverage", "value": stats.coverage_float(), "unit": "fraction"},
         {"name": f"{prefix}_allowed_images", "value": stats.allowed_images + stats.recovery_allowed_images, "unit": "images"},
         {"name": f"{prefix}_classes", "value": stats.classes + stats.recovery_classes, "unit": "classes"},
@@ -119,5 +132,5 @@ def crash_figures(quick: bool) -> list[Figure]:
     """Every crash figure."""
     figures = [*rate_figures(), *campaign_figures(1 if quick else 2)]
     if not quick:
-        figures += [f for f in campaign_figures(3) if f["name"] in ("crash.ops3_seconds", "crash.ops3_coverage")]
+        figures += campaign_figures(3)
     return [*figures, *differential_figures(quick), *mutant_figures()]
