@@ -105,7 +105,7 @@ def one_line_usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) ->
         ["crash", "umfs", "--images", "0"],
         ["crash", "umfs", "--jobs", "0"],
         ["crash", "umfs", "--examples", "5"],  # --fuzz only
-        ["crash", "umfs", "--fuzz", "--jobs", "2"],
+        ["crash", "umfs", "--flush-report", "--cluster", "local:2"],
         ["crash", "umfs", "--shard", "0/2", "--jobs", "2"],
         ["crash", "umfs", "--flush-report", "--eadr"],
         ["crash", "umfs", "--mutant", "no_such_mutant"],
@@ -334,17 +334,17 @@ def test_crash_fuzz_prints_the_same_table_and_json_keys_as_exhaustive(
     assert "crash umfs --ops 1: fuzz, adr, umfs" in text and "classes per cpu second" in text
     assert text.strip().splitlines()[-1].startswith("0 violations: ")
     # --ops is honoured by the fuzzer (it used to be raised to 4 silently)
-    from memoracle.umfs import cli as crash_cli
+    from memoracle.umfs import crash_shards
 
     seen = {}
 
-    def fake_fuzz(config: object, examples: int, max_ops: int, progress: object) -> object:
+    def fake_fuzz(config: object, examples: int, max_ops: int, rng: object) -> object:
         seen["max_ops"] = max_ops
         from memoracle.umfs.crash_stats import Stats
 
         return Stats(), None, ""
 
-    monkeypatch.setattr(crash_cli, "fuzz", fake_fuzz)
+    monkeypatch.setattr(crash_shards, "fuzz", fake_fuzz)
     assert main(["crash", "umfs", "--fuzz", "--ops", "2", "--json"]) == 0
     assert seen["max_ops"] == 2
     assert main(["crash", "umfs", "--fuzz", "--json"]) == 0

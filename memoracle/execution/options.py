@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from memoracle.arguments import usage_error
 from memoracle.exitcodes import EXIT_USAGE
@@ -87,27 +87,34 @@ def where_from(args: argparse.Namespace, prog: str) -> Where | int:
 
 def run_campaign(
     campaign: Campaign, args: argparse.Namespace, prog: str, *, label: str, shards: list[int] | None = None,
+    unit: str = "shards", size: Callable[[int], int] | None = None,
 ) -> Execution | int:  # fmt: skip
-    """Run ``campaign`` as the options say, with one progress bar; the execution, or exit 2."""
+    """Run ``campaign`` as the options say, with one progress bar; the execution, or exit 2.
+
+    The bar counts shards, or with ``size(shard)`` the ``unit``s each shard holds (the
+    crash campaign counts workloads), advanced as each shard finishes."""
     where = where_from(args, prog)
     if isinstance(where, int):
         return where
-    count = campaign.shards if shards is None else len(shards)
-    with Progress(count, f"{label} ({where.describe()})", unit="shards") as progress:
+    wanted = list(range(campaign.shards)) if shards is None else shards
+    weigh = size if size is not None else (lambda shard: 1)
+    finished: list[int] = []
+    with Progress(sum(weigh(shard) for shard in wanted), f"{label} ({where.describe()})", unit=unit) as progress:
 
         def advance(outcome: ShardOutcome) -> None:
+            finished.append(outcome.shard)
             found = campaign.violations(outcome.result) if outcome.ok else int(outcome.failed)
-            progress.advance(1, violations=(progress.violations or 0) + found)
+            progress.advance(weigh(outcome.shard), violations=(progress.violations or 0) + found)
 
         try:
             return execute(campaign, where, shards=shards, journal=args.journal, resume=args.resume, on_shard=advance)
         except ExecutionError as error:
             reason, lost = str(error), isinstance(error, SchedulerLost)
-    if lost and progress.done:
+    if lost and finished:
         if args.journal is not None or args.resume is not None:
-            reason += f"; {progress.done} shards are journalled: rerun with --resume {args.journal or args.resume}"
+            reason += f"; {len(finished)} shards are journalled: rerun with --resume {args.journal or args.resume}"
         else:
-            reason += f"; {progress.done} shards were done (keep them next time with --journal FILE)"
+            reason += f"; {len(finished)} shards were done (keep them next time with --journal FILE)"
     sys.stderr.write(f"{prog}: {reason}\n")
     return EXIT_USAGE
 

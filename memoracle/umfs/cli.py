@@ -3,16 +3,24 @@
 Three modes, each with the options that apply to it (any other is refused):
 
 - bounded-exhaustive (default): every workload of up to ``--ops`` operations (1-4,
-  default 2), ``--jobs`` worker processes or one ``--shard i/N``; every crash image the
-  model allows, in classes recovery cannot tell apart (``--max-classes`` caps the
-  classes per crash point; ``--images`` enumerates images one by one instead, up to N
-  per crash point) — the report says *exhaustive* or *sampled* and the exact coverage;
+  default 2); every crash image the model allows, in classes recovery cannot tell apart
+  (``--max-classes`` caps the classes per crash point; ``--images`` enumerates images
+  one by one instead, up to N per crash point) — the report says *exhaustive* or
+  *sampled* and the exact coverage;
 - ``--fuzz``: ``--examples`` Hypothesis workloads of up to ``--ops`` operations (default 4),
   the smallest failing one shrunk; the same table and the same JSON keys as above;
 - ``--flush-report``: which persist sites' flushes and fences are needed.
 
+Both searches are campaigns of the execution layer (:mod:`memoracle.umfs.crash_shards`):
+``--jobs N``, ``--cluster local:N|tcp://HOST:8786``, ``--journal``/``--resume`` and one
+``--shard i/N`` in this process; the verdict, the violations and every count but the
+figures of effort (:data:`~memoracle.umfs.crash_shards.EFFORT_FIELDS`) are the same on
+every back-end.
+
 Exit codes: 0 = every crash image recovered to an allowed state, 1 = a violation
-(reports printed, or in the JSON), 2 = bad usage.
+(reports printed, or in the JSON) or a shard that raised or crashed its workers (printed
+with the command that reruns it), 2 = bad usage, or a run that could not go on (a lost
+scheduler, workers running other code).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import json
 import resource
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -30,14 +39,10 @@ from rich.table import Table
 from memoracle.arguments import add_subcommands, int_in, seed, usage_error
 from memoracle.exitcodes import EXIT_OK, EXIT_VIOLATION
 from memoracle.progress import Progress, verdict_line
-from memoracle.umfs.crash_campaign import (
-    ALPHABET,
-    SETUP,
-    CampaignConfig,
-    count_workloads,
-    fuzz,
-    run_campaign,
-)
+from memoracle.execution.options import add_execution_options, print_failures, run_campaign, shard_spec
+from memoracle.execution.run import Execution
+from memoracle.umfs.crash_campaign import ALPHABET, SETUP, CampaignConfig, shard_of, workloads
+from memoracle.umfs.crash_shards import FuzzConfig, crash_campaign, fuzz_campaign, merge_crash, merge_fuzz
 from memoracle.umfs.crash_stats import Stats
 from spec.persistency import PersistMode
 
@@ -75,17 +80,6 @@ def mutant_name(text: str) -> str:
     return name
 
 
-def shard_spec(text: str) -> tuple[int, int]:
-    """``i/N`` with ``0 <= i < N``."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants i/N (e.g. 3/8), not {text!r}") from None
-    if not 0 <= index < count or count > 1 << 20:
-        raise argparse.ArgumentTypeError(f"{text}: need 0 <= i < N <= {1 << 20}")
-    return index, count
-
-
 def add_commands(sub: Any) -> None:
     """Register ``crash umfs`` on the top-level parser."""
     crash = sub.add_parser("crash", help="crash-consistency campaigns (bounded-exhaustive or fuzzing)")
@@ -99,8 +93,8 @@ def add_commands(sub: Any) -> None:
     umfs.add_argument("--fuzz", action="store_true", help="Hypothesis-generated workloads, shrunk")
     umfs.add_argument("--examples", type=int_in(1, 1_000_000), default=None, help="--fuzz: how many workloads (default 100)")
     umfs.add_argument("--seed", type=seed, default=0, help="seed for samples and fuzzing")
-    umfs.add_argument("--jobs", type=int_in(1, 256), default=None, help="shards run on a local process pool (default 1)")
-    umfs.add_argument("--shard", type=shard_spec, metavar="i/N", help="run only shard i of N (default: every shard)")
+    umfs.add_argument("--shard", type=shard_spec, metavar="i/N", help="run only shard i of N, in this process")
+    add_execution_options(umfs)
     umfs.add_argument(
         "--images", type=int_in(1, 4096), default=None,
         help="enumerate crash images one by one, up to N per crash point (a deterministic sample "
@@ -125,10 +119,11 @@ def add_commands(sub: Any) -> None:
 
 #: Options that do not apply to a mode, and the reason.
 _NOT_IN_MODE = {
-    "fuzz": {"--jobs": "jobs", "--shard": "shard"},
+    "fuzz": {},
     "exhaustive": {"--examples": "examples"},
     "flush-report": {
         "--fuzz": "fuzz", "--ops": "ops", "--examples": "examples", "--jobs": "jobs", "--shard": "shard",
+        "--cluster": "cluster", "--journal": "journal", "--resume": "resume",
         "--mutant": "mutant", "--every-store": "every_store", "--no-recovery-crashes": "no_recovery_crashes",
         "--eadr": "eadr", "--max-classes": "max_classes",
     },
@@ -151,8 +146,8 @@ def cmd_crash(args: argparse.Namespace) -> int:
     for option, dest in _NOT_IN_MODE[mode].items():
         if getattr(args, dest) not in (None, False):
             return _usage(f"{option} does not apply to {'--' + mode if mode != 'exhaustive' else 'exhaustive search'}")
-    if args.shard is not None and args.jobs is not None:
-        return _usage("--shard runs one shard in this process; --jobs does not apply")
+    if args.shard is not None and (args.jobs is not None or args.cluster is not None):
+        return _usage("--shard runs one shard in this process; --jobs and --cluster do not apply")
     if args.images is not None and args.max_classes is not None:
         return _usage("--images enumerates images one by one; --max-classes caps the lazy explorer's classes")
     ops = args.ops if args.ops is not None else DEFAULT_OPS.get(mode, 1)
@@ -185,12 +180,20 @@ def count_workloads_estimate(ops: int) -> int:
 
 
 def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished children (worker processes)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    """CPU seconds of this process."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
-def _reproduce(config: CampaignConfig, args: argparse.Namespace) -> str:
+def _campaign_cpu_seconds(execution: Execution, own: float) -> float:
+    """CPU seconds of the run: this process's, plus the shards' where they ran elsewhere
+    (each worker measures its own; shards read back from a journal count nothing)."""
+    if execution.where.kind == "process":
+        return own
+    return own + sum(o.cpu_seconds or 0.0 for o in execution.outcomes if not o.resumed)
+
+
+def _reproduce(config: CampaignConfig, args: argparse.Namespace, shard: tuple[int, int] | None = None) -> str:
     parts = ["memoracle crash umfs", f"--ops {config.max_ops}", f"--seed {config.seed}"]
     if config.method == "enumeration":
         parts.append(f"--images {config.image_limit}")
@@ -198,8 +201,9 @@ def _reproduce(config: CampaignConfig, args: argparse.Namespace) -> str:
         parts.append(f"--max-classes {config.max_classes}")
     if args.fuzz:
         parts[1:1] = ["--fuzz", f"--examples {args.examples or 100}"]
-    if args.shard is not None:
-        parts.append(f"--shard {args.shard[0]}/{args.shard[1]}")
+    shard = shard if shard is not None else args.shard
+    if shard is not None:
+        parts.append(f"--shard {shard[0]}/{shard[1]}")
     parts += [flag for flag, on in (("--eadr", args.eadr), ("--every-store", args.every_store),
                                     ("--no-recovery-crashes", args.no_recovery_crashes)) if on]  # fmt: skip
     if config.mutant:
@@ -209,9 +213,10 @@ def _reproduce(config: CampaignConfig, args: argparse.Namespace) -> str:
 
 def _report(
     config: CampaignConfig, args: argparse.Namespace, stats: Stats, violations: list[dict[str, object]],
-    reports: list[str], wall: float, cpu: float,
+    reports: list[str], wall: float, cpu: float, execution: Execution,
 ) -> int:  # fmt: skip
-    """The table (or JSON) and the verdict line, the same for every search mode."""
+    """The table (or JSON), the failing shards and the verdict line, the same for every
+    search mode; exit 1 for a violation or a failing shard."""
     search = "fuzz" if args.fuzz else "exhaustive"
     counts: dict[str, object] = dict(stats.as_json())
     counts["wall_seconds"] = round(wall, 3)
@@ -222,7 +227,9 @@ def _report(
     title = f"crash umfs --ops {config.max_ops}: {search}, {config.mode.value}, {config.variant().name}"
     if args.json:
         print(json.dumps({"search": search, "variant": config.variant().name, "mode": config.mode.value,
-                          "stats": counts, "violations": violations, "reproduce": reproduce}, indent=2))  # fmt: skip
+                          "stats": counts, "violations": violations, "reproduce": reproduce,
+                          "back_end": execution.where.describe(),
+                          "failed_shards": [f.as_json() for f in execution.failures()]}, indent=2))  # fmt: skip
     else:
         console = Console()
         print(title)
@@ -238,8 +245,10 @@ def _report(
             console.print(f"… and {len(reports) - 5} more violations (use --json for all)")
         if reproduce:
             print(f"reproduce: {reproduce}")
+        print_failures(execution)
+    failed = len(execution.failures())
     line = verdict_line(
-        len(violations),
+        len(violations) + failed,
         [
             (stats.workloads, "workload"),
             (stats.crash_points + stats.recovery_crash_points, "crash point"),
@@ -249,34 +258,54 @@ def _report(
         wall,
     ) + f"; {stats.summary()}"
     print(line, file=sys.stderr if args.json else sys.stdout)
-    return EXIT_VIOLATION if violations else EXIT_OK
+    return EXIT_VIOLATION if violations or failed else EXIT_OK
 
 
 def _exhaustive(config: CampaignConfig, args: argparse.Namespace) -> int:
-    shard = args.shard
-    total = count_workloads(config.max_ops, shard)
+    """Every workload of up to ``--ops`` operations, on the back-end the options name."""
+    shards = args.shard[1] if args.shard is not None else None
+    campaign = crash_campaign(config, lambda shard, count: _reproduce(config, args, (shard, count)), shards=shards)
+    sizes = Counter(shard_of(ops, campaign.shards) for ops in workloads(config.max_ops))
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    with Progress(total, f"crash umfs --ops {config.max_ops}", unit="workloads") as progress:
-        stats, results = run_campaign(config, jobs=args.jobs or 1, shard=shard, progress=progress.advance)
-    wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
-    violations = [v for r in results for v in r.violations]
-    reports = [text for r in results for text in r.reports]
-    return _report(config, args, stats, violations, reports, wall, cpu)
+    execution = run_campaign(
+        campaign, args, "memoracle crash umfs", label=f"crash umfs --ops {config.max_ops}",
+        shards=[args.shard[0]] if args.shard is not None else None, unit="workloads", size=sizes.__getitem__,
+    )  # fmt: skip
+    if isinstance(execution, int):
+        return execution
+    wall = time.perf_counter() - started
+    stats, violations, reports = merge_crash(execution.results())
+    stats.method = config.method
+    cpu = _campaign_cpu_seconds(execution, _cpu_seconds() - cpu_started)
+    return _report(config, args, stats, violations, reports, wall, cpu, execution)
 
 
 def _fuzz(config: CampaignConfig, args: argparse.Namespace) -> int:
+    """``--examples`` Hypothesis workloads in shards; the first failing shard's shrunk one."""
     examples = args.examples or 100
+    shards = args.shard[1] if args.shard is not None else None
+    campaign = fuzz_campaign(
+        FuzzConfig(config, examples), lambda shard, count: _reproduce(config, args, (shard, count)), shards=shards
+    )
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    with Progress(None, f"crash umfs --fuzz --examples {examples}", unit="workloads") as progress:
-        stats, smallest, report = fuzz(config, examples, max_ops=config.max_ops, progress=progress.advance)
+    execution = run_campaign(
+        campaign, args, "memoracle crash umfs", label=f"crash umfs --fuzz --examples {examples}",
+        shards=[args.shard[0]] if args.shard is not None else None, unit="examples",
+        size=lambda shard: len(range(shard, examples, campaign.shards)),
+    )  # fmt: skip
+    if isinstance(execution, int):
+        return execution
+    stats, smallest, report = merge_fuzz(execution.results())
+    stats.method = config.method
     violations: list[dict[str, object]] = []
     reports: list[str] = []
     if smallest is not None:
         found = config.explorer().explore(SETUP, smallest)  # the shrunk workload, for its JSON
         violations = [v.as_json() for v in found[:1]] or [{"ops": [list(op) for op in smallest], "report": report}]
         reports = [report]
-    wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
-    return _report(config, args, stats, violations, reports, wall, cpu)
+    wall = time.perf_counter() - started
+    cpu = _campaign_cpu_seconds(execution, _cpu_seconds() - cpu_started)
+    return _report(config, args, stats, violations, reports, wall, cpu, execution)
 
 
 def _flush_report(config: CampaignConfig, args: argparse.Namespace) -> int:

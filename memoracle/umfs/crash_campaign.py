@@ -13,21 +13,22 @@ images per crash point).
 Fuzzing: Hypothesis draws workloads (up to ``max_ops`` operations) from the same
 alphabet and shrinks a failing one to the smallest that still fails.
 
-Sharding: workloads are grouped by their first operation (by their first two with more
-than 16 shards), and group ``g`` belongs to shard ``g mod N``, so a shard explores the
-crash points that workloads with a common prefix share only once. Every shard is
-deterministic and its result is plain data (counts, and the digests of what is
-deduplicated: crash states and recovered trees), so ``--shard i/N`` on N machines covers
-the same ground as ``--jobs N`` on one, and merged results do not depend on N.
+Sharding: workloads are grouped by their first operation (by their first two past 16
+shards, their first three past 256: :func:`shard_of`), and group ``g`` belongs to shard
+``g mod N``, so a shard explores the crash points that workloads with a common prefix
+share only once. Every shard is deterministic and its result is plain data (counts, and
+the digests of what is deduplicated: crash states and recovered trees), so ``--shard
+i/N`` on N machines covers the same ground as one process, and merged results do not
+depend on N. :func:`run_campaign` runs the shards on the execution layer
+(:mod:`memoracle.umfs.crash_shards`, :mod:`memoracle.execution`).
 """
 
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from memoracle.umfs.crash_explorer import CrashExplorer, Variant, Violation
 from memoracle.umfs.crash_stats import Stats
@@ -70,12 +71,24 @@ def workloads(max_ops: int) -> list[tuple[Op, ...]]:
     return out
 
 
+def prefix_depth(shards: int) -> int:
+    """How many leading operations name a workload's group for ``shards`` shards: the
+    fewest whose groups are at least as many as the shards (1 up to 16 shards, 2 up to
+    256, 3 up to 4,096)."""
+    depth, groups = 1, len(ALPHABET)
+    while groups < shards:
+        depth, groups = depth + 1, groups * len(ALPHABET)
+    return depth
+
+
 def shard_of(ops: Sequence[Op], shards: int) -> int:
-    """The shard of a workload: its group (first operation; first two past 16 shards)
-    modulo ``shards``."""
-    group = ALPHABET.index(ops[0])
-    if shards > len(ALPHABET) and len(ops) > 1:
-        group = group * len(ALPHABET) + ALPHABET.index(ops[1])
+    """The shard of a workload: its group modulo ``shards``. The group is its first
+    :func:`prefix_depth` operations read as a number in base ``len(ALPHABET)``; a shorter
+    workload is padded with the first operation of the alphabet, so it lands with the
+    longer workloads it is a prefix of."""
+    group = 0
+    for position in range(prefix_depth(shards)):
+        group = group * len(ALPHABET) + (ALPHABET.index(ops[position]) if position < len(ops) else 0)
     return group % shards
 
 
@@ -185,62 +198,35 @@ def run_shard(
     return result
 
 
-#: In a pool worker: the shared count of workloads done (set by the pool's initializer).
-_done_counter: Any = None
-#: In a pool worker: one explorer per configuration, kept across the shards it runs.
-_worker_explorers: dict[CampaignConfig, Explorer] = {}
-
-
-def _share_counter(counter: Any) -> None:
-    global _done_counter
-    _done_counter = counter
-
-
-def _count_one(n: int) -> None:
-    with _done_counter.get_lock():
-        _done_counter.value += n
-
-
-def _run_shard_job(job: tuple[CampaignConfig, int, int]) -> ShardResult:
-    config = job[0]
-    explorer = _worker_explorers.get(config)
-    if explorer is None:
-        explorer = _worker_explorers[config] = config.explorer()
-    return run_shard(*job, progress=_count_one if _done_counter is not None else None, explorer=explorer)
-
-
 def run_campaign(config: CampaignConfig, jobs: int = 1, shard: tuple[int, int] | None = None,
                  progress: Callable[[int], None] | None = None) -> tuple[Stats, list[ShardResult]]:  # fmt: skip
-    """Run every shard, or just ``shard = (i, n)``; merge the stats. With ``jobs`` > 1
-    the workloads are cut into at least 16 shards (one per first operation) handed to
-    ``jobs`` worker processes as they come free, so the load balances. ``progress(n)``
-    is called in this process as workloads finish, also while the workers run. The
-    merged stats' ``seconds`` add up the shards' (explorer time, over every core)."""
-    if shard is not None:
-        results = [run_shard(config, shard[0], shard[1], progress)]
-    elif jobs <= 1:
-        results = [run_shard(config, 0, 1, progress)]
-    else:
-        shards = max(jobs, len(ALPHABET))
-        context = multiprocessing.get_context("fork")
-        counter = context.Value("q", 0)
-        with context.Pool(jobs, initializer=_share_counter, initargs=(counter,)) as pool:
-            pending = pool.map_async(_run_shard_job, [(config, i, shards) for i in range(shards)], chunksize=1)
-            reported = 0
-            while not pending.ready():
-                pending.wait(0.25)
-                done = counter.value
-                if progress is not None and done > reported:
-                    progress(done - reported)
-                    reported = done
-            results = pending.get()
-            if progress is not None and counter.value > reported:
-                progress(counter.value - reported)
-    total = Stats(method=config.method)
-    for result in results:
-        total.merge(result.stats)
-        total.seconds += result.stats.seconds
-    return total, sorted(results, key=lambda r: r.shard)
+    """Run every shard (the campaign's own shard count,
+    :func:`~memoracle.umfs.crash_shards.default_shards`), or just ``shard = (i, n)``, on
+    the execution layer: in this process (``jobs`` 1) or on ``jobs`` local worker
+    processes; merge the stats (counts added, digest sets united: the same for any
+    ``jobs``). ``progress(n)`` is called in this process with each shard's workloads as it
+    finishes. The merged stats' ``seconds`` add up the shards' (explorer time, over every
+    core). A shard that raised or crashed its workers raises RuntimeError here (the
+    command reports it instead)."""
+    from memoracle.execution import execute, parse_where
+    from memoracle.umfs.crash_shards import crash_campaign, merge_crash
+
+    campaign = crash_campaign(config, shards=shard[1] if shard is not None else None)
+    execution = execute(
+        campaign, parse_where(1 if shard is not None else max(1, jobs), None),
+        shards=[shard[0]] if shard is not None else None,
+        on_shard=(lambda outcome: progress(int(outcome.result["stats"]["workloads"])) if outcome.ok else None)
+        if progress is not None else None,
+    )  # fmt: skip
+    failures = execution.failures()
+    if failures:
+        raise RuntimeError(failures[0].render())
+    stats, _, _ = merge_crash(execution.results())
+    results = []
+    for outcome in execution.outcomes:
+        part, violations, reports = merge_crash([outcome.result])
+        results.append(ShardResult(outcome.shard, part, violations, reports))
+    return stats, results
 
 
 def count_workloads(max_ops: int, shard: tuple[int, int] | None = None) -> int:
@@ -251,12 +237,14 @@ def count_workloads(max_ops: int, shard: tuple[int, int] | None = None) -> int:
 
 
 def fuzz(
-    config: CampaignConfig, examples: int, max_ops: int = 6, progress: Callable[[int], None] | None = None
-) -> tuple[Stats, tuple[Op, ...] | None, str]:
+    config: CampaignConfig, examples: int, max_ops: int = 6, progress: Callable[[int], None] | None = None,
+    rng: random.Random | None = None,
+) -> tuple[Stats, tuple[Op, ...] | None, str]:  # fmt: skip
     """Hypothesis-generated workloads with crash injection; the smallest failing one.
 
     Returns the stats, the shrunk workload (or None) and its report; ``progress(1)`` is
-    called after each workload explored (shrinking included).
+    called after each workload explored (shrinking included). Hypothesis draws from
+    ``rng`` (default: seeded ``config.seed``).
     """
     from hypothesis import HealthCheck, find, settings
     from hypothesis import strategies as st
@@ -281,7 +269,7 @@ def fuzz(
                 deadline=None,
                 suppress_health_check=list(HealthCheck),
             ),
-            random=random.Random(config.seed),
+            random=rng if rng is not None else random.Random(config.seed),
         )
     except NoSuchExample:
         return explorer.stats, None, ""
