@@ -77,3 +77,18 @@ def merge_toy(results: list[Plain]) -> dict[str, Plain]:
     """Order-independent: the same for any shard count."""
     return {"squares": sum(r["squares"] for r in results),
             "violations": sorted(v for r in results for v in r["violations"])}  # fmt: skip
+
+
+def crash_shard_that_kills(config: Any, shard: int, shards: int) -> dict[str, Plain]:
+    """The crash campaign's shard, except that shard 3 kills its worker process every
+    time, and shard 5 the first time (a marker file in ``$MEMORACLE_TEST_MARKERS``
+    remembers)."""
+    from memoracle.umfs.crash_shards import run_crash_shard
+
+    if shard == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    marker = Path(os.environ["MEMORACLE_TEST_MARKERS"]) / "crash-shard-5-died"
+    if shard == 5 and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run_crash_shard(config, shard, shards)

@@ -338,7 +338,7 @@ def test_crash_fuzz_prints_the_same_table_and_json_keys_as_exhaustive(
 
     seen = {}
 
-    def fake_fuzz(config: object, examples: int, max_ops: int, rng: object) -> object:
+    def fake_fuzz(config: object, examples: int, max_ops: int, rng: object, explorer: object) -> object:
         seen["max_ops"] = max_ops
         from memoracle.umfs.crash_stats import Stats
 

@@ -16,22 +16,27 @@ from typing import Any, Iterator
 import dask
 import pytest
 
-from execution_helpers import Toy, merge_toy, toy_campaign
+from execution_helpers import Toy, crash_shard_that_kills, merge_toy, toy_campaign
 from memoracle.execution import SchedulerLost, VersionMismatch, Where, execute, parse_where
 from memoracle.execution.backends import LocalPool
 from memoracle.execution.campaign import block, shard_count, strided
 from memoracle.execution.cluster import DaskCluster
 from memoracle.execution.journal import JournalError
+from memoracle.umfs.crash_campaign import CampaignConfig
+from memoracle.umfs.crash_shards import EFFORT_FIELDS, crash_campaign, merge_crash
 
 IN_PROCESS = parse_where(None, None)
 POOL = parse_where(2, None)
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[DaskCluster]:
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with DaskCluster(parse_where(None, "local:2")) as running:
-            yield running
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    markers = tmp_path_factory.mktemp("markers")  # for shards that kill their worker once
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MEMORACLE_TEST_MARKERS", str(markers))  # inherited by the workers
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+            with DaskCluster(parse_where(None, "local:2")) as running:
+                yield running
 
 
 def test_shards_partition_the_units() -> None:
@@ -341,3 +346,82 @@ def test_a_shard_that_raises_fails_the_command(capsys: pytest.CaptureFixture[str
     assert "ksm campaign shard 0/2 (seed 0) raised ZeroDivisionError: a checker bug" in out
     assert "reproduce: memoracle ksm campaign --seed 0 --runs 2 --steps 80 --shard 0/2" in out
     assert out.strip().splitlines()[-1].startswith("2 violations: 0 runs")
+
+
+# --------------------------------------------------------------------------- the crash campaign
+
+#: Every workload of one operation, every crash image the model allows (lazily), no crash
+#: inside recovery: 16 workloads in 16 shards, about a second in one process.
+CRASH = ["crash", "umfs", "--ops", "1", "--no-recovery-crashes"]
+#: Figures of a crash report that measure effort or time, not results.
+CRASH_EFFORT = (*EFFORT_FIELDS, "wall_seconds", "cpu_seconds", "classes_per_cpu_second")
+
+
+def _crash_verdict(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    code, out, _ = _run([*argv, "--json"], capsys)
+    report = json.loads(out)
+    report.pop("back_end")
+    for name in CRASH_EFFORT:
+        report["stats"].pop(name)
+    return code, report
+
+
+@pytest.mark.parametrize("mutant", [None, "log_never_invalidated"], ids=["umfs", "mutant"])
+def test_the_crash_campaign_has_one_result_on_every_back_end_and_shard_count(
+    mutant: str | None, cluster: DaskCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = CRASH + (["--mutant", mutant] if mutant else [])
+    code, expected = _crash_verdict(argv, capsys)
+    assert code == (1 if mutant else 0) and bool(expected["violations"]) == bool(mutant)
+    assert expected["stats"]["workloads"] == 16 and not expected["failed_shards"]
+    for where in (["--jobs", "2"], ["--cluster", cluster.address]):
+        assert _crash_verdict([*argv, *where], capsys) == (code, expected), where
+    config = CampaignConfig(max_ops=1, recovery_crashes=False, mutant=mutant)
+    for shards in (1, 3):  # any shard count: the merge unites digest sets rather than adding counts
+        stats, violations, _ = merge_crash(execute(crash_campaign(config, shards=shards), IN_PROCESS).results())
+        figures = {name: value for name, value in stats.as_json().items() if name not in CRASH_EFFORT}
+        assert (figures, violations) == (expected["stats"], expected["violations"]), shards
+    if not mutant:  # what the merge must not do: count each shard's distinct states
+        results = execute(crash_campaign(config), IN_PROCESS).results()
+        assert sum(len(r["stats"]["states"]) for r in results) > expected["stats"]["states"] > 1
+
+
+def test_crash_fuzzing_has_one_result_on_every_back_end(cluster: DaskCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    for extra, verdict in (([], 0), (["--mutant", "log_never_invalidated"], 1)):
+        argv = ["crash", "umfs", "--fuzz", "--examples", "30", "--ops", "1", "--no-recovery-crashes", *extra]
+        code, expected = _crash_verdict(argv, capsys)
+        assert code == verdict and len(expected["violations"]) == verdict and expected["stats"]["workloads"] > 0
+        assert _crash_verdict([*argv, "--cluster", cluster.address], capsys) == (code, expected)
+
+
+def test_crash_journal_then_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    journal = tmp_path / "crash.journal"
+    code, first = _crash_verdict([*CRASH, "--journal", str(journal)], capsys)
+    lines = journal.read_text().splitlines()
+    assert code == 0 and len(lines) == 17
+    journal.write_text("\n".join(lines[:6]) + "\n")  # as if the run had stopped after five shards
+    assert _crash_verdict([*CRASH, "--resume", str(journal)], capsys) == (code, first)
+    assert len(journal.read_text().splitlines()) == 17
+    code, _, err = _run([*CRASH, "--eadr", "--resume", str(journal)], capsys)
+    assert code == 2 and "a journal of another configuration" in err and len(err.strip().splitlines()) == 1
+
+
+def test_crash_shards_that_kill_workers_fail_the_run_with_their_reproduce_command(
+    cluster: DaskCluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memoracle.umfs import crash_shards
+
+    # shard 3 kills every worker that runs it; shard 5 kills one worker once, mid-run
+    monkeypatch.setattr(crash_shards, "run_crash_shard", crash_shard_that_kills)
+    code, out, err = _run([*CRASH, "--cluster", cluster.address], capsys)
+    assert Path(os.environ["MEMORACLE_TEST_MARKERS"], "crash-shard-5-died").exists()
+    assert code == 1 and "Traceback" not in out + err
+    assert "crash umfs shard 3/16 (seed 0) crashed: it took down the Dask workers that ran it" in out
+    assert "reproduce: memoracle crash umfs --ops 1 --seed 0 --shard 3/16 --no-recovery-crashes" in out
+    # every other shard ran, shard 5 (rerun after its worker died) counted once
+    assert out.strip().splitlines()[-1].startswith("1 violation: 15 workloads")
+
+
+def test_the_crash_campaign_on_a_cluster_it_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [*CRASH, "--mutant", "log_never_invalidated"]
+    assert _crash_verdict([*argv, "--cluster", "local:2"], capsys) == _crash_verdict(argv, capsys)

@@ -238,19 +238,22 @@ def count_workloads(max_ops: int, shard: tuple[int, int] | None = None) -> int:
 
 def fuzz(
     config: CampaignConfig, examples: int, max_ops: int = 6, progress: Callable[[int], None] | None = None,
-    rng: random.Random | None = None,
+    rng: random.Random | None = None, explorer: Explorer | None = None,
 ) -> tuple[Stats, tuple[Op, ...] | None, str]:  # fmt: skip
     """Hypothesis-generated workloads with crash injection; the smallest failing one.
 
     Returns the stats, the shrunk workload (or None) and its report; ``progress(1)`` is
     called after each workload explored (shrinking included). Hypothesis draws from
-    ``rng`` (default: seeded ``config.seed``).
+    ``rng`` (default: seeded ``config.seed``). An ``explorer`` of this configuration may be
+    passed to reuse its caches (the result does not depend on it).
     """
     from hypothesis import HealthCheck, find, settings
     from hypothesis import strategies as st
     from hypothesis.errors import NoSuchExample
 
-    explorer = config.explorer()
+    if explorer is None:
+        explorer = config.explorer()
+    explorer.stats = Stats(method=config.method)
 
     def fails(ops: Sequence[Op]) -> bool:
         explorer.violations.clear()

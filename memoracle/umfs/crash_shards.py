@@ -174,7 +174,9 @@ def run_fuzz_shard(config: FuzzConfig, shard: int, shards: int) -> dict[str, Pla
     (or None) with the report."""
     crash = config.crash
     examples = len(strided(config.examples, shard, shards))
-    stats, smallest, report = fuzz(crash, examples, max_ops=crash.max_ops, rng=fuzz_rng(crash.seed, shard, shards))
+    stats, smallest, report = fuzz(
+        crash, examples, max_ops=crash.max_ops, rng=fuzz_rng(crash.seed, shard, shards), explorer=_explorer_for(crash)
+    )
     found = [list(op) for op in smallest] if smallest is not None else None
     return {"shard": shard, "stats": stats_to_plain(stats), "smallest": found, "report": report}
 
