@@ -7,22 +7,26 @@
 - ``scale.dask_overhead_per_shard_ms``: what a shard costs on that cluster beyond its own
   work: 400 shards that do nothing, timed on the cluster, less the same in this process,
   per shard.
-- ``scale.local2_speedup``: the bounded-exhaustive crash campaign (``--ops 2``, 272
-  shards of one workload; ``--quick``: ``--ops 1``) in one process against the same on
-  ``--cluster local:2`` (cluster start-up included), wall time, in the same run, with the
-  same verdict checked (violations, workloads, crash points). On a shared machine the
+- ``scale.local2_speedup``: the bounded-exhaustive crash campaign (``--ops 2``: 272
+  workloads in 16 shards grouped by first operation; ``--quick``: ``--ops 1``) in one
+  process against the same on ``--cluster local:2`` (cluster start-up included), wall
+  time, in the same run, both starting with no explorer cache, with the same result
+  checked (violations and every figure but those of effort). On a shared machine the
   kernel gives one session's processes one share of the CPU (autogroup scheduling), so
-  while others are busy two workers cannot get more CPU than one, whatever the layer does;
-  hence also:
+  while others are busy two workers cannot get more CPU than one, whatever the layer
+  does; hence also:
 - ``scale.local2_cpu_ratio``: CPU seconds of all shards on the cluster ÷ in one process
   (the work the cluster adds), and ``scale.local2_idle_speedup_estimate``: in-process CPU
   seconds ÷ the busiest worker's CPU seconds — what the measured schedule would give with
   a core per worker (an estimate from measured CPU times, not a wall-clock measurement).
+- ``scale.ops4_shard_cpu_seconds_mean``: the CPU time of a seeded sample of the ``--ops 4``
+  campaign's own shards (8 of its 1,024, ~68 workloads each; ``--quick``: 2), each run
+  whole in this process with a cold explorer (a worker that keeps its explorer across
+  shards may be faster: an upper bound per shard).
 - ``scale.ops4_projection_<W>_workers_hours``: a **simulation**, not a run: ``--ops 4``
-  (69,904 workloads in 1,024 shards) on W = 1, 8 and 64 workers with a core each, from
-  the measured CPU times of a seeded sample of its workloads (each shard's time drawn
-  from the sample, plus the measured per-shard overhead), scheduled in order on the first
-  free worker.
+  (69,904 workloads in 1,024 shards) on W = 1, 8 and 64 workers with a core each, each
+  shard's time drawn (seeded) from the measured shard times above plus the measured
+  per-shard overhead, shards scheduled in order on the first free worker.
 """
 
 from __future__ import annotations
@@ -91,38 +95,40 @@ def overhead_figures(quick: bool) -> list[Figure]:
     ]
 
 
-#: Workloads of ``--ops 4`` timed for the projection (``--quick``: a quarter).
-PROJECTION_SAMPLE = 24
+#: Shards of ``--ops 4`` timed for the projection (``--quick``: a quarter).
+PROJECTION_SAMPLE = 8
 #: Workers the projection simulates.
 PROJECTION_WORKERS = (1, 8, 64)
 
 
-def speedup_figures(quick: bool) -> tuple[list[Figure], list[float]]:
-    """The crash campaign in one process and on ``--cluster local:2``; the figures and
-    the measured per-shard seconds (of the in-process run)."""
+def speedup_figures(quick: bool) -> list[Figure]:
+    """The crash campaign in one process and on ``--cluster local:2``."""
     from memoracle.umfs.crash_campaign import CampaignConfig
-    from memoracle.umfs.crash_shards import crash_campaign, merge_crash
+    from memoracle.umfs.crash_shards import EFFORT_FIELDS, crash_campaign, forget_explorer, merge_crash
 
     ops = 1 if quick else 2
-    campaign = crash_campaign(CampaignConfig(max_ops=ops), lambda shard, count: f"--ops {ops} --shard {shard}/{count}")
+    campaign = crash_campaign(CampaignConfig(max_ops=ops))
+    forget_explorer()  # a cold start, as the workers have
     started = time.perf_counter()
     alone = execute(campaign, parse_where(None, None))
     one = time.perf_counter() - started
+    forget_explorer()
     started = time.perf_counter()
     spread = execute(campaign, parse_where(None, "local:2"))
     two = time.perf_counter() - started
     verdicts = []
     for execution in (alone, spread):
         stats, violations, _ = merge_crash(execution.results())
-        verdicts.append((len(violations), stats.workloads, stats.crash_points, len(execution.failures())))
+        figures = {name: value for name, value in stats.as_json().items() if name not in EFFORT_FIELDS}
+        verdicts.append((figures, violations, len(execution.failures())))
     if verdicts[0] != verdicts[1]:
-        raise RuntimeError(f"--cluster local:2 gave another verdict than one process: {verdicts}")
+        raise RuntimeError(f"--cluster local:2 gave another result than one process: {verdicts}")
     alone_cpu = sum(o.cpu_seconds or 0.0 for o in alone.outcomes)
     per_worker: dict[str, float] = {}
     for outcome in spread.outcomes:
         per_worker[str(outcome.where)] = per_worker.get(str(outcome.where), 0.0) + (outcome.cpu_seconds or 0.0)
     spread_cpu = sum(per_worker.values())
-    figures: list[Figure] = [
+    return [
         {"name": "scale.local2_speedup", "value": one / two, "unit": "x", "baseline": one, "ratio": one / two},
         {"name": f"scale.ops{ops}_seconds_local2", "value": two, "unit": "s", "baseline": one, "ratio": two / one},
         {"name": f"scale.ops{ops}_shards", "value": campaign.shards, "unit": "shards"},
@@ -130,29 +136,28 @@ def speedup_figures(quick: bool) -> tuple[list[Figure], list[float]]:
          "baseline": alone_cpu},  # fmt: skip
         {"name": "scale.local2_idle_speedup_estimate", "value": alone_cpu / max(per_worker.values()), "unit": "x"},
     ]
-    return figures, [o.cpu_seconds or 0.0 for o in alone.outcomes]
 
 
 def projection_figures(quick: bool, overhead_seconds: float) -> list[Figure]:
-    """``--ops 4`` on 1, 8 and 64 workers, simulated from a timed sample of its workloads."""
-    from memoracle.execution.campaign import shard_count
-    from memoracle.umfs.crash_campaign import SETUP, CampaignConfig, workloads
+    """``--ops 4`` on 1, 8 and 64 workers, simulated from a timed sample of its shards."""
+    from memoracle.umfs.crash_campaign import CampaignConfig
+    from memoracle.umfs.crash_shards import crash_campaign, forget_explorer, run_crash_shard
 
-    every = workloads(4)
-    rng = random.Random(4)
-    sample = [every[rng.randrange(len(every))] for _ in range(PROJECTION_SAMPLE // (4 if quick else 1))]
     config = CampaignConfig(max_ops=4)
+    campaign = crash_campaign(config)
+    rng = random.Random(4)
+    sample = rng.sample(range(campaign.shards), PROJECTION_SAMPLE // (4 if quick else 1))
     seconds = []
-    for ops in sample:
-        explorer = config.explorer()
+    for shard in sample:
+        forget_explorer()
         started = time.process_time()
-        explorer.explore(SETUP, ops)
+        run_crash_shard(config, shard, campaign.shards)
         seconds.append(time.process_time() - started)
-    shards = shard_count(len(every))
-    per_shard = len(every) / shards
-    shard_seconds = [sum(rng.choice(seconds) for _ in range(round(per_shard))) for _ in range(shards)]
+    forget_explorer()
+    shard_seconds = [rng.choice(seconds) for _ in range(campaign.shards)]
     figures: list[Figure] = [
-        {"name": "scale.ops4_workload_cpu_seconds_mean", "value": sum(seconds) / len(seconds), "unit": "s (CPU)"},
+        {"name": "scale.ops4_shard_cpu_seconds_mean", "value": sum(seconds) / len(seconds), "unit": "s (CPU)"},
+        {"name": "scale.ops4_shards", "value": campaign.shards, "unit": "shards"},
     ]
     for workers in PROJECTION_WORKERS:
         hours = simulate_schedule(shard_seconds, workers, overhead_seconds) / 3600
@@ -164,5 +169,4 @@ def scale_figures(quick: bool) -> list[Figure]:
     """Every scale figure."""
     figures = overhead_figures(quick)
     overhead = next(f["value"] for f in figures if f["name"] == "scale.dask_overhead_per_shard_ms") / 1000
-    speedup, _ = speedup_figures(quick)
-    return figures + speedup + projection_figures(quick, max(overhead, 0.0))
+    return figures + speedup_figures(quick) + projection_figures(quick, max(overhead, 0.0))

@@ -85,6 +85,11 @@ def stats_from_plain(plain: dict[str, Plain]) -> Stats:
     return stats
 
 
+def forget_explorer() -> None:
+    """Drop this process's kept explorer (a timing that must start cold calls it)."""
+    _explorer.clear()
+
+
 def _explorer_for(config: CampaignConfig) -> Explorer:
     explorer = _explorer.get(config)
     if explorer is None:
@@ -220,6 +225,7 @@ __all__ = [
     "FuzzConfig",
     "crash_campaign",
     "default_shards",
+    "forget_explorer",
     "fuzz_campaign",
     "fuzz_rng",
     "fuzz_shards",
