@@ -368,8 +368,10 @@ def _crash_verdict(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple
 
 @pytest.mark.parametrize("mutant", [None, "log_never_invalidated"], ids=["umfs", "mutant"])
 def test_the_crash_campaign_has_one_result_on_every_back_end_and_shard_count(
-    mutant: str | None, cluster: DaskCluster, capsys: pytest.CaptureFixture[str]
+    mutant: str | None, cluster: DaskCluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from memoracle.umfs import crash_shards
+
     argv = CRASH + (["--mutant", mutant] if mutant else [])
     code, expected = _crash_verdict(argv, capsys)
     assert code == (1 if mutant else 0) and bool(expected["violations"]) == bool(mutant)
@@ -377,7 +379,8 @@ def test_the_crash_campaign_has_one_result_on_every_back_end_and_shard_count(
     for where in (["--jobs", "2"], ["--cluster", cluster.address]):
         assert _crash_verdict([*argv, *where], capsys) == (code, expected), where
     config = CampaignConfig(max_ops=1, recovery_crashes=False, mutant=mutant)
-    for shards in (1, 3):  # any shard count: the merge unites digest sets rather than adding counts
+    for shards, kept in ((1, 64), (3, 64), (16, 1)):  # any shard count; an explorer kept or not
+        monkeypatch.setattr(crash_shards, "EXPLORER_SHARDS", kept)
         stats, violations, _ = merge_crash(execute(crash_campaign(config, shards=shards), IN_PROCESS).results())
         figures = {name: value for name, value in stats.as_json().items() if name not in CRASH_EFFORT}
         assert (figures, violations) == (expected["stats"], expected["violations"]), shards

@@ -172,32 +172,6 @@ class ShardResult:
     reports: list[str] = field(default_factory=list)
 
 
-def run_shard(
-    config: CampaignConfig,
-    shard: int,
-    shards: int,
-    progress: Callable[[int], None] | None = None,
-    stop_at_first: bool = False,
-    explorer: Explorer | None = None,
-) -> ShardResult:
-    """Explore the workloads of ``shard`` (of ``shards``). An ``explorer`` of this
-    configuration may be passed to reuse its caches (the result does not depend on it)."""
-    if explorer is None:
-        explorer = config.explorer()
-    explorer.stats = Stats(method=config.method)
-    result = ShardResult(shard, explorer.stats)
-    for ops in shard_workloads(config.max_ops, shard, shards):
-        for violation in explorer.explore(SETUP, ops):
-            result.violations.append(violation.as_json())
-            result.reports.append(violation.render())
-        explorer.violations.clear()
-        if progress is not None:
-            progress(1)
-        if stop_at_first and result.violations:
-            break
-    return result
-
-
 def run_campaign(config: CampaignConfig, jobs: int = 1, shard: tuple[int, int] | None = None,
                  progress: Callable[[int], None] | None = None) -> tuple[Stats, list[ShardResult]]:  # fmt: skip
     """Run every shard (the campaign's own shard count,
