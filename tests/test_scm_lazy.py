@@ -201,3 +201,37 @@ def test_an_overwritten_unit_is_never_branched_on() -> None:
     assert machine.read(0, 8) == b"\x09" * 8 and lazy.weight() == 3 and not lazy.reads
     machine.store(12, b"\x07" * 2)  # partial: the rest of unit 8 is read, so it branches
     assert list(lazy.reads) == [8] and lazy.weight() < 3
+
+
+def _hears_reads(scm: ScmEmu) -> bool:
+    return scm.read_watch is not None
+
+
+def test_a_lazy_image_with_nothing_undecided_quiets_reads_but_hears_stores() -> None:
+    scm = ScmEmu(128)
+    scm.store(0, b"\x01" * 8)
+    scm.store(64, b"\x03" * 8)  # another line: a unit of its own component
+    lazy = LazyImage(LazyImage.plan(scm.durable(), scm.image_components()), ReplayChooser())
+    machine = ScmEmu(128, image=lazy.blob)
+    lazy.attach(machine)
+    assert _hears_reads(machine)
+    machine.read(0, 8)
+    assert _hears_reads(machine)  # unit 64 still undecided
+    machine.read(64, 8)
+    assert not _hears_reads(machine) and lazy.watching() == 0
+    machine.store(64, b"\x05" * 8)  # stores still reach the watch (a second crash needs them)
+    crash = lazy.second_crash(machine)
+    assert any(64 in c.units for c in crash.components)
+    machine.watch = lazy  # setting the watch again listens to reads again
+    assert _hears_reads(machine)
+
+
+def test_components_without_labels_are_the_same_components() -> None:
+    scm = ScmEmu(192)
+    for offset in (0, 8, 16, 64, 136):
+        scm.store(offset, bytes([offset + 1]) * 8)
+    scm.clwb(64)
+    labelled, plain = scm.image_components(), scm.image_components(labels=False)
+    assert [(c.units, c.options) for c in labelled] == [(c.units, c.options) for c in plain]
+    assert all(not text for c in plain for text in c.labels)
+    assert any(text for c in labelled for text in c.labels)
