@@ -275,6 +275,8 @@ class LazyImage:
         self._log: dict[int, list[tuple[int, bytes]]] = {}
         #: The value of every component unit the run has read, first read only.
         self.reads: dict[int, bytes] = {}
+        #: Lines merged for a second crash, by what determines the merge (see _merge_line).
+        self._merged: dict[tuple[object, ...], ImageComponent] = {}
         self._scm: ScmEmu | None = None
 
     @classmethod
@@ -467,6 +469,18 @@ class LazyImage:
     def _merge_line(self, line: int, optional: int, labels: bool) -> ImageComponent:
         comps = [self._components[index] for index in self._plan.by_line[line]]
         pieces = self._log.get(line, [])
+        # Within one run a component's consistent options only shrink and a line's stores
+        # only grow, so their counts name the merge's inputs: a line unchanged since the
+        # last crash point of this run is merged once.
+        key = (line, optional, labels, len(pieces), *(len(c.alive) for c in comps))
+        merged = self._merged.get(key)
+        if merged is None:
+            merged = self._merged[key] = self._merge(line, comps, pieces, optional, labels)
+        return merged
+
+    def _merge(
+        self, line: int, comps: list[ComponentState], pieces: list[tuple[int, bytes]], optional: int, labels: bool
+    ) -> ImageComponent:
         first = len(pieces) - optional
         if first < 0:
             raise LazyUnsupported(f"line {line:#x}: more pending pieces than stores seen since the crash")
