@@ -279,9 +279,25 @@ def test_pct_runs_have_one_verdict_on_every_back_end(
     assert code == 0 and "300 PCT samples (depth 3) tolerantly linearizable" in out
 
 
-def test_cluster_local_starts_and_stops_its_own_workers(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["ksm", "campaign", "--runs", "4", "--steps", "30", "--mutant", "cow_writes_shared"]
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ksm", "campaign", "--runs", "4", "--steps", "30", "--mutant", "cow_writes_shared"],
+        ["sphinx", "campaign", "--runs", "3", "--steps", "60", "--mutant", "replies-reordered"],
+        ["umfs", "campaign", "--runs", "2", "--steps", "30"],
+    ],
+    ids=["ksm", "sphinx", "umfs"],
+)
+def test_cluster_local_starts_and_stops_its_own_workers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert _campaign_json([*argv, "--cluster", "local:2"], capsys) == _campaign_json(argv, capsys)
+
+
+def test_pct_runs_on_a_cluster_it_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["interleave", "--model", "sc", "--pct", "300"]
+    code, out, _ = _run(argv, capsys)
+    assert code == 0 and "300 PCT samples (depth 3) tolerantly linearizable" in out
+    again, more, _ = _run([*argv, "--cluster", "local:2"], capsys)
+    assert (again, more.splitlines()[:-1]) == (code, out.splitlines()[:-1])  # the verdict line holds the time
 
 
 def test_execution_options_are_checked(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
