@@ -16,10 +16,13 @@ more: recovery may not widen it.
 kinds, link counts, contents — which is what survives a reboot: descriptors, offsets and
 files unlinked while open are gone (processes do not survive a crash).
 
-The workload language maps each :data:`Op` onto API calls through one process that
-keeps a descriptor per path it has opened (:func:`run_op`); failing calls are part of
-the workload (an operation that fails changes nothing, and its allowed set is the old
-tree only).
+The workload language maps each :data:`Op` onto API calls (:func:`run_op`): most through
+one process that keeps a descriptor per path it has opened (a directory too, with
+``opendir``); ``spawn``, ``open``, ``map`` and ``exit`` name other processes, which open
+and map files of their own (so open files' cached attributes are shared between
+processes, and a truncate must shoot down the translations of every process that maps
+the file). Failing calls are part of the workload (an operation that fails changes
+nothing, and its allowed set is the old tree only).
 """
 
 from __future__ import annotations
@@ -27,15 +30,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from spec.umfs_api import O_CREAT, O_RDWR, FileSystem, FsError
+from spec.umfs_api import O_CREAT, O_RDONLY, O_RDWR, FileMapping, FileSystem, FsError
 from spec.umfs_model import ModelFs, Snapshot
 
 #: An operation: ``("creat", path)``, ``("write", path, offset, length, seed)``,
 #: ``("truncate", path, length)``, ``("unlink", path)``, ``("link", old, new)``,
-#: ``("rename", old, new)``, ``("mkdir", path)``, ``("rmdir", path)``, ``("close", path)``.
+#: ``("rename", old, new)``, ``("mkdir", path)``, ``("rmdir", path)``, ``("close", path)``,
+#: ``("opendir", path)`` (opened read-only; ``close`` closes it) — all by the workload's
+#: process — and, naming another process, ``("spawn", proc)``, ``("open", proc, path)``
+#: (read-write, not mapped), ``("map", proc, path)`` (opened read-only and mapped) and
+#: ``("exit", proc)`` (which closes its descriptors).
 Op = tuple[str | int, ...]
 
-OP_NAMES = ("creat", "write", "truncate", "unlink", "link", "rename", "mkdir", "rmdir", "close")
+OP_NAMES = (
+    "creat", "write", "truncate", "unlink", "link", "rename", "mkdir", "rmdir", "close",
+    "opendir", "spawn", "open", "map", "exit",
+)  # fmt: skip
 
 
 def payload(length: int, seed: int) -> bytes:
@@ -57,10 +67,32 @@ def describe(op: Op) -> str:
 
 @dataclass
 class Driver:
-    """One process's view while running a workload: its pid and descriptor per path."""
+    """The workload's view while it runs: its own process's pid and descriptor per path,
+    and the other processes by name, with their descriptors and mappings."""
 
     pid: int
     fds: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, int] = field(default_factory=dict)
+    proc_fds: dict[tuple[str, str], int] = field(default_factory=dict)
+    mappings: list[FileMapping] = field(default_factory=list)
+
+
+def _pid(driver: Driver, proc: str) -> int:
+    pid = driver.procs.get(proc)
+    if pid is None:
+        raise ValueError(f"workload names process {proc!r} before spawning it")
+    return pid
+
+
+def _other(fs: FileSystem, driver: Driver, proc: str, path: str, flags: int) -> int:
+    """Open ``path`` in process ``proc`` (its earlier descriptor of ``path`` closed)."""
+    pid = _pid(driver, proc)
+    old = driver.proc_fds.pop((proc, path), None)
+    if old is not None:
+        fs.close(pid, old)
+    fd = fs.open(pid, path, flags)
+    driver.proc_fds[(proc, path)] = fd
+    return fd
 
 
 def _fd(fs: FileSystem, driver: Driver, path: str) -> int:
@@ -76,12 +108,24 @@ def run_op(fs: FileSystem, driver: Driver, op: Op) -> str:
     name it failed with. Data operations reuse (or open) the path's descriptor."""
     name, *args = op
     try:
-        if name == "creat":
+        if name in ("creat", "opendir"):
             path = str(args[0])
             old = driver.fds.pop(path, None)
             if old is not None:
                 fs.close(driver.pid, old)
-            driver.fds[path] = fs.open(driver.pid, path, O_CREAT | O_RDWR)
+            driver.fds[path] = fs.open(driver.pid, path, O_CREAT | O_RDWR if name == "creat" else O_RDONLY)
+        elif name == "spawn":
+            driver.procs[str(args[0])] = fs.spawn()
+        elif name == "open":
+            _other(fs, driver, str(args[0]), str(args[1]), O_RDWR)
+        elif name == "map":
+            proc = str(args[0])
+            driver.mappings.append(fs.map(_pid(driver, proc), _other(fs, driver, proc, str(args[1]), O_RDONLY)))
+        elif name == "exit":
+            proc = str(args[0])
+            fs.exit(_pid(driver, proc))
+            del driver.procs[proc]
+            driver.proc_fds = {key: fd for key, fd in driver.proc_fds.items() if key[0] != proc}
         elif name == "write":
             path, offset, length, seed = str(args[0]), int(args[1]), int(args[2]), int(args[3])
             fs.pwrite(driver.pid, _fd(fs, driver, path), payload(length, seed), offset)

@@ -418,12 +418,12 @@ def test_progress_lines() -> None:
 
 
 def test_crash_progress_counts_workloads_of_worker_processes() -> None:
-    from memoracle.umfs.crash_campaign import ALPHABET, CampaignConfig, run_campaign
+    from memoracle.umfs.crash_campaign import CampaignConfig, run_campaign, workloads
 
     seen: list[int] = []
     stats, _ = run_campaign(CampaignConfig(max_ops=1, method="enumeration", image_limit=2, recovery_crashes=False), jobs=2,
                             progress=seen.append)  # fmt: skip
-    assert sum(seen) == stats.workloads == len(ALPHABET)
+    assert sum(seen) == stats.workloads == len(workloads(1))
 
 
 def test_the_readme_history_examples_do_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ from hypothesis import settings
 
 from memoracle.umfs.crash_campaign import (
     ALPHABET,
+    CONTEXTS,
     SETUP,
     CampaignConfig,
     count_workloads,
@@ -83,19 +84,25 @@ def test_dropping_the_log_flush_is_caught_with_a_readable_report() -> None:
 
 def test_shards_partition_the_workloads() -> None:
     total = count_workloads(2)
-    assert total == len(ALPHABET) + len(ALPHABET) ** 2 == len(workloads(2))
+    contexts = len(CONTEXTS) * (1 + len(ALPHABET))  # each around nothing, or one operation
+    assert total == len(ALPHABET) + len(ALPHABET) ** 2 + contexts == len(workloads(2))
     assert sum(count_workloads(2, (i, 3)) for i in range(3)) == total
-    for shards in (3, 20):  # by first operation; by the first two past 16 shards
+    plain = [ops for ops in workloads(2) if all(op in ALPHABET for op in ops)]
+    assert len(plain) == len(ALPHABET) + len(ALPHABET) ** 2
+    for shards in (3, 20):  # by first operation or context; by the next one past 16 shards
         seen = [ops for i in range(shards) for ops in shard_workloads(2, i, shards)]
         assert sorted(map(repr, seen)) == sorted(map(repr, workloads(2)))
-        assert all(shard_of(ops[:1], shards) == shard_of(ops, shards) for ops in workloads(2) if shards <= 16)
+        assert all(shard_of(ops[:1], shards) == shard_of(ops, shards) for ops in plain if shards <= 16)
+    for prefix, suffix in CONTEXTS:  # a context's workloads share its shard (up to 16 shards)
+        inside = [prefix + (op,) + suffix for op in ALPHABET]
+        assert {shard_of(ops, 16) for ops in inside} == {shard_of(prefix + suffix, 16)}
 
 
 def test_a_shard_and_the_whole_agree() -> None:
     config = CampaignConfig(max_ops=1, method="enumeration", image_limit=2, recovery_crashes=False)
     whole, _ = run_campaign(config)
     parts = [run_campaign(config, shard=(i, 2))[0] for i in range(2)]
-    assert whole.workloads == sum(p.workloads for p in parts) == len(ALPHABET)
+    assert whole.workloads == sum(p.workloads for p in parts) == len(ALPHABET) + len(CONTEXTS)
     assert whole.crash_points == sum(p.crash_points for p in parts)
 
 
@@ -107,7 +114,7 @@ def test_crash_cli_json_and_usage_errors() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert out["stats"]["workloads"] == 2 and out["violations"] == []
+    assert out["stats"]["workloads"] == 3 and out["violations"] == []  # creat, unlink; /d opened and closed
     bad = subprocess.run(
         [sys.executable, "-m", "memoracle", "crash", "umfs", "--shard", "9/2"],
         capture_output=True, text=True, check=False,

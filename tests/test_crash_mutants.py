@@ -171,3 +171,35 @@ def test_unmount_crash_leaves_a_mountable_image() -> None:
     non-atomic store, so a crash between left an image that would not mount."""
     failures = _torn_superblock_images()
     assert not failures, failures[0]
+
+
+#: The mutants only the extended workloads reach, each with the campaign workload
+#: (``memoracle crash umfs --ops 2``) that catches it: a directory open while it grows,
+#: a process exiting with the file's last descriptor, a directory moved into another,
+#: a write into pages a truncate freed.
+EXTENDED_ONLY = {
+    "dir_attr_writeback_unordered": (("opendir", "/d"), ("link", "/a", "/d/c"), ("close", "/d")),
+    "exit_writeback_unordered": (
+        ("spawn", "p2"), ("open", "p2", "/a"), ("write", "/a", 4096, 5000, 4), ("close", "/a"), ("exit", "p2"),
+    ),
+    "parent_pointer_after": (("mkdir", "/e"), ("rename", "/d", "/e/d")),
+    "reused_page_zeros_unflushed": (("truncate", "/a", 0), ("write", "/a", 0, 100, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXTENDED_ONLY))
+def test_only_the_extended_workloads_catch(name: str) -> None:
+    from memoracle.umfs.checks import CRASH_WORKLOADS
+    from memoracle.umfs.crash_campaign import SETUP as CAMPAIGN_SETUP
+    from memoracle.umfs.crash_campaign import ALPHABET as CAMPAIGN_ALPHABET
+    from memoracle.umfs.crash_campaign import workloads
+
+    variant = UMFS_MUTANTS[name].variant
+    old = CRASH_WORKLOADS[:5] + tuple((op,) for op in CAMPAIGN_ALPHABET)  # the check's and --ops 1's, before
+    explorer = UMFS_MUTANTS[name].lazy_explorer(recovery_crashes=True, max_classes=None)
+    assert all(not explorer.explore(CAMPAIGN_SETUP, ops) for ops in old), f"{name} caught without the extension"
+    new = CRASH_WORKLOADS[5:]
+    assert any(UMFS_MUTANTS[name].lazy_explorer().explore(CAMPAIGN_SETUP, ops) for ops in new), f"{name}: check"
+    campaign = EXTENDED_ONLY[name]
+    assert campaign in workloads(2)
+    assert UMFS_MUTANTS[name].lazy_explorer().explore(CAMPAIGN_SETUP, campaign), f"{name}: campaign"

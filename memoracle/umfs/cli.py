@@ -41,7 +41,7 @@ from memoracle.exitcodes import EXIT_OK, EXIT_VIOLATION
 from memoracle.progress import Progress, verdict_line
 from memoracle.execution.options import add_execution_options, print_failures, run_campaign, shard_spec
 from memoracle.execution.run import Execution
-from memoracle.umfs.crash_campaign import ALPHABET, SETUP, CampaignConfig, shard_of, workloads
+from memoracle.umfs.crash_campaign import ALPHABET, SETUP, CampaignConfig, shard_of, workload_count, workloads
 from memoracle.umfs.crash_shards import FuzzConfig, crash_campaign, fuzz_campaign, merge_crash, merge_fuzz
 from memoracle.umfs.crash_stats import Stats
 from spec.persistency import PersistMode
@@ -176,7 +176,7 @@ def cmd_crash(args: argparse.Namespace) -> int:
 
 def count_workloads_estimate(ops: int) -> int:
     """How many workloads of up to ``ops`` operations there are (without listing them)."""
-    return sum(len(ALPHABET) ** length for length in range(1, ops + 1))
+    return workload_count(ops)
 
 
 def _cpu_seconds() -> float:

@@ -3,7 +3,10 @@
 Bounded-exhaustive: after a fixed :data:`SETUP` (a 5000-byte file ``/a`` and a directory
 ``/d``, not crashed), every workload of 1 … N operations drawn from :data:`ALPHABET` —
 two files, one directory, offsets and sizes that cross page boundaries, every kind of
-operation — is explored: by default lazily and exhaustively
+operation — and every workload of 0 … N-1 of them inside one of the :data:`CONTEXTS`
+(a directory held open, other processes that map the file or do not, spawned in either
+order, a process that exits holding the file's last descriptor, a directory moved into
+another directory; the context's own operations are crashed too) is explored: by default lazily and exhaustively
 (:class:`~memoracle.umfs.lazy_explorer.LazyCrashExplorer`: every crash image the model
 allows, in classes recovery cannot tell apart; ``max_classes`` caps the classes per
 crash point, and the report then says *sampled*), or with ``method="enumeration"`` image
@@ -13,13 +16,13 @@ images per crash point).
 Fuzzing: Hypothesis draws workloads (up to ``max_ops`` operations) from the same
 alphabet and shrinks a failing one to the smallest that still fails.
 
-Sharding: workloads are grouped by their first operation (by their first two past 16
-shards, their first three past 256: :func:`shard_of`), and group ``g`` belongs to shard
-``g mod N``, so a shard explores the crash points that workloads with a common prefix
-share only once. Every shard is deterministic and its result is plain data (counts, and
-the digests of what is deduplicated: crash states and recovered trees), so ``--shard
-i/N`` on N machines covers the same ground as one process, and merged results do not
-depend on N. :func:`run_campaign` runs the shards on the execution layer
+Sharding: workloads are grouped by their first operation, or their context (by their
+first two past 16 shards, their first three past 256: :func:`shard_of`), and group ``g``
+belongs to shard ``g mod N``, so a shard explores the crash points that workloads with a
+common prefix share only once. Every shard is deterministic and its result is plain data
+(counts, and the digests of what is deduplicated: crash states and recovered trees), so
+``--shard i/N`` on N machines covers the same ground as one process, and merged results
+do not depend on N. :func:`run_campaign` runs the shards on the execution layer
 (:mod:`memoracle.umfs.crash_shards`, :mod:`memoracle.execution`).
 """
 
@@ -63,12 +66,54 @@ ALPHABET: tuple[Op, ...] = (
 )
 
 
+#: Situations the alphabet alone never makes, as ``(prefix, suffix)``: a workload of the
+#: alphabet runs between them (see :func:`workloads`). A context counts as one operation
+#: towards ``max_ops``, so that ``--ops 2`` stays within a minute.
+CONTEXTS: tuple[tuple[tuple[Op, ...], tuple[Op, ...]], ...] = (
+    # /d open while the workload runs (entries made in it, /d renamed or removed while
+    # open): its attributes live in its U-Log's cache, written back by the last close
+    ((("opendir", "/d"),), (("close", "/d"),)),
+    # three processes: one maps /a, one has nothing open; spawned in either order, so
+    # a truncate's shootdown meets the one without /a before or after the one with it
+    ((("spawn", "p2"), ("map", "p2", "/a"), ("spawn", "p3")), (("exit", "p2"), ("exit", "p3"))),
+    ((("spawn", "p2"), ("spawn", "p3"), ("map", "p3", "/a")), (("exit", "p3"), ("exit", "p2"))),
+    # another process holds /a open (unmapped) and exits last: its exit writes the
+    # attributes the workload changed back
+    ((("spawn", "p2"), ("open", "p2", "/a")), (("close", "/a"), ("exit", "p2"))),
+    # a directory moved into another directory (its parent pointer and both parents'
+    # link counts change), then the workload runs on the moved tree
+    ((("mkdir", "/e"), ("rename", "/d", "/e/d")), ()),
+)
+
+
 def workloads(max_ops: int) -> list[tuple[Op, ...]]:
-    """Every workload of 1 … ``max_ops`` operations, in a stable order."""
+    """Every workload of 1 … ``max_ops`` operations of :data:`ALPHABET`, then every
+    context of :data:`CONTEXTS` around every workload of 0 … ``max_ops - 1``, in a
+    stable order."""
     out: list[tuple[Op, ...]] = []
     for length in range(1, max_ops + 1):
         out.extend(itertools.product(ALPHABET, repeat=length))
+    for prefix, suffix in CONTEXTS:
+        for length in range(max_ops):
+            out.extend(prefix + middle + suffix for middle in itertools.product(ALPHABET, repeat=length))
     return out
+
+
+def workload_count(max_ops: int) -> int:
+    """``len(workloads(max_ops))``, without listing them."""
+    powers: list[int] = [len(ALPHABET) ** length for length in range(max_ops + 1)]
+    return sum(powers[1:]) + len(CONTEXTS) * sum(powers[:-1])
+
+
+def _context(ops: Sequence[Op]) -> tuple[int, tuple[Op, ...]] | None:
+    """The context a workload runs in and the alphabet's operations inside it, or None."""
+    for index, (prefix, suffix) in enumerate(CONTEXTS):
+        inner = len(ops) - len(prefix) - len(suffix)
+        if inner >= 0 and tuple(ops[: len(prefix)]) == prefix and tuple(ops[len(ops) - len(suffix) :]) == suffix:
+            middle = tuple(ops[len(prefix) : len(prefix) + inner])
+            if all(op in ALPHABET for op in middle):
+                return index, middle
+    return None
 
 
 def prefix_depth(shards: int) -> int:
@@ -85,10 +130,16 @@ def shard_of(ops: Sequence[Op], shards: int) -> int:
     """The shard of a workload: its group modulo ``shards``. The group is its first
     :func:`prefix_depth` operations read as a number in base ``len(ALPHABET)``; a shorter
     workload is padded with the first operation of the alphabet, so it lands with the
-    longer workloads it is a prefix of."""
-    group = 0
-    for position in range(prefix_depth(shards)):
-        group = group * len(ALPHABET) + (ALPHABET.index(ops[position]) if position < len(ops) else 0)
+    longer workloads it is a prefix of. A workload in a context counts its context as its
+    first operation (numbered after the alphabet's), then the operations inside it."""
+    context = _context(ops)
+    if context is None:
+        first, rest = ALPHABET.index(ops[0]), tuple(ops[1:])
+    else:
+        first, rest = len(ALPHABET) + context[0], context[1]
+    group = first
+    for position in range(prefix_depth(shards) - 1):
+        group = group * len(ALPHABET) + (ALPHABET.index(rest[position]) if position < len(rest) else 0)
     return group % shards
 
 
@@ -206,7 +257,7 @@ def run_campaign(config: CampaignConfig, jobs: int = 1, shard: tuple[int, int] |
 def count_workloads(max_ops: int, shard: tuple[int, int] | None = None) -> int:
     """How many workloads a campaign (or one shard of it) explores."""
     if shard is None:
-        return len(workloads(max_ops))
+        return workload_count(max_ops)
     return len(shard_workloads(max_ops, shard[0], shard[1]))
 
 

@@ -16,7 +16,10 @@ catches it first — crashes at fences, crashes before every store, or only cras
 during recovery — and after how many crash images.
 
 The witnesses share :data:`SETUP`: a file ``/a`` of 5000 bytes (two pages; written,
-closed) and a directory ``/d``, not crashed.
+closed) and a directory ``/d``, not crashed. Four mutants are reached only by the
+workloads that the campaign's contexts and the check's later workloads add (a directory
+held open, a second process that exits, a directory moved into another, a write into
+pages a truncate freed); their witnesses extend the setup accordingly.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Callable, Sequence
 from impl.umfs import Umfs
 from impl.umfs_layout import (
     DIRENT_SIZE,
+    KIND_DIR,
     DIRENTS_PER_PAGE,
     DIRPAGE_CHECKSUM,
     FREE_INODE,
@@ -59,6 +63,7 @@ from memoracle.umfs.crash_explorer import CrashExplorer, Variant
 from memoracle.umfs.lazy_explorer import LazyCrashExplorer
 from spec.crash_recovery import Op
 from spec.persistency import PersistMode
+from spec.umfs_api import FsError
 
 #: The setup every witness starts from (not crashed).
 SETUP: tuple[Op, ...] = (
@@ -456,6 +461,100 @@ class EntryBeforeInode(Umfs):
         super()._commit(txn, log_ino)
 
 
+class DirWritebackClearsCacheFirst(WritebackClearsCacheFirst):
+    """Class 6 (third form): as :class:`WritebackClearsCacheFirst`, for directories only —
+    the last ``close`` of an open directory drops its cached attributes (size and
+    digest, changed by the entries made while it was open) before writing them back. Only
+    a workload that opens a directory reaches it."""
+
+    def _write_back_attrs(self, ino: int) -> None:
+        if self._open_kinds.get(ino) == KIND_DIR:
+            super()._write_back_attrs(ino)
+        else:
+            Umfs._write_back_attrs(self, ino)
+
+
+class ExitWritebackClearsCacheFirst(WritebackClearsCacheFirst):
+    """Class 6 (fourth form): a process that exits while it holds the last descriptor of
+    a file writes the cached attributes back cache-flag first (``close`` does it right).
+    Only a workload with a second process that exits reaches it."""
+
+    _exiting = False
+
+    def exit(self, pid: int) -> None:
+        self._exiting = True
+        try:
+            super().exit(pid)
+        finally:
+            self._exiting = False
+
+    def _write_back_attrs(self, ino: int) -> None:
+        if self._exiting:
+            super()._write_back_attrs(ino)
+        else:
+            Umfs._write_back_attrs(self, ino)
+
+
+class ParentPointerAfter(Umfs):
+    """Class 11 (third form): a directory renamed into another parent gets its new parent
+    pointer in place (persisted) after the transaction that moves its entry, not in it: a
+    crash between leaves a directory named in a parent its pointer does not name. Only a
+    rename of a directory across parents reaches it."""
+
+    _moving: int | None = None
+
+    def rename(self, old: str, new: str) -> None:
+        try:
+            old_parent, _ = self._parent(self._parse(old), old)
+            new_parent, _ = self._parent(self._parse(new), new)
+            source = self._resolve(self._parse(old), old)
+            if old_parent != new_parent and self._kind(source) == KIND_DIR:
+                self._moving = source
+        except FsError:
+            pass  # super() raises the right error
+        try:
+            super().rename(old, new)
+        finally:
+            self._moving = None
+
+    def _commit(self, txn: Txn, log_ino: int) -> None:
+        if txn.op != "rename" or self._moving is None:
+            super()._commit(txn, log_ino)
+            return
+        at = self._inode_addr(self._moving)
+        late = [w for writes in txn.writes.values() for w in writes if at <= w[0] < at + INODE_SIZE]
+        for phase, writes in txn.writes.items():
+            txn.writes[phase] = [w for w in writes if not at <= w[0] < at + INODE_SIZE]
+        super()._commit(txn, log_ino)
+        for paddr, data in late:  # BUG: the moved directory's inode, outside the log, last
+            self.pm.store(paddr, data)
+        self.pm.persist("inode", [(paddr, len(data)) for paddr, data in late])
+
+
+class ReusedPageZerosUnflushed(Umfs):
+    """Class 1 (third form): a write that links new pages zeroes them only where they are
+    not zero already (line by line) and does not flush that zero fill — harmless on a page
+    never used, wrong on a page a truncate freed: a crash may show its old bytes. Only a
+    write that reuses a freed page shows it."""
+
+    def _commit(self, txn: Txn, log_ino: int) -> None:
+        if txn.op == "write":
+            kept: list[tuple[int, bytes]] = []
+            for paddr, data in txn.writes["data"]:
+                if paddr not in txn.fresh or len(data) != PAGE:
+                    kept.append((paddr, data))
+                    continue
+                old = self.pm.read(paddr, PAGE)
+                for line in range(0, PAGE, 64):
+                    if any(old[line : line + 64]):
+                        self.pm.store(paddr + line, bytes(64))  # BUG: the zero fill is never flushed
+                used = [i for i, byte in enumerate(data) if byte]
+                if used:
+                    kept.append((paddr + used[0], data[used[0] : used[-1] + 1]))
+            txn.writes["data"] = kept
+        super()._commit(txn, log_ino)
+
+
 # ============================================================ the registry
 
 #: Classes per crash point when a mutant is explored lazily. A mutant that never flushes
@@ -631,6 +730,35 @@ UMFS_MUTANTS: dict[str, MutantSpec] = dict(
             [("close", "/a")], WritebackClearsCacheFirst,
             setup=[("creat", "/a"), ("write", "/a", 0, 5000, 1), ("mkdir", "/d")],
         ),
+        # ---- forms only the extended workloads reach (tests/test_crash_mutants.py)
+        _spec(
+            "dir_attr_writeback_unordered", 6,
+            "the last close of an open directory clears its cached-attributes flag before "
+            "writing the cached size and digest back: a crash between loses its new entries' digest",
+            [("close", "/d")], DirWritebackClearsCacheFirst,
+            setup=[*SETUP, ("opendir", "/d"), ("link", "/a", "/d/c")],
+        ),
+        _spec(
+            "exit_writeback_unordered", 6,
+            "a process exiting with the last descriptor of a file clears the cached-attributes "
+            "flag before writing the cached size back: a crash between loses the size",
+            [("exit", "p2")], ExitWritebackClearsCacheFirst,
+            setup=[*SETUP, ("spawn", "p2"), ("open", "p2", "/a"), ("write", "/a", 4096, 5000, 4), ("close", "/a")],
+        ),
+        _spec(
+            "parent_pointer_after", 11,
+            "a directory renamed across parents gets its new parent pointer in place after the "
+            "transaction that moves its entry, outside it",
+            [("rename", "/d", "/e/d")], ParentPointerAfter,
+            setup=[*SETUP, ("mkdir", "/e")],
+        ),
+        _spec(
+            "reused_page_zeros_unflushed", 1,
+            "a write stores the zero fill of the pages it links without flushing it: a page a "
+            "truncate freed may show its old bytes after a crash",
+            [("write", "/a", 100, 5000, 6)], ReusedPageZerosUnflushed,
+            setup=[*SETUP, ("truncate", "/a", 0)],
+        ),
         _spec(
             "entry_before_inode", 11,
             "create persists the new directory entry in place before the transaction that "
@@ -673,6 +801,13 @@ DIFFERENTIAL_WITNESSES: dict[str, tuple[tuple[Op, ...], tuple[Op, ...]]] = {
     "log_never_committed": (SETUP, (("write", "/a", 0, 100, 2),)),
     "attr_writeback_unordered": ((("creat", "/a"), ("write", "/a", 0, 5000, 1), ("mkdir", "/d")), (("close", "/a"),)),
     "entry_before_inode": (SETUP, (("creat", "/b"),)),
+    "dir_attr_writeback_unordered": ((*SETUP, ("opendir", "/d"), ("link", "/a", "/d/c")), (("close", "/d"),)),
+    "exit_writeback_unordered": (
+        (*SMALL_SETUP, ("spawn", "p2"), ("open", "p2", "/a"), ("write", "/a", 90, 20, 4), ("close", "/a")),
+        (("exit", "p2"),),
+    ),
+    "parent_pointer_after": ((*SETUP, ("mkdir", "/e")), (("rename", "/d", "/e/d"),)),
+    "reused_page_zeros_unflushed": ((*SMALL_SETUP, ("truncate", "/a", 0)), (("write", "/a", 200, 8, 6),)),
 }
 
 

@@ -36,7 +36,7 @@ from enum import Enum
 from typing import Callable, Sequence
 
 from memoracle.execution.campaign import Campaign, Plain, shard_count, strided
-from memoracle.umfs.crash_campaign import ALPHABET, SETUP, CampaignConfig, Explorer, fuzz, shard_of, workloads
+from memoracle.umfs.crash_campaign import ALPHABET, CONTEXTS, SETUP, CampaignConfig, Explorer, fuzz, shard_of, workloads
 from memoracle.umfs.crash_stats import Stats
 from spec.crash_recovery import Op
 
@@ -140,7 +140,7 @@ def crash_campaign(
     return Campaign(
         name="crash umfs",
         config=config,
-        identity=identity(config, search="exhaustive", alphabet=len(ALPHABET)),
+        identity=identity(config, search="exhaustive", alphabet=len(ALPHABET), contexts=len(CONTEXTS)),
         seed=config.seed,
         shards=shards if shards is not None else default_shards(config.max_ops),
         run_shard=run_crash_shard,
