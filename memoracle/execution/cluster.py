@@ -39,10 +39,21 @@ from memoracle.execution import version
 from memoracle.execution.version import code_version
 
 #: How to start workers for memoracle: one thread each (shards are pure Python and hold the
-#: GIL) and Dask's statistical profiler off (it samples the running shard's stack every
-#: 10 ms, which costs deep pure-Python stacks dearly). ``--cluster local:N`` starts its
-#: workers so.
-WORKER_ADVICE = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False dask worker tcp://HOST:8786 --nworkers N --nthreads 1"
+#: GIL), Dask's statistical profiler off (it samples the running shard's stack every
+#: 10 ms, which costs deep pure-Python stacks dearly) and glibc's malloc left to adapt:
+#: Dask's nannies set ``MALLOC_TRIM_THRESHOLD_`` in their workers, and setting any malloc
+#: tunable turns off glibc's dynamic mmap threshold, so every emulated memory a shard
+#: allocates (hundreds of KiB, thousands of times) became an mmap, zero-filled page faults
+#: and a munmap — the crash campaign spent half its worker CPU in the kernel, slower on two
+#: workers than in one process. ``--cluster local:N`` starts its workers so.
+WORKER_CONFIG: dict[str, object] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
+WORKER_ADVICE = (
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None "
+    "dask worker tcp://HOST:8786 --nworkers N --nthreads 1"
+)
 #: Seconds to wait for a scheduler to answer at connect.
 CONNECT_TIMEOUT_SECONDS = 20.0
 #: Loggers that would otherwise print Dask's reconnect attempts and tracebacks.
@@ -93,7 +104,7 @@ class DaskCluster:
             if self.where.local_workers is not None:
                 import dask
 
-                with dask.config.set({"distributed.worker.profile.enabled": False}):  # see WORKER_ADVICE
+                with dask.config.set(WORKER_CONFIG):  # see WORKER_ADVICE
                     cluster = LocalCluster(  # type: ignore[no-untyped-call]
                         n_workers=self.where.local_workers, threads_per_worker=1, processes=True,
                         dashboard_address=":0", silence_logs=logging.CRITICAL,
