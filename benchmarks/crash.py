@@ -107,7 +107,7 @@ def differential_figures(quick: bool) -> list[Figure]:
     witnesses = {} if quick else DIFFERENTIAL_WITNESSES
     for name, (setup, ops) in witnesses.items():
         spec = UMFS_MUTANTS[name]
-        report = differential(setup, ops, variant=spec.variant, recovery_crashes=spec.recovery_crashes, max_images=6000)
+        report = differential(setup, ops, variant=spec.variant, recovery_crashes=spec.recovery_crashes)
         mismatches += len(report.mismatches)
         both += report.agree and report.lazy_violations > 0 and report.enumerated_violations > 0
     figures: list[Figure] = [
