@@ -293,3 +293,32 @@ def test_a_directory_page_damaged_after_it_was_verified_is_verified_again() -> N
     machine.scm.store(entry + 16, b"c")  # b -> c, checksum not updated
     with pytest.raises(CorruptImage, match="directory 1 page 0 at offset .*: checksum mismatch"):
         fs.listdir("/")
+
+
+# ------------------------------------------------------------------ the check's field classes
+
+
+def test_the_check_damages_every_field_class_every_way(specimen: Specimen) -> None:
+    from memoracle.umfs.checks import CORRUPTION_PER_CLASS
+    from memoracle.umfs.corruption import field_class
+
+    plan = trials(specimen, 3, 0, 0, 0, CORRUPTION_PER_CLASS)
+    classes = {field_class(f) for f in specimen.fields}
+    damaged_classes = {field_class(f) for f in specimen.fields if any(t.what.startswith(f"{f.label()}:") for t in plan)}
+    assert damaged_classes == classes
+    assert any(t.forge and t.what.startswith("superblock root_ino") for t in plan)  # the superblock is forged too
+
+
+def test_only_the_field_classes_catch_an_unchecked_attribute_cache() -> None:
+    """The check's flips alone miss a recovery that trusts the attribute cache without
+    its checksum (the cache is 32 bytes of each open file); its field classes catch it."""
+    from memoracle.umfs.checks import CORRUPTION_FLIPS, CORRUPTION_PER_CLASS
+
+    mutant = CORRUPTION_MUTANTS["attr_cache_unchecked"]
+    meta, anywhere = CORRUPTION_FLIPS
+    flips_only = run_campaign(0, meta, anywhere, per_field=0, umfs_cls=mutant.umfs_cls)
+    assert flips_only.ok
+    extended = run_campaign(0, meta, anywhere, per_field=0, per_class=CORRUPTION_PER_CLASS, umfs_cls=mutant.umfs_cls,
+                            stop_at_first=True)  # fmt: skip
+    assert extended.violations and extended.violations[0][1].verdict == "SILENT"
+    assert "attr_size" in extended.violations[0][1].trial.what

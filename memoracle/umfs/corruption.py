@@ -36,8 +36,10 @@ it (``memoracle umfs corrupt --seed S --trial N``).
 from __future__ import annotations
 
 import random
+import re
 import struct
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -61,6 +63,7 @@ from impl.umfs_layout import (
     CorruptImage,
     Inode,
     attr_checksum,
+    pack_generation,
 )
 from impl.umfs_meta import Metadata
 from impl.umfs_ulog import ULog
@@ -198,6 +201,7 @@ def _map(specimen: Specimen, fs: Umfs) -> None:
                          ("data_pages", 64), ("root_ino", 72), ("checksum", 80), ("clean", SUPER_CLEAN),
                          ("next_generation", SUPER_GENERATION), ("generation_checksum", SUPER_GENERATION + 8)):  # fmt: skip
         fields.append(Field("superblock", name, offset, 8))
+    specimen.reseal += [(0, SUPER_RECORD, _superblock_resealer), (SUPER_GENERATION, SUPER_GENERATION + 16, _generation_resealer)]
     live: dict[int, Inode] = {}
     for ino, inode in meta.all_inodes():
         slot = meta.inode_addr(ino) - base
@@ -255,6 +259,19 @@ def _map(specimen: Specimen, fs: Umfs) -> None:
         if live[ino].kind == 2:
             for name, child in meta.entries(ino).items():
                 pending.append((f"/{name}" if path == "/" else f"{path}/{name}", child.ino))
+
+
+#: The superblock's checksummed record: its first 80 bytes, then their CRC-32.
+SUPER_RECORD = 80
+
+
+def _superblock_resealer(image: bytearray) -> None:
+    struct.pack_into("<Q", image, SUPER_RECORD, zlib.crc32(image[:SUPER_RECORD]))
+
+
+def _generation_resealer(image: bytearray) -> None:
+    (value,) = struct.unpack_from("<Q", image, SUPER_GENERATION)
+    image[SUPER_GENERATION : SUPER_GENERATION + 16] = pack_generation(value)
 
 
 def _inode_resealer(ino: int, slot: int) -> Callable[[bytearray], None]:
@@ -344,11 +361,22 @@ def _relations(specimen: Specimen) -> Iterator[tuple[str, tuple[tuple[int, bytes
         yield f"directory page {first:#x} copied over {second:#x}", ((second, image[first : first + PAGE]),)
 
 
-def trials(specimen: Specimen, seed: int, random_meta: int, random_any: int, per_field: int | None) -> list[Trial]:
+def field_class(f: Field) -> str:
+    """The class of a field: its structure and name with the numbers left out
+    (``inode 3 size`` and ``inode 7 size`` are one class, ``inode size``)."""
+    return re.sub(r"\s+", " ", re.sub(r"0x[0-9a-f]+|\d+", "", f.label())).strip()
+
+
+def trials(
+    specimen: Specimen, seed: int, random_meta: int, random_any: int, per_field: int | None, per_class: int = 0
+) -> list[Trial]:
     """The trials of one specimen: targeted and forged changes of relations, then
     ``random_meta`` single-bit flips in metadata bytes, ``random_any`` anywhere in the
     image, then targeted and forged changes of each field (at most ``per_field`` per
-    field, chosen at random; ``None``: all of them)."""
+    field, chosen at random; ``None``: all of them), and every targeted and forged
+    change of ``per_class`` fields of each :func:`field_class` (chosen by the seed among
+    the fields of the class that hold a value other than zero, if any do: every class is
+    damaged every way on every seed, a different field of it as the seed rotates)."""
     rng = random.Random(f"{seed}:{specimen.name}")
     image = specimen.image
     out: list[Trial] = []
@@ -373,6 +401,18 @@ def trials(specimen: Specimen, seed: int, random_meta: int, random_any: int, per
             add("targeted", f"{f.label()}: {label}", edits)
             if any(f.offset in range(lo, hi) for lo, hi, _ in specimen.reseal) and not f.name.endswith("checksum"):
                 add("forged", f"{f.label()}: {label}, checksum recomputed", edits, forge=True)
+    if per_class:
+        classes: dict[str, list[Field]] = {}
+        for f in specimen.fields:
+            classes.setdefault(field_class(f), []).append(f)
+        for members in classes.values():
+            holding = [f for f in members if any(image[f.offset : f.offset + f.length])]
+            pool = holding or members  # a field in use (an attribute cache that is valid) where there is one
+            for f in rng.sample(pool, min(per_class, len(pool))):
+                for label, edits in _field_changes(image, f):
+                    add("targeted", f"{f.label()}: {label} (every change)", edits)
+                    if any(f.offset in range(lo, hi) for lo, hi, _ in specimen.reseal) and not f.name.endswith("checksum"):
+                        add("forged", f"{f.label()}: {label}, checksum recomputed (every change)", edits, forge=True)
     return out
 
 
@@ -507,6 +547,7 @@ def run_campaign(
     random_meta: int = 400,
     random_any: int = 100,
     per_field: int | None = 2,
+    per_class: int = 0,
     umfs_cls: type[Umfs] = Umfs,
     only: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -516,7 +557,7 @@ def run_campaign(
     the first violation)."""
     started = time.perf_counter()
     report = CampaignReport(seed)
-    plans = [(s, trials(s, seed, random_meta, random_any, per_field)) for s in specimens(umfs_cls)]
+    plans = [(s, trials(s, seed, random_meta, random_any, per_field, per_class)) for s in specimens(umfs_cls)]
     total = sum(len(plan) for _, plan in plans)
     done = 0
     for specimen, plan in plans:
@@ -550,6 +591,7 @@ __all__ = [
     "WorkBudget",
     "WorkBudgetExceeded",
     "damaged",
+    "field_class",
     "run_campaign",
     "run_trial",
     "specimens",
