@@ -407,8 +407,8 @@ def trials(
             classes.setdefault(field_class(f), []).append(f)
         for members in classes.values():
             holding = [f for f in members if any(image[f.offset : f.offset + f.length])]
-            pool = holding or members  # a field in use (an attribute cache that is valid) where there is one
-            for f in rng.sample(pool, min(per_class, len(pool))):
+            chosen = holding or members  # a field in use (an attribute cache that is valid) where there is one
+            for f in rng.sample(chosen, min(per_class, len(chosen))):
                 for label, edits in _field_changes(image, f):
                     add("targeted", f"{f.label()}: {label} (every change)", edits)
                     if any(f.offset in range(lo, hi) for lo, hi, _ in specimen.reseal) and not f.name.endswith("checksum"):
@@ -547,14 +547,14 @@ def run_campaign(
     random_meta: int = 400,
     random_any: int = 100,
     per_field: int | None = 2,
-    per_class: int = 0,
     umfs_cls: type[Umfs] = Umfs,
     only: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     stop_at_first: bool = False,
+    per_class: int = 0,
 ) -> CampaignReport:
     """Run every trial of every specimen (or trials ``only``, by index, of each; or up to
-    the first violation)."""
+    the first violation); ``per_class``: see :func:`trials`."""
     started = time.perf_counter()
     report = CampaignReport(seed)
     plans = [(s, trials(s, seed, random_meta, random_any, per_field, per_class)) for s in specimens(umfs_cls)]
