@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -445,3 +447,33 @@ def test_crash_shards_that_kill_workers_fail_the_run_with_their_reproduce_comman
 def test_the_crash_campaign_on_a_cluster_it_starts(capsys: pytest.CaptureFixture[str]) -> None:
     argv = [*CRASH, "--mutant", "log_never_invalidated"]
     assert _crash_verdict([*argv, "--cluster", "local:2"], capsys) == _crash_verdict(argv, capsys)
+
+
+_ALLOCATIONS = """
+import resource, sys
+from memoracle.execution.campaign import restore_malloc_thresholds
+if sys.argv[1] == "restore":
+    restore_malloc_thresholds()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(300):
+    memory = bytearray(512 * 1024)  # an emulated memory: zeroed, touched, freed
+    memory[::4096] = b"x" * 128
+    del memory
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_a_worker_with_dasks_malloc_variable_does_not_fault_on_every_allocation() -> None:
+    """Dask's nannies set MALLOC_TRIM_THRESHOLD_, which turns glibc's dynamic mmap
+    threshold off: each 512 KiB allocation is then a fresh mmap, faulted in page by page.
+    A shard restores the thresholds (counted in page faults, not seconds)."""
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+
+    def faults(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _ALLOCATIONS, mode], env=env, capture_output=True, text=True,
+                              check=True)  # fmt: skip
+        return int(done.stdout)
+
+    assert faults("leave") >= 300 * 100  # every allocation faults its 128 pages in again
+    assert faults("restore") < 300 * 10

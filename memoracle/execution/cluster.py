@@ -45,15 +45,14 @@ from memoracle.execution.version import code_version
 #: tunable turns off glibc's dynamic mmap threshold, so every emulated memory a shard
 #: allocates (hundreds of KiB, thousands of times) became an mmap, zero-filled page faults
 #: and a munmap — the crash campaign spent half its worker CPU in the kernel, slower on two
-#: workers than in one process. ``--cluster local:N`` starts its workers so.
+#: workers than in one process. ``--cluster local:N`` starts its workers so; in workers
+#: started otherwise, each shard restores the thresholds itself
+#: (:func:`~memoracle.execution.campaign.restore_malloc_thresholds`).
 WORKER_CONFIG: dict[str, object] = {
     "distributed.worker.profile.enabled": False,
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
-WORKER_ADVICE = (
-    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None "
-    "dask worker tcp://HOST:8786 --nworkers N --nthreads 1"
-)
+WORKER_ADVICE = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False dask worker tcp://HOST:8786 --nworkers N --nthreads 1"
 #: Seconds to wait for a scheduler to answer at connect.
 CONNECT_TIMEOUT_SECONDS = 20.0
 #: Loggers that would otherwise print Dask's reconnect attempts and tracebacks.
