@@ -5,7 +5,12 @@
 - ``persistency-adr`` / ``persistency-eadr``: random store/flush/fence programs whose
   crash images (from :mod:`impl.scm_emu`) must equal :func:`spec.persistency.allowed_images`;
 - ``persistency-mutants``: every broken emulator of :mod:`memoracle.machine.scm_mutants`
-  must be caught by that comparison.
+  must be caught by that comparison;
+- ``guards``: every refusal the emulators document (bad frame ranges, double frees,
+  unbacked reads, overlapping VMAs, double mappings, bad NIC settings, …) is made with
+  the documented exception and changes nothing, and every emulator with a guard left out
+  (:data:`memoracle.machine.guards_check.GUARD_MUTANTS`) is caught
+  (:mod:`memoracle.machine.guards_check`).
 """
 
 from __future__ import annotations
@@ -59,6 +64,19 @@ def _mmu(seed: int) -> Outcome:
     return Outcome(False, MMU_STEPS, report + f"\n(steps of seed {seed})")
 
 
+def _guards(seed: int) -> Outcome:
+    """The probes of :mod:`memoracle.machine.guards_check` (the seed changes nothing:
+    each is one request), then its mutants."""
+    from memoracle.machine.guards_check import GUARD_MUTANTS, guard_campaign
+
+    probes, problem = guard_campaign()
+    if problem is not None:
+        return Outcome(False, probes, problem)
+    survivors = [name for name, kit in GUARD_MUTANTS.items() if guard_campaign(kit)[1] is None]
+    report = f"guard mutants not caught: {', '.join(survivors)}" if survivors else ""
+    return Outcome(not survivors, probes + len(GUARD_MUTANTS), report)
+
+
 MACHINE_CHECKS: list[Check] = [
     Check(
         "machine",
@@ -86,5 +104,11 @@ MACHINE_CHECKS: list[Check] = [
         "persistency-mutants",
         "every broken SCM emulator is caught by the comparison",
         _persistency_mutants,
+    ),
+    Check(
+        "machine",
+        "guards",
+        "every documented refusal is made and changes nothing; guard mutants caught",
+        _guards,
     ),
 ]
