@@ -11,6 +11,10 @@
   publish it breaks under the weaker model; all fences make it strict everywhere), both
   rings strict under SC with capacity 2 and counters wrapping past 2**64, and every ring
   mutant caught under SC on that workload (index masking and wrap-around need it).
+- :func:`memoracle.spsc.direct_check.direct_campaign`: the ring's direct calls
+  (``try_push``/``try_pop``) of both variants, in DRAM (fast path) and in the SCM (the
+  programs), capacities 1-8, counters from 0 and wrapping, against the bounded-queue
+  spec; the refused constructions; every direct-path mutant caught.
 """
 
 from __future__ import annotations
@@ -139,10 +143,25 @@ def _spsc_explorer(seed: int) -> Outcome:
     return Outcome(report is None, executions, report or "")
 
 
+#: Calls per ring (variant × place × capacity × start) of the direct check.
+DIRECT_STEPS = 60
+
+
+def _spsc_direct(seed: int) -> Outcome:
+    from memoracle.spsc.direct_check import DIRECT_MUTANTS, direct_campaign
+
+    calls, report = direct_campaign(seed, DIRECT_STEPS)
+    if report is not None:
+        return Outcome(False, calls, report + f"\n(reproduce: memoracle check --system spsc --seed {seed})")
+    survivors = [name for name, ring in DIRECT_MUTANTS.items() if direct_campaign(seed, DIRECT_STEPS, ring)[1] is None]
+    return Outcome(not survivors, calls, f"direct mutants not caught: {', '.join(survivors)}" if survivors else "")
+
+
 SPSC_CHECKS: list[Check] = [
     Check("spsc", "fast-vs-generic", "fast SPSC checker equals Wing-Gong-Lowe on mutated histories", _spsc_checkers,
           HISTORY_SEEDS),
     Check("spsc", "mpmc-vs-generic", "MPMC queue checker equals Wing-Gong-Lowe where it decides", _mpmc_checkers,
           HISTORY_SEEDS),
     Check("spsc", "interleavings", "fences-table cells and ring mutants, explored exhaustively", _spsc_explorer),
+    Check("spsc", "direct", "try_push/try_pop of both variants, in DRAM and SCM, equal the bounded queue", _spsc_direct),
 ]
