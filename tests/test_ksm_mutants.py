@@ -27,8 +27,9 @@ FIRST_CATCH = {
     "no_checksum": (2, "after the first scan: pages_unshared = 1, predicted 0"),
     "eager_unmerge": (2, "right after an unmerge (rmap items kept): pages_unshared = 3, predicted 4"),
     "prctl_off_always": (2, "after the first scan: pages_volatile = 3, predicted 4"),
-    "ignores_pins": (2, "pinned page pid 2 0x10000000 was merged into a KSM page"),
+    "ignores_pins": (7, "pinned page pid 2 0x10000000 was merged into a KSM page"),
     "merge_forgets_checksum": (3, "pid 1 0x10000000 (stable) holds checksum 0x0, its content's is 0x32d8bbdb"),
+    "guest_kind_ignored": (2, "not merged: pid 1 0x10001000, pid 3 0x10002000"),
 }
 
 
@@ -40,6 +41,28 @@ def test_only_the_extended_campaign_catches(name: str) -> None:
     seeds = range(MUTANT_SEEDS)
     assert all(ksm_campaign(s, MUTANT_STEPS, mutant, extended=False, check_checksums=False) is None for s in seeds)
     assert any(ksm_campaign(s, MUTANT_STEPS, mutant) is not None for s in seeds)
+
+
+def test_only_guest_kind_changes_catch_an_ignored_guest_kind() -> None:
+    """Without the requests (guest kinds changed after mmap, checksum switches, refused
+    requests) the check seeds pass a set_guest_kind that records nothing; with them one
+    of the first seeds catches it."""
+    mutant = KSM_MUTANTS["guest_kind_ignored"]
+    assert all(ksm_campaign(s, MUTANT_STEPS, mutant, requests=False) is None for s in range(MUTANT_SEEDS))
+    assert any(ksm_campaign(s, MUTANT_STEPS, mutant) is not None for s in range(4))
+
+
+def test_refused_requests_get_the_models_errno() -> None:
+    """A set_knob that takes a bool for an int, as Python's ``isinstance(True, int)``
+    would let it, is caught by the refused requests."""
+    from impl.ksm import Ksm as Real
+
+    class BoolAsInt(Real):
+        def set_knob(self, name: str, value: object) -> None:
+            super().set_knob(name, int(value) if isinstance(value, bool) and name == "pages_to_scan" else value)
+
+    assert any(ksm_campaign(s, MUTANT_STEPS, BoolAsInt) is not None for s in range(MUTANT_SEEDS))
+    assert all(ksm_campaign(s, MUTANT_STEPS, BoolAsInt, requests=False) is None for s in range(8))
 
 
 def test_every_mutant_is_listed() -> None:

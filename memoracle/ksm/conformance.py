@@ -395,9 +395,32 @@ def _shown(outcome: tuple[str, object]) -> str:
     return f"{kind} {value!r}"
 
 
+def _refused(rng: random.Random, pid: int, addr: int) -> Op:
+    """A request the kernel refuses (the implementation must refuse it with the model's
+    errno, and change nothing the next steps can see)."""
+    unmapped = _base() + 4096 * PAGE_SIZE
+    return rng.choice([
+        Op("write", (99, addr, b"x")),  # no such process: ESRCH
+        Op("mmap", (pid, 0)),  # no pages: EINVAL
+        Op("mmap", (pid, 2), (("kinds", (GuestKind.ANONYMOUS,)),)),  # one kind for two pages
+        Op("madvise", (pid, addr + 8, 1, "MERGEABLE")),  # not page aligned
+        Op("madvise", (pid, addr, 1, "HUGEPAGE")),  # an advice KSM does not take
+        Op("madvise", (pid, unmapped, 1, "MERGEABLE")),  # not mapped: ENOMEM
+        Op("set_guest_kind", (pid, unmapped, 1, GuestKind.FILE)),
+        Op("set_knob", ("no_such_knob", 1)),  # ENOENT
+        Op("set_knob", ("pages_to_scan", True)),  # a bool for an int
+        Op("set_knob", ("sleep_millisecs", -1)),  # out of range
+        Op("set_knob", ("use_zero_pages", 2)),  # not a bool
+        Op("set_knob", ("checksum", "crc32")),  # not a checksum KSM has
+        Op("read", (pid, addr, -1)),
+        Op("write", (pid, -PAGE_SIZE, b"x")),
+    ])  # fmt: skip
+
+
 def random_ops(
-    seed: int, steps: int, *, processes: int = 3, pins: bool = True, clean_settles: bool = True
-) -> list[Op]:
+    seed: int, steps: int, *, processes: int = 3, pins: bool = True, clean_settles: bool = True,
+    requests: bool = True,
+) -> list[Op]:  # fmt: skip
     """A deterministic operation sequence: set-up (processes, regions, registration),
     then ``steps`` random operations: mostly writes and scans, now and then a race
     armed at a merge step, a clean restart followed by exactly one full scan, or a quiet
@@ -406,9 +429,14 @@ def random_ops(
     with ``clean_settles``, some clean restarts are followed by two more full scans (a
     settled system, where the model's exact prediction and the checksums are judged),
     and some of those by an unmerge (where the model stays exact). Both are drawn from a second generator, so the other operations are those
-    of ``pins=False, clean_settles=False``."""
+    of ``pins=False, clean_settles=False``. With ``requests`` (from a third generator,
+    inserted between the others), some steps also change a page's guest kind (a page
+    becoming page cache, file, kernel or free memory inside its guest), switch the
+    checksum function (``xxhash``/``jhash2``), or make a request the kernel refuses
+    (:func:`_refused`: a missing process, a bad range, advice or knob value)."""
     rng = random.Random(seed)
     pin_rng = random.Random(f"pins {seed}")
+    request_rng = random.Random(f"requests {seed}")
     pinned: list[tuple[int, int]] = []
     ops: list[Op] = [Op("add_process") for _ in range(processes)]
     ops.append(Op("set_knob", ("smart_scan", rng.random() < 0.2)))
@@ -429,6 +457,17 @@ def random_ops(
         pid, npages = rng.choice(regions)
         page = rng.randrange(npages)
         addr = _base() + page * PAGE_SIZE
+        if requests:
+            extra = request_rng.random()
+            if extra < 0.07:  # mostly page cache, which skip_page_cache keeps from merging
+                kind = request_rng.choice([GuestKind.PAGE_CACHE, GuestKind.PAGE_CACHE, *GuestKind])
+                ops.append(Op("set_guest_kind", (pid, addr, 1, kind)))
+                if request_rng.random() < 0.5:
+                    ops.append(Op("set_knob", ("skip_page_cache", True)))
+            elif extra < 0.09:
+                ops.append(Op("set_knob", ("checksum", request_rng.choice(["xxhash", "jhash2"]))))
+            elif extra < 0.15:
+                ops.append(_refused(request_rng, pid, addr))
         roll = rng.random()
         if roll < 0.35:
             ops.append(Op("write", (pid, addr, rng.choice(CONTENT_POOL))))
@@ -512,10 +551,12 @@ def ksm_campaign(
     *,
     extended: bool = True,
     check_checksums: bool | None = None,
+    requests: bool = True,
 ) -> str | None:
     """Run :func:`random_ops` (``seed``, ``steps``; pins and clean settles unless not
-    ``extended``) on a fresh ``factory()``; a report or None."""
-    ops = random_ops(seed, steps, pins=extended, clean_settles=extended)
+    ``extended``; guest kinds, checksum switches and refused requests unless not
+    ``requests``) on a fresh ``factory()``; a report or None."""
+    ops = random_ops(seed, steps, pins=extended, clean_settles=extended, requests=requests)
     report = run_ops(factory(), ops, check_checksums=check_checksums)
     if report is None:
         return None

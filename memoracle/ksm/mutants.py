@@ -25,6 +25,9 @@ the merge or fault path. The checks (views before/after a merge with a racing st
   ``ksm_disable_merge_any`` returns early).
 - :class:`IgnoresPinsKsm` — ``write_protect_page`` ignores the pin count, so a pinned
   page is merged (only a campaign that pins pages can see it).
+- :class:`GuestKindIgnoredKsm` — ``set_guest_kind`` checks its range but records
+  nothing: a page that became page cache inside its guest is still merged with
+  ``skip_page_cache`` on (only a campaign that changes guest kinds after ``mmap`` sees it).
 - :class:`MergeForgetsChecksumKsm` — a merged page's rmap item loses its stored checksum
   (only a check of the checksums a merge leaves behind can see it: the counters and
   views of a settled system are the kernel's).
@@ -35,7 +38,7 @@ from __future__ import annotations
 from impl.ksm import Ksm
 from impl.ksm_state import Process, RmapItem, StableNode
 from impl.mmu_emu import VmaFlags
-from spec.ksm_api import PAGE_SIZE, Advice
+from spec.ksm_api import PAGE_SIZE, Advice, GuestKind
 
 
 class NoWriteProtectKsm(Ksm):
@@ -156,6 +159,15 @@ class MergeForgetsChecksumKsm(Ksm):
         item.oldchecksum = 0
 
 
+class GuestKindIgnoredKsm(Ksm):
+    """``set_guest_kind`` validates the range and records nothing."""
+
+    def set_guest_kind(self, pid: int, addr: int, npages: int, kind: GuestKind) -> None:
+        proc = self._proc(pid)
+        start, end = self._range(addr, npages)
+        self._require_mapped(proc, start, end)  # BUG: the kinds are not recorded
+
+
 #: Every mutant by name.
 KSM_MUTANTS: dict[str, type[Ksm]] = {
     "no_write_protect": NoWriteProtectKsm,
@@ -167,4 +179,5 @@ KSM_MUTANTS: dict[str, type[Ksm]] = {
     "prctl_off_always": PrctlOffAlwaysKsm,
     "ignores_pins": IgnoresPinsKsm,
     "merge_forgets_checksum": MergeForgetsChecksumKsm,
+    "guest_kind_ignored": GuestKindIgnoredKsm,
 }
