@@ -6,6 +6,11 @@
   crash images (from :mod:`impl.scm_emu`) must equal :func:`spec.persistency.allowed_images`;
 - ``persistency-mutants``: every broken emulator of :mod:`memoracle.machine.scm_mutants`
   must be caught by that comparison;
+- ``persistency-sampled``: random programs with more crash images than a crash
+  explorer's limit: the emulator's sampled images (what the explorers ask for there) are
+  allowed by the spec, distinct and in the documented order, and a reboot into one holds
+  exactly it (:func:`memoracle.machine.persistency_check.check_sample`); every emulator
+  of :data:`memoracle.machine.scm_mutants.SAMPLING_MUTANTS` is caught;
 - ``guards``: every refusal the emulators document (bad frame ranges, double frees,
   unbacked reads, overlapping VMAs, double mappings, bad NIC settings, …) is made with
   the documented exception and changes nothing, and every emulator with a guard left out
@@ -64,6 +69,26 @@ def _mmu(seed: int) -> Outcome:
     return Outcome(False, MMU_STEPS, report + f"\n(steps of seed {seed})")
 
 
+#: Programs per mode and seed of the sampled check (most have more images than the limit).
+SAMPLED_PROGRAMS = 30
+
+
+def _persistency_sampled(seed: int) -> Outcome:
+    from memoracle.machine.persistency_check import sampled_campaign
+    from memoracle.machine.scm_mutants import SAMPLING_MUTANTS
+
+    judged = 0
+    for mode in PersistMode:
+        count, problem = sampled_campaign(seed, SAMPLED_PROGRAMS, mode)
+        judged += count
+        if problem is not None:
+            return Outcome(False, judged, f"{mode.value}: {problem}\n(programs of seed {seed})")
+    survivors = [name for name, emu in SAMPLING_MUTANTS.items()
+                 if sampled_campaign(seed, SAMPLED_PROGRAMS, PersistMode.ADR, emu)[1] is None]  # fmt: skip
+    report = f"sampling mutants not caught: {', '.join(survivors)}" if survivors else ""
+    return Outcome(not survivors, judged, report)
+
+
 def _guards(seed: int) -> Outcome:
     """The probes of :mod:`memoracle.machine.guards_check` (the seed changes nothing:
     each is one request), then its mutants."""
@@ -104,6 +129,13 @@ MACHINE_CHECKS: list[Check] = [
         "persistency-mutants",
         "every broken SCM emulator is caught by the comparison",
         _persistency_mutants,
+    ),
+    Check(
+        "machine",
+        "persistency-sampled",
+        "sampled crash images are allowed, distinct, ordered; reboot into one holds it",
+        _persistency_sampled,
+        PERSISTENCY_SEEDS,
     ),
     Check(
         "machine",

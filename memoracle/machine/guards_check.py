@@ -5,7 +5,7 @@ documents what it refuses: a frame range that is not page aligned, a double free
 exhausted allocator, a machine whose SCM overlaps DRAM, an 8-byte read of unbacked
 memory, a VMA that overlaps another, a page mapped twice, an unmapped page unmapped or
 protected, a range that cuts a large page, a non-canonical address, a NIC without queues,
-… The campaigns' workloads never ask for any of these, so :func:`guard_campaign` asks for
+an SCM of a size or image that does not fit, … The campaigns' workloads never ask for any of these, so :func:`guard_campaign` asks for
 each on a fresh machine: the call must raise the documented exception (``ValueError``,
 ``MemoryError`` or :class:`~impl.phys_mem.BusError`), and afterwards the machine's,
 allocator's and address space's invariants hold and what was mapped or allocated before
@@ -24,6 +24,7 @@ from typing import Callable
 from impl.mmu_emu import AddressSpace, make_entry
 from impl.nic_emu import Nic, ipv4
 from impl.phys_mem import BusError, FrameAllocator, Machine
+from impl.scm_emu import ScmEmu, ScmError
 from spec.paging import PAGE_SIZE, RW, US
 
 PAGE = PAGE_SIZE
@@ -132,6 +133,10 @@ PROBES: tuple[tuple[str, type[Exception], Callable[[Bench], object]], ...] = (
     ("the affinity of a queue that does not exist", ValueError, lambda b: Nic(2, 2).set_affinity(2, 1)),
     ("an affinity mask naming no core", ValueError, lambda b: Nic(2, 2).set_affinity(0, 0)),
     ("an IPv4 address of five parts", ValueError, lambda b: ipv4("10.0.0.0.1")),
+    ("an SCM whose size is not a number of cache lines", ScmError, lambda b: ScmEmu(100)),
+    ("an SCM image of the wrong size", ScmError, lambda b: ScmEmu(128, image=bytes(64))),
+    ("a reboot into an image of the wrong size", ScmError, lambda b: b.machine.scm.reboot(bytes(64))),
+    ("an SCM read past its end", ScmError, lambda b: b.machine.scm.read(b.machine.scm.size - 8, 16)),
 )
 
 

@@ -188,3 +188,72 @@ def campaign(
         if mismatch is not None:
             return mismatch
     return None
+
+
+#: Images a sampled crash may return in :func:`sampled_campaign` (programs with more
+#: possible images than this are the ones it judges).
+SAMPLE_LIMIT = 6
+
+
+def check_sample(
+    program: Sequence[Instruction], mode: PersistMode, size: int, seed: int,
+    factory: EmuFactory = ScmEmu, limit: int = SAMPLE_LIMIT,
+) -> str | None:  # fmt: skip
+    """Run ``program`` and judge the emulator's *sampled* crash images (what the crash
+    explorers ask for above their image limit) and its reboot into one of them; a
+    problem, or None (also when the program has no more than ``limit`` images).
+
+    Judged: every sampled image is one the spec allows, the images are distinct, the
+    first is what is durable and the second everything visible (the documented order),
+    the strict sample has at most ``limit`` images, ``describe`` names each pending
+    group once; rebooted into the last sampled image, the SCM holds exactly it, visible
+    and durable, with nothing pending.
+    """
+    emu = factory(size, mode)
+    emu.reboot(bytes(size))
+    execute(emu, program)
+    if emu.count_images() <= limit:
+        return None
+    allowed = allowed_images(bytes(size), program, mode)
+    sample = emu.crash_images(limit=limit, seed=seed)
+    strict = emu.crash_images(limit=limit, seed=seed, strict=True)
+    contents = [emu.image_bytes(image) for image in sample]
+    not_allowed = [i for i, image in enumerate(contents) if image not in allowed]
+    if not_allowed:
+        return f"sampled image {not_allowed[0]} is not allowed by the spec: {emu.describe(sample[not_allowed[0]])}"
+    if len(set(contents)) != len(contents):
+        return f"the sample of {len(contents)} images repeats one"
+    if contents[0] != emu.durable() or contents[0] != emu.image_bytes(None):
+        return "the sample's first image is not what is durable"
+    if contents[1] != emu.read(0, size):
+        return "the sample's second image is not everything persisted (the visible memory)"
+    if len(strict) > limit or any(emu.image_bytes(image) not in allowed for image in strict):
+        return f"the strict sample has {len(strict)} images (limit {limit}) or one not allowed"
+    if len(emu.describe(sample[-1])) != len(emu.pending_groups()):
+        return "describe() does not name every pending group"
+    chosen = contents[-1]
+    emu.reboot(sample[-1])
+    try:
+        emu.check_invariants()
+    except AssertionError as error:
+        return f"after a reboot into a sampled image the emulator's invariants break: {error}"
+    if emu.read(0, size) != chosen or emu.durable() != chosen or emu.count_images() != 1:
+        return "after a reboot into a sampled image the SCM does not hold exactly it, with nothing pending"
+    return None
+
+
+def sampled_campaign(
+    seed: int, programs: int, mode: PersistMode, factory: EmuFactory = ScmEmu, size: int = 192
+) -> tuple[int, str | None]:
+    """(programs run, ``None`` or the first problem with its program):
+    :func:`check_sample` on ``programs`` random programs of ``seed`` (those with no
+    more images than its limit pass unjudged)."""
+    rng = random.Random(f"sampled {seed}")
+    judged = 0
+    for _ in range(programs):
+        program = random_program(rng, size, max_writes=12)
+        problem = check_sample(program, mode, size, seed, factory)
+        if problem is not None:
+            return judged, f"{problem}\n{render_program(program)}"
+        judged += 1
+    return judged, None

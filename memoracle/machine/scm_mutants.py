@@ -8,7 +8,7 @@ real programmer's mental model gets it wrong. The stateful test in
 
 from __future__ import annotations
 
-from impl.scm_emu import ScmEmu, Piece
+from impl.scm_emu import CrashImage, Piece, ScmEmu
 
 
 class FlushWithoutFence(ScmEmu):
@@ -78,4 +78,26 @@ SCM_MUTANTS: dict[str, type[ScmEmu]] = {
     "clwb-ordered": ClwbOrdered,
     "nt-durable-at-once": NtDurableAtOnce,
     "second-flush-ignored": SecondFlushIgnored,
+}
+
+
+class RebootKeepsOldDurable(ScmEmu):
+    """Rebooted into a crash image, the SCM shows it but keeps its old durable contents
+    (a reboot that only repaints what is visible). The full comparison reboots into byte
+    images only and cannot see it; :func:`memoracle.machine.persistency_check.check_sample`
+    reboots into a sampled image."""
+
+    def reboot(self, image: CrashImage | bytes | None = None) -> None:
+        if not isinstance(image, CrashImage):
+            super().reboot(image)
+            return
+        old = bytes(self._durable)
+        super().reboot(image)
+        self._durable[:] = old  # BUG
+
+
+#: Emulators wrong only on the sampled-image and reboot paths that the crash explorers
+#: use; ``memoracle check``'s persistency-sampled check must catch each.
+SAMPLING_MUTANTS: dict[str, type[ScmEmu]] = {
+    "reboot-keeps-old-durable": RebootKeepsOldDurable,
 }
