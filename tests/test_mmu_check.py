@@ -85,3 +85,33 @@ def test_each_extension_catches_a_broken_mmu_the_plain_steps_miss(
     seeds = range(4)  # memoracle check's seeds at base seed 0
     assert all(mmu_campaign(seed, 100, extended=False) is None for seed in seeds)
     assert any(mmu_campaign(seed, 100) is not None for seed in seeds)
+
+
+def _stores_in_one_physical_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store is written where its first byte lands, as if the next page's frame
+    followed in physical memory."""
+
+    def store(self: mmu_emu.AddressSpace, va: int, data: bytes, user: bool = True, nt: bool = False) -> None:
+        self.machine.write(self.translate(va, write=True, user=user), bytes(data), nt)
+
+    monkeypatch.setattr(mmu_emu.AddressSpace, "_store", store)
+
+
+def _write_backs_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``clwb``/``clflushopt``/``clflush`` through the MMU never reach the SCM."""
+    monkeypatch.setattr(mmu_emu.AddressSpace, "_cache_op", lambda self, va, op: None)
+
+
+@pytest.mark.parametrize("breaks", [_stores_in_one_physical_run, _write_backs_ignored])
+def test_two_page_accesses_catch_what_the_other_steps_miss(monkeypatch: pytest.MonkeyPatch, breaks: object) -> None:
+    """Only the accesses across two pages (and write-backs through the MMU) see these."""
+    from memoracle.machine import mmu_check
+
+    assert callable(breaks)
+    breaks(monkeypatch)
+    seeds = range(4)
+    original = mmu_check.spanning_step
+    monkeypatch.setattr(mmu_check, "spanning_step", lambda *args: None)
+    assert all(mmu_campaign(seed, 100) is None for seed in seeds)
+    monkeypatch.setattr(mmu_check, "spanning_step", original)
+    assert any(mmu_campaign(seed, 100) is not None for seed in seeds)

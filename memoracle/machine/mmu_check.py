@@ -11,7 +11,10 @@ supervisor pages touched from user mode, writes to read-only pages, a non-canoni
 address, a PML4 entry with the page-size bit (reserved) — and compares the MMU's
 ``peek`` and ``translate`` (error codes included) with the spec's walk; maps, loads,
 stores and unmaps 2 MiB and 1 GiB pages (``unmap_range`` over a 2 MiB one); and touches a
-demand-zero anonymous mapping, whose first read is zeros and whose stores stay.
+demand-zero anonymous mapping, whose first read is zeros and whose stores stay; and
+(from a third generator) accesses across two pages mapped to separate frames — cached
+and non-temporal stores, loads compared with the pages' model — with a write-back and a
+fence on SCM pages, after which the line must be durable as it is visible.
 """
 
 from __future__ import annotations
@@ -127,11 +130,46 @@ def _extended_step(
     return problem
 
 
+def spanning_step(
+    rng: random.Random, space: AddressSpace, machine: Machine, va: int,
+    mapped: dict[int, tuple[int, bool]], contents: dict[int, bytes],
+) -> str | None:  # fmt: skip
+    """An access across the boundary of ``va``'s page and the next (each page mapped to
+    its own frame, so the bytes go to two places): a cached or non-temporal store when
+    both are writable, then a load of the span compared with the pages' model; on a page
+    in the SCM, a write-back (``clwb``, ``clflushopt`` or ``clflush``) and a fence, after
+    which the line must be durable as it is visible. A problem, or None."""
+    following = va + PAGE_SIZE
+    if va not in mapped or following not in mapped:
+        return None
+    (first, first_writable), (second, second_writable) = mapped[va], mapped[following]
+    at, length = va + PAGE_SIZE - rng.randrange(1, 32), 32
+    split = va + PAGE_SIZE - at
+    if first_writable and second_writable:
+        data = rng.randbytes(length)
+        (space.ntstore if rng.random() < 0.5 else space.store)(at, data)
+        offset = PAGE_SIZE - split
+        contents[first] = contents[first][:offset] + data[:split]
+        contents[second] = data[split:] + contents[second][length - split :]
+    expected = contents[first][PAGE_SIZE - split :] + contents[second][: length - split]
+    if space.load(at, length) != expected:
+        return f"the {length} bytes at {at:#x} read differently from the two pages' contents"
+    if machine.is_scm(second):
+        flush = rng.choice([space.clwb, space.clflushopt, space.clflush])
+        flush(following)
+        space.sfence()
+        line = second - machine.scm_base
+        if machine.scm.durable_range(line, line + 64) != machine.scm.read(line, 64):
+            return f"after {flush.__name__} and sfence the line at {following:#x} is not durable as visible"
+    return None
+
+
 def mmu_campaign(seed: int, steps: int, *, extended: bool = True) -> str | None:
     """Run ``steps`` random steps (and, ``extended``, the extension's); ``None`` if all
     held, else a report."""
     rng = random.Random(seed)
     extra = random.Random(f"mmu extensions {seed}") if extended else None
+    spans = random.Random(f"mmu spans {seed}") if extended else None
     machine = Machine(dram_size=8 << 20, scm_size=1 << 20)
     space = AddressSpace(machine, "check")
     vma = space.reserve(16 * PAGE_SIZE)
@@ -203,6 +241,10 @@ def mmu_campaign(seed: int, steps: int, *, extended: bool = True) -> str | None:
                         return f"{where}: write to a read-only page succeeded"
                     old = contents[frame]
                     contents[frame] = old[:offset] + data + old[offset + 16 :]
+            if spans is not None and spans.random() < 0.2:
+                problem = spanning_step(spans, space, machine, va, mapped, contents)
+                if problem is not None:
+                    return f"{where}, then a two-page access: {problem}"
             space.check_invariants()
             machine.check_invariants()
             for page, (frame, writable) in mapped.items():
