@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from memoracle.machine.checks import MACHINE_CHECKS
-from memoracle.machine.guards_check import GUARD_MUTANTS, PROBES, Bench, Kit, guard_campaign
+from impl.phys_mem import Machine
+from memoracle.machine.guards_check import GUARD_MUTANTS, PROBES, Bench, Kit, adjacent_ranges, guard_campaign
 
 
 def test_every_probe_is_refused_as_documented() -> None:
@@ -40,3 +41,21 @@ def test_the_check_runs_the_probes_and_the_mutants() -> None:
     check = next(c for c in MACHINE_CHECKS if c.name == "guards")
     outcome = check.run(0)
     assert outcome.ok and outcome.count == len(PROBES) + len(GUARD_MUTANTS)
+
+
+def test_adjacent_ranges_hold_on_the_machine() -> None:
+    assert adjacent_ranges() is None
+
+
+def test_adjacent_ranges_catch_a_straddle_that_drops_its_scm_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Machine.write
+
+    def write(self: Machine, paddr: int, data: bytes | bytearray | memoryview, nt: bool = False) -> None:
+        if paddr < self.dram_size < paddr + len(data):
+            self.dram[paddr : self.dram_size] = bytes(data)[: self.dram_size - paddr]  # the SCM part is lost
+            return
+        original(self, paddr, data, nt)
+
+    monkeypatch.setattr(Machine, "write", write)
+    problem = adjacent_ranges()
+    assert problem is not None and "across DRAM's end" in problem

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from impl.mmu_emu import AddressSpace, make_entry
-from impl.nic_emu import Nic, ipv4
+from impl.nic_emu import Nic, ipv4, toeplitz_hash
 from impl.phys_mem import BusError, FrameAllocator, Machine
 from impl.scm_emu import ScmEmu, ScmError
 from spec.paging import PAGE_SIZE, RW, US
@@ -133,6 +133,12 @@ PROBES: tuple[tuple[str, type[Exception], Callable[[Bench], object]], ...] = (
     ("the affinity of a queue that does not exist", ValueError, lambda b: Nic(2, 2).set_affinity(2, 1)),
     ("an affinity mask naming no core", ValueError, lambda b: Nic(2, 2).set_affinity(0, 0)),
     ("an IPv4 address of five parts", ValueError, lambda b: ipv4("10.0.0.0.1")),
+    ("a Toeplitz key shorter than its input", ValueError, lambda b: toeplitz_hash(bytes(8), bytes(12))),
+    ("a read of a hole in physical memory", BusError, lambda b: b.machine.read(b.machine.dram_size, 8)),
+    ("a write to a hole in physical memory", BusError, lambda b: b.machine.write(b.machine.dram_size, b"x")),
+    ("an 8-byte write to a hole", BusError, lambda b: b.machine.write_u64(b.machine.dram_size, 1)),
+    ("a view across a hole", BusError, lambda b: b.machine.view(b.machine.dram_size - 8, 16)),
+    ("a load of negative length", ValueError, lambda b: b.space.load(b.page, -1)),
     ("an SCM whose size is not a number of cache lines", ScmError, lambda b: ScmEmu(100)),
     ("an SCM image of the wrong size", ScmError, lambda b: ScmEmu(128, image=bytes(64))),
     ("a reboot into an image of the wrong size", ScmError, lambda b: b.machine.scm.reboot(bytes(64))),
@@ -141,8 +147,11 @@ PROBES: tuple[tuple[str, type[Exception], Callable[[Bench], object]], ...] = (
 
 
 def guard_campaign(kit: Kit = Kit()) -> tuple[int, str | None]:
-    """(probes run, ``None`` or the first problem): every probe of :data:`PROBES` on a
-    fresh :class:`Bench` of ``kit``."""
+    """(probes run, ``None`` or the first problem): :func:`adjacent_ranges`, then every
+    probe of :data:`PROBES` on a fresh :class:`Bench` of ``kit``."""
+    problem = adjacent_ranges()
+    if problem is not None:
+        return 0, f"adjacent DRAM and SCM: {problem}"
     for n, (what, expected, request) in enumerate(PROBES):
         bench = Bench(kit)
         before = bench.state()
@@ -161,6 +170,31 @@ def guard_campaign(kit: Kit = Kit()) -> tuple[int, str | None]:
         if bench.state() != before:
             return n + 1, f"{what}: refused, but the machine changed: {before} -> {bench.state()}"
     return len(PROBES), None
+
+
+def adjacent_ranges() -> str | None:
+    """A machine whose SCM begins where DRAM ends (the one layout where an access may
+    straddle the two): cached and non-temporal writes across the boundary read back as
+    written, byte for byte in each range, through ``read``, ``view`` and ``read_u64``;
+    a 4 KiB table reads the same in DRAM and in the SCM. A problem, or None."""
+    machine = Machine(dram_size=2 * PAGE, scm_size=2 * PAGE, scm_base=2 * PAGE)
+    boundary = machine.dram_size
+    for nt, data in ((False, bytes(range(1, 17))), (True, bytes(range(101, 117)))):
+        machine.write(boundary - 8, data, nt)
+        if machine.read(boundary - 8, 16) != data or bytes(machine.view(boundary - 8, 16)) != data:
+            return f"16 bytes written across DRAM's end (nt={nt}) read back differently"
+        if bytes(machine.dram[boundary - 8 :]) != data[:8] or machine.scm.read(0, 8) != data[8:]:
+            return f"16 bytes written across DRAM's end (nt={nt}) are not split between DRAM and SCM"
+        if machine.read_u64(boundary) != int.from_bytes(data[8:], "little"):
+            return "the SCM's first word does not read as written"
+    if not machine.is_scm(boundary) or machine.is_dram(boundary) or not machine.is_dram(boundary - 1):
+        return "the boundary is in the wrong range"
+    table = bytes(range(256)) * 16
+    machine.write(PAGE, table)
+    machine.write(boundary, table)
+    if machine.read_table(PAGE) != machine.read_table(boundary):
+        return "a table in DRAM and the same table in the SCM read differently"
+    return None
 
 
 # ------------------------------------------------------------------ mutants
@@ -189,4 +223,4 @@ GUARD_MUTANTS: dict[str, Kit] = {
     "map_overwrites": Kit(space=_OverwritingSpace),
 }
 
-__all__ = ["GUARD_MUTANTS", "PROBES", "Bench", "Kit", "guard_campaign"]
+__all__ = ["GUARD_MUTANTS", "PROBES", "Bench", "Kit", "adjacent_ranges", "guard_campaign"]
