@@ -11,6 +11,10 @@
   allowed by the spec, distinct and in the documented order, and a reboot into one holds
   exactly it (:func:`memoracle.machine.persistency_check.check_sample`); every emulator
   of :data:`memoracle.machine.scm_mutants.SAMPLING_MUTANTS` is caught;
+- ``litmus``: the classic litmus tests (SB, MP, store forwarding, coherence) on the
+  emulated cores under SC, TSO and the weaker model, every outcome compared with what
+  the model allows, and the cores' refused actions; every broken core of
+  :data:`memoracle.machine.litmus_check.CPU_MUTANTS` caught;
 - ``guards``: every refusal the emulators document (bad frame ranges, double frees,
   unbacked reads, overlapping VMAs, double mappings, bad NIC settings, …) is made with
   the documented exception and changes nothing, and every emulator with a guard left out
@@ -89,6 +93,17 @@ def _persistency_sampled(seed: int) -> Outcome:
     return Outcome(not survivors, judged, report)
 
 
+def _litmus(seed: int) -> Outcome:
+    """Every litmus test under every model (exhaustive: the seed changes nothing)."""
+    from memoracle.machine.litmus_check import CPU_MUTANTS, litmus_campaign
+
+    runs, problem = litmus_campaign()
+    if problem is not None:
+        return Outcome(False, runs, problem)
+    survivors = [name for name, cpu in CPU_MUTANTS.items() if litmus_campaign(cpu)[1] is None]
+    return Outcome(not survivors, runs, f"broken cores not caught: {', '.join(survivors)}" if survivors else "")
+
+
 def _guards(seed: int) -> Outcome:
     """The probes of :mod:`memoracle.machine.guards_check` (the seed changes nothing:
     each is one request), then its mutants."""
@@ -136,6 +151,12 @@ MACHINE_CHECKS: list[Check] = [
         "sampled crash images are allowed, distinct, ordered; reboot into one holds it",
         _persistency_sampled,
         PERSISTENCY_SEEDS,
+    ),
+    Check(
+        "machine",
+        "litmus",
+        "every outcome of SB, MP, store forwarding, coherence is the model's; broken cores caught",
+        _litmus,
     ),
     Check(
         "machine",
