@@ -567,9 +567,10 @@ class KsmModel:
         """Register the range (joining ksmd's list), or unregister it: unmerged at once,
         its rmap items kept until ksmd next passes. Advice that changes no page's
         registration changes nothing (the kernel ignores it)."""
-        proc, addrs = self._range(pid, addr, npages, all_mapped=True)
-        if advice not in ("MERGEABLE", "UNMERGEABLE"):
+        proc, addrs = self._range(pid, addr, npages, all_mapped=False)
+        if advice not in ("MERGEABLE", "UNMERGEABLE"):  # before the mapping, as do_madvise checks it
             raise MappingError("EINVAL", f"unknown advice {advice!r}")
+        self._range(pid, addr, npages, all_mapped=True)
         register = advice == "MERGEABLE"
         changing = {a for a in addrs if proc.pages[a].registered != register}
         if not changing:

@@ -28,8 +28,8 @@ FIRST_CATCH = {
     "eager_unmerge": (2, "right after an unmerge (rmap items kept): pages_unshared = 3, predicted 4"),
     "prctl_off_always": (2, "after the first scan: pages_volatile = 3, predicted 4"),
     "ignores_pins": (7, "pinned page pid 2 0x10000000 was merged into a KSM page"),
-    "merge_forgets_checksum": (3, "pid 1 0x10000000 (stable) holds checksum 0x0, its content's is 0x32d8bbdb"),
-    "guest_kind_ignored": (2, "not merged: pid 1 0x10001000, pid 3 0x10002000"),
+    "merge_forgets_checksum": (4, "pid 2 0x10001000 (stable) holds checksum 0x0, its content's is 0x32d8bbdb"),
+    "guest_kind_ignored": (3, "after the first scan: pages_volatile = 3, predicted 2"),
 }
 
 

@@ -437,6 +437,7 @@ def random_ops(
     rng = random.Random(seed)
     pin_rng = random.Random(f"pins {seed}")
     request_rng = random.Random(f"requests {seed}")
+    unmapped: set[tuple[int, int]] = set()  # pages ever unmapped (perhaps mapped again: not pinned)
     pinned: list[tuple[int, int]] = []
     ops: list[Op] = [Op("add_process") for _ in range(processes)]
     ops.append(Op("set_knob", ("smart_scan", rng.random() < 0.2)))
@@ -468,6 +469,11 @@ def random_ops(
                 ops.append(Op("set_knob", ("checksum", request_rng.choice(["xxhash", "jhash2"]))))
             elif extra < 0.15:
                 ops.append(_refused(request_rng, pid, addr))
+            elif extra < 0.18 and (pid, addr) not in pinned:  # a page unmapped (its accesses fault), perhaps mapped again
+                ops.append(Op("munmap", (pid, addr, 1)))
+                unmapped.add((pid, addr))
+                if request_rng.random() < 0.6:  # first fit: the hole is filled again, not mergeable
+                    ops.append(Op("mmap", (pid, 1)))
         roll = rng.random()
         if roll < 0.35:
             ops.append(Op("write", (pid, addr, rng.choice(CONTENT_POOL))))
@@ -504,9 +510,13 @@ def random_ops(
                 # A page with a common content pinned (an O_DIRECT read into it, say).
                 for _ in range(pin_rng.randint(1, 2)):
                     pin_pid, pin_pages = pin_rng.choice(regions)
-                    pinned.append((pin_pid, _base() + pin_rng.randrange(pin_pages) * PAGE_SIZE))
-                    ops.append(Op("write", (*pinned[-1], pin_rng.choice(CONTENT_POOL[:3]))))
-                    ops.append(Op("pin", pinned[-1]))
+                    where = (pin_pid, _base() + pin_rng.randrange(pin_pages) * PAGE_SIZE)
+                    content = pin_rng.choice(CONTENT_POOL[:3])
+                    if where in unmapped:  # only a mapped page can be pinned
+                        continue
+                    pinned.append(where)
+                    ops.append(Op("write", (*where, content)))
+                    ops.append(Op("pin", where))
             ops.append(Op("full_scans", (1,)))
             if clean_settles and pin_rng.random() < 0.5:
                 ops.append(Op("full_scans", (2,)))  # settled: three scans from a clean point
