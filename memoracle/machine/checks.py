@@ -15,6 +15,11 @@
   emulated cores under SC, TSO and the weaker model, every outcome compared with what
   the model allows, and the cores' refused actions; every broken core of
   :data:`memoracle.machine.litmus_check.CPU_MUTANTS` caught;
+- ``nic``: flows opened, fed, served, closed with packets queued, the indirection
+  table and IRQ affinities changed, irqbalance passes; every delivery judged against a
+  model of each flow's packets (order, exactly once, the bound core, closed flows
+  dropped) and everything delivered in the end (:mod:`memoracle.machine.nic_check`);
+  its broken NICs caught;
 - ``guards``: every refusal the emulators document (bad frame ranges, double frees,
   unbacked reads, overlapping VMAs, double mappings, bad NIC settings, …) is made with
   the documented exception and changes nothing, and every emulator with a guard left out
@@ -104,6 +109,22 @@ def _litmus(seed: int) -> Outcome:
     return Outcome(not survivors, runs, f"broken cores not caught: {', '.join(survivors)}" if survivors else "")
 
 
+#: Operations per seed of the NIC check; seeds per ``memoracle check`` (even seeds run
+#: the NIC in affinity mode, odd ones in balance mode).
+NIC_STEPS = 300
+NIC_SEEDS = 2
+
+
+def _nic(seed: int) -> Outcome:
+    from memoracle.machine.nic_check import NIC_MUTANTS, nic_campaign
+
+    problem = nic_campaign(seed, NIC_STEPS)
+    if problem is not None:
+        return Outcome(False, NIC_STEPS, problem)
+    survivors = [name for name, nic in NIC_MUTANTS.items() if nic_campaign(seed, NIC_STEPS, nic) is None]
+    return Outcome(not survivors, NIC_STEPS, f"broken NICs not caught: {', '.join(survivors)}" if survivors else "")
+
+
 def _guards(seed: int) -> Outcome:
     """The probes of :mod:`memoracle.machine.guards_check` (the seed changes nothing:
     each is one request), then its mutants."""
@@ -157,6 +178,13 @@ MACHINE_CHECKS: list[Check] = [
         "litmus",
         "every outcome of SB, MP, store forwarding, coherence is the model's; broken cores caught",
         _litmus,
+    ),
+    Check(
+        "machine",
+        "nic",
+        "NIC deliveries in order, once, by the bound core, under reconfiguration; broken NICs caught",
+        _nic,
+        NIC_SEEDS,
     ),
     Check(
         "machine",
