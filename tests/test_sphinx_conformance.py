@@ -160,7 +160,7 @@ def test_normalise_stats_keeps_compared_values_only() -> None:
 
 def test_campaign_checks_report_a_reproduce_line(monkeypatch: pytest.MonkeyPatch) -> None:
     names = [check.name for check in SPHINX_CHECKS]
-    assert names == ["conformance", "linearizability", "mutants", "simulator"]
+    assert names == ["conformance", "linearizability", "mutants", "simulator", "guards"]
     outcome = SPHINX_CHECKS[2].run(1)
     assert outcome.ok and outcome.count == len(SPHINX_MUTANTS) and outcome.report == ""
     # a "mutant" that is the faithful store survives: the check fails and says how to reproduce

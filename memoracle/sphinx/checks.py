@@ -13,7 +13,11 @@
 - ``simulator``: the paper experiment's discrete-event simulator
   (:mod:`memoracle.sphinx.sim`) on small runs of both designs in every IRQ configuration,
   each trace checked (one thing per core at a time, exclusive locks, time never back,
-  every request answered once and in order), and both simulator mutants caught.
+  every request answered once and in order), and both simulator mutants caught;
+- ``guards``: every refusal the server documents (no threads, too many, no segment, a
+  bad ring capacity or steering, the clock moved back, a wall clock advanced, an unknown
+  connection) is made, and the server then still answers and keeps its invariants
+  (:mod:`memoracle.sphinx.guards`); its mutant caught.
 """
 
 from __future__ import annotations
@@ -156,10 +160,23 @@ def _simulator(seed: int) -> Outcome:
 
 
 #: The sphinx checks, in the order ``memoracle check`` runs them.
+def _guards(seed: int) -> Outcome:
+    """The refusals of :mod:`memoracle.sphinx.guards` (one request each: the seed changes
+    nothing), then its mutants."""
+    from memoracle.sphinx.guards import GUARD_MUTANTS, sphinx_guards
+
+    probes, problem = sphinx_guards()
+    if problem is not None:
+        return Outcome(False, probes, problem)
+    survivors = [name for name, server in GUARD_MUTANTS.items() if sphinx_guards(server)[1] is None]
+    return Outcome(not survivors, probes, f"guard mutants not caught: {', '.join(survivors)}" if survivors else "")
+
+
 SPHINX_CHECKS: list[Check] = [
     Check("sphinx", "conformance", "replies byte for byte against the precise model", _conformance),
     Check("sphinx", "linearizability", "per-key linearizability of concurrent histories", _linearizability),
     Check("sphinx", "mutants", "every Sphinx mutant is caught", _mutants),
     Check("sphinx", "simulator", "virtual-time experiment: invariants from each trace, simulator mutants caught",
           _simulator),
+    Check("sphinx", "guards", "every documented refusal is made and changes nothing", _guards),
 ]
