@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from impl.mmu_emu import AddressSpace, make_entry
+from impl.mmu_emu import AddressSpace, PageFault, VmaFlags, make_entry
 from impl.nic_emu import Nic, ipv4, toeplitz_hash
 from impl.phys_mem import BusError, FrameAllocator, Machine
 from impl.scm_emu import ScmEmu, ScmError
@@ -139,6 +139,9 @@ PROBES: tuple[tuple[str, type[Exception], Callable[[Bench], object]], ...] = (
     ("an 8-byte write to a hole", BusError, lambda b: b.machine.write_u64(b.machine.dram_size, 1)),
     ("a view across a hole", BusError, lambda b: b.machine.view(b.machine.dram_size - 8, 16)),
     ("a load of negative length", ValueError, lambda b: b.space.load(b.page, -1)),
+    ("a load where no VMA is", PageFault, lambda b: b.space.load(PAGE, 8)),
+    ("a store into a read-only VMA", PageFault,
+     lambda b: b.space.store(b.space.add_vma(2 * PAGE, 3 * PAGE, VmaFlags.READ, "read-only").start, b"x")),
     ("an SCM whose size is not a number of cache lines", ScmError, lambda b: ScmEmu(100)),
     ("an SCM image of the wrong size", ScmError, lambda b: ScmEmu(128, image=bytes(64))),
     ("a reboot into an image of the wrong size", ScmError, lambda b: b.machine.scm.reboot(bytes(64))),

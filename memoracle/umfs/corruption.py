@@ -211,6 +211,7 @@ def _map(specimen: Specimen, fs: Umfs) -> None:
         live[ino] = inode
         for name, offset in INODE_FIELDS.items():
             fields.append(Field(f"inode {ino}", name, slot + offset, 8))
+        fields.append(Field(f"inode {ino}", "reserved", slot + INODE_SIZE - 8, 8))  # must stay zero
         specimen.reseal.append((slot, slot + INODE_SIZE, _inode_resealer(ino, slot)))
         files = fs.tables.scan(inode.fpt, {}, "")
         logs = fs.tables.scan(inode.ulog, {}, "")
@@ -243,7 +244,8 @@ def _map(specimen: Specimen, fs: Umfs) -> None:
                 where = f"directory {ino} page {slot_info.page_index} entry {(at % PAGE) // DIRENT_SIZE}"
                 if slot_info.ino:
                     fields += [Field(where, "ino", at, 8), Field(where, "generation", at + 8, 4),
-                               Field(where, "name_len", at + 12, 2), Field(where, "name", at + 16, 8)]  # fmt: skip
+                               Field(where, "name_len", at + 12, 2), Field(where, "reserved", at + 14, 2),
+                               Field(where, "name", at + 16, 8)]  # fmt: skip
                 elif (at % PAGE) // DIRENT_SIZE == 0:
                     fields.append(Field(where, "free slot", at, 8))
                 if (at % PAGE) // DIRENT_SIZE == 0:
