@@ -151,7 +151,8 @@ PROBES: tuple[tuple[str, type[Exception], Callable[[Bench], object]], ...] = (
 
 def guard_campaign(kit: Kit = Kit()) -> tuple[int, str | None]:
     """(probes run, ``None`` or the first problem): :func:`adjacent_ranges`, then every
-    probe of :data:`PROBES` on a fresh :class:`Bench` of ``kit``."""
+    probe of :data:`PROBES` on a fresh :class:`Bench` of ``kit``; last, loads and stores
+    of no bytes read nothing and change nothing."""
     problem = adjacent_ranges()
     if problem is not None:
         return 0, f"adjacent DRAM and SCM: {problem}"
@@ -172,6 +173,14 @@ def guard_campaign(kit: Kit = Kit()) -> tuple[int, str | None]:
             return n + 1, f"{what}: refused, but the invariants broke: {error}"
         if bench.state() != before:
             return n + 1, f"{what}: refused, but the machine changed: {before} -> {bench.state()}"
+    bench = Bench(kit)
+    before = bench.state()
+    if bench.space.load(bench.page, 0) != b"":
+        return len(PROBES), "a load of no bytes read something"
+    bench.space.store(bench.page, b"")
+    bench.space.ntstore(bench.page, b"")
+    if bench.state() != before:
+        return len(PROBES), "a store of no bytes changed the machine"
     return len(PROBES), None
 
 
