@@ -18,6 +18,7 @@ from memoracle.ksm.mutants import (
     CompareBeforeProtectKsm,
     CowWritesSharedKsm,
     EagerUnmergeKsm,
+    GuestKindIgnoredKsm,
     IgnoresPinsKsm,
     KSM_MUTANTS,
     MergeForgetsChecksumKsm,
@@ -487,4 +488,4 @@ def test_every_mutant_is_registered() -> None:
     assert set(KSM_MUTANTS.values()) == {NoWriteProtectKsm, CompareBeforeProtectKsm,
                                          NoPteRecheckKsm, CowWritesSharedKsm, NoChecksumKsm,
                                          EagerUnmergeKsm, PrctlOffAlwaysKsm, IgnoresPinsKsm,
-                                         MergeForgetsChecksumKsm}  # fmt: skip
+                                         MergeForgetsChecksumKsm, GuestKindIgnoredKsm}  # fmt: skip
