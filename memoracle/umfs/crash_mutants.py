@@ -1,8 +1,8 @@
 """Deliberately broken UMFS variants that the crash explorer must catch: one per bug class.
 
-The persistency literature (Jaaru, Vinter, Chipmunk and the bug studies behind them)
-names twelve classes of crash-consistency bug a checker for a persistent-memory file
-system must catch. Each entry of
+Twelve classes of crash-consistency bug that a checker for a persistent-memory file
+system must catch (the bugs that crash checkers such as Chipmunk, Vinter and Jaaru were
+built to find, and a crash during recovery, which none of them injects). Each entry of
 :data:`UMFS_MUTANTS` is one of them, written the way a kernel engineer would get it
 wrong: a subclass of :class:`~impl.umfs.Umfs` (and, for the U-Log protocol, of
 :class:`~impl.umfs_ulog.ULog`) overriding one step, or a ``configure`` hook that drops one
