@@ -62,6 +62,7 @@ from impl.umfs_tables import ZERO_PAGE
 from impl.umfs_ulog import OP_NAMES, OPS, PHASES, Txn, ULog
 from memoracle.umfs.crash_explorer import CrashExplorer, Variant
 from memoracle.umfs.lazy_explorer import LazyCrashExplorer
+from memoracle.umfs.mutants import SeesDirectoryMoves
 from spec.crash_recovery import Op
 from spec.persistency import PersistMode
 from spec.umfs_api import FsError
@@ -496,7 +497,7 @@ class ExitWritebackClearsCacheFirst(WritebackClearsCacheFirst):
             Umfs._write_back_attrs(self, ino)
 
 
-class ParentPointerAfter(Umfs):
+class ParentPointerAfter(SeesDirectoryMoves):
     """Class 11 (third form): a directory renamed into another parent gets its new parent
     pointer in place (persisted) after the transaction that moves its entry, not in it: a
     crash between leaves a directory named in a parent its pointer does not name. Only a
@@ -505,14 +506,8 @@ class ParentPointerAfter(Umfs):
     _moving: int | None = None
 
     def rename(self, old: str, new: str) -> None:
-        try:
-            old_parent, _ = self._parent(self._parse(old), old)
-            new_parent, _ = self._parent(self._parse(new), new)
-            source = self._resolve(self._parse(old), old)
-            if old_parent != new_parent and self._kind(source) == KIND_DIR:
-                self._moving = source
-        except FsError:
-            pass  # super() raises the right error
+        moved = self.directory_moved_across_parents(old, new)
+        self._moving = None if moved is None else moved[2]
         try:
             super().rename(old, new)
         finally:

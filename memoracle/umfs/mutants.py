@@ -29,20 +29,30 @@ from impl.umfs_ulog import Txn
 from spec.umfs_api import FileMapping, FsError, IsDirectory
 
 
-class CrossRenameKeepsParentLinks(Umfs):
+class SeesDirectoryMoves(Umfs):
+    """A base for mutants of a directory's move to another parent."""
+
+    def directory_moved_across_parents(self, old: str, new: str) -> tuple[int, int, int] | None:
+        """``(old parent, new parent, directory)`` when ``rename(old, new)`` would move a
+        directory to another parent, else None (also for a rename that fails: the real
+        ``rename`` then raises the right error)."""
+        try:
+            old_parent, _ = self._parent(self._parse(old), old)
+            new_parent, _ = self._parent(self._parse(new), new)
+            source = self._resolve(self._parse(old), old)
+        except FsError:
+            return None
+        return (old_parent, new_parent, source) if old_parent != new_parent and self._kind(source) == KIND_DIR else None
+
+
+class CrossRenameKeepsParentLinks(SeesDirectoryMoves):
     """A directory moved to another parent: neither parent's link count changes."""
 
     _moving: tuple[int, int] | None = None
 
     def rename(self, old: str, new: str) -> None:
-        try:
-            old_parent, _ = self._parent(self._parse(old), old)
-            new_parent, _ = self._parent(self._parse(new), new)
-            source = self._resolve(self._parse(old), old)
-            if old_parent != new_parent and self._kind(source) == KIND_DIR:
-                self._moving = (old_parent, new_parent)
-        except FsError:
-            pass  # super() raises the right error
+        moved = self.directory_moved_across_parents(old, new)
+        self._moving = None if moved is None else moved[:2]
         try:
             super().rename(old, new)
         finally:
