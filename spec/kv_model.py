@@ -11,7 +11,13 @@ has two cache modes:
 - **loose**: any key may have been evicted at any time. :meth:`KvModel.judge` decides
   whether an observed reply is allowed: a miss is always allowed for a key (the model
   then forgets the key), a hit must show the latest value. A store implementation that
-  evicts differently is checked this way.
+  evicts differently is checked this way. The loose mode also allows what memcached does
+  when another thread holds a reference to the item an ``incr``/``decr`` changes (its LRU
+  maintainer, crawler or another connection): it stores the new number *unpadded* in a
+  new item instead of padding it in place. Until a reply shows which it holds, such an
+  item has several possible values (:attr:`Item.alternatives`); a retrieval may show any
+  of them and settles the item on the one shown, and a request whose reply depends on
+  the value (``incr``/``decr``) is judged against each possible value in turn.
 
 Semantics (memcached 1.6.18, measured; choices marked *choice*)
 --------------------------------------------------------------
@@ -81,7 +87,6 @@ Differences from memcached 1.6.18 (each deliberate)
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field, replace
 
 from spec.kv_api import (
@@ -117,6 +122,7 @@ from spec.kv_wire import (
     WireParser,
     safe_strtoull,
 )
+from spec.kv_segments import SegmentLog
 from spec.murmur3 import owner_of
 
 #: The virtual clock's default start (a Unix time, 2023-11-14).
@@ -221,80 +227,13 @@ def valid_key(key: bytes) -> bool:
     return 0 < len(key) <= KEY_MAX and not any(c in key for c in (b" ", b"\n", b"\x00"))
 
 
-# --------------------------------------------------------------------- the log
-
-
-class SegmentLog:
-    """The log contract of :mod:`spec.kv_api` for all threads: which keys' current
-    entries lie in which segment of which thread, and which keys FIFO expiry drops."""
-
-    def __init__(self, threads: int, memory: int, segment_size: int) -> None:
-        self.threads = threads
-        self.segment_size = segment_size
-        self.segments = memory // threads // segment_size
-        if self.segments < 1:
-            raise ValueError(
-                f"memory {memory} gives each of {threads} threads no {segment_size}-byte segment"
-            )
-        self.current = [0] * threads
-        self.used = [0] * threads
-        self.free: list[list[int]] = [list(range(1, self.segments)) for _ in range(threads)]
-        self.closed: list[deque[int]] = [deque() for _ in range(threads)]
-        self.keys_in: list[dict[int, set[bytes]]] = [{} for _ in range(threads)]
-        self.where: dict[bytes, tuple[int, int]] = {}
-
-    def place(self, thread: int, key: bytes, size: int) -> list[bytes]:
-        """Append an entry of ``size`` bytes for ``key`` on ``thread``; return the keys
-        whose current entries were dropped by expiring segments (FIFO) to make room."""
-        dropped: list[bytes] = []
-        if self.used[thread] + size > self.segment_size:
-            self.closed[thread].append(self.current[thread])
-            free = self.free[thread]
-            if not free:
-                victim = self.closed[thread].popleft()
-                gone = self.keys_in[thread].pop(victim, set())
-                for gone_key in sorted(gone):
-                    del self.where[gone_key]
-                dropped.extend(sorted(gone))
-                free.append(victim)
-            free.sort()
-            self.current[thread] = free.pop(0)
-            self.used[thread] = 0
-        self.drop(key)
-        segment = self.current[thread]
-        self.used[thread] += size
-        self.keys_in[thread].setdefault(segment, set()).add(key)
-        self.where[key] = (thread, segment)
-        return dropped
-
-    def drop(self, key: bytes) -> None:
-        """Forget ``key``'s index entry (its bytes stay in the log as garbage)."""
-        spot = self.where.pop(key, None)
-        if spot is not None:
-            thread, segment = spot
-            self.keys_in[thread][segment].discard(key)
-
-    def check_invariants(self) -> None:
-        """Segments partition into current, free and closed; ``where`` and ``keys_in``
-        agree; keys live in non-free segments."""
-        for t in range(self.threads):
-            every = [self.current[t], *self.free[t], *self.closed[t]]
-            assert sorted(every) == list(range(self.segments)), f"thread {t}: segments lost"
-            assert 0 <= self.used[t] <= self.segment_size
-            for segment, keys in self.keys_in[t].items():
-                assert not keys or segment not in self.free[t], "a key in a free segment"
-                for key in keys:
-                    assert self.where[key] == (t, segment)
-        assert sum(len(k) for ks in self.keys_in for k in ks.values()) == len(self.where)
-
-
 # --------------------------------------------------------------------- the model
 
 
 @dataclass(frozen=True)
 class Item:
-    """A stored item: value, flags, deadline (0 = never), cas unique, store time, and
-    its place in the order of all stores (1, 2, ...)."""
+    """A stored item: value, flags, deadline (0 = never), cas unique, store time, its
+    place in the order of all stores (1, 2, ...), and the values it may hold instead."""
 
     value: bytes
     flags: int
@@ -302,6 +241,9 @@ class Item:
     cas: int
     stored_at: int
     order: int = 0
+    #: Other values the server may hold instead of ``value`` (loose mode only: an
+    #: ``incr``/``decr`` result memcached may or may not have padded in place).
+    alternatives: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -328,6 +270,7 @@ class _Snapshot:
     counters: list[int]
     stats: dict[str, int]
     flush: tuple[int, int]
+    stores: int
 
 
 @dataclass
@@ -402,7 +345,9 @@ class KvModel:
         if self.items.pop(key, None) is not None and self.log is not None:
             self.log.drop(key)
 
-    def _store(self, key: bytes, value: bytes, flags: int, deadline: int) -> Item:
+    def _store(
+        self, key: bytes, value: bytes, flags: int, deadline: int, alternatives: tuple[bytes, ...] = ()
+    ) -> Item:
         thread = self.owner(key)
         self.counters[thread] += 1
         self.stores += 1
@@ -413,6 +358,7 @@ class KvModel:
             cas_unique(self.counters[thread], thread, self.threads),
             self.now,
             self.stores,
+            alternatives,
         )
         if self.log is not None:
             for gone in self.log.place(thread, key, entry_size(len(key), len(value))):
@@ -495,13 +441,16 @@ class KvModel:
             item = self.live(key)
             block = b""
             if item is not None:
-                header = b"VALUE %s %d %d" % (key, item.flags, len(item.value))
-                if with_cas:
-                    header += b" %d" % item.cas
-                block = header + b"\r\n" + item.value + b"\r\n"
+                block = _value_block(key, item, item.value, with_cas)
                 if observed is not None:
-                    if observed.startswith(block):
-                        del observed[: len(block)]
+                    for value in (item.value, *item.alternatives):
+                        shown = _value_block(key, item, value, with_cas)
+                        if observed.startswith(shown):
+                            del observed[: len(shown)]
+                            block = shown
+                            item = replace(item, value=value, alternatives=())
+                            self.items[key] = item  # settled on the value shown
+                            break
                     else:
                         self.forget(key)
                         item = None
@@ -561,8 +510,11 @@ class KvModel:
             return NON_NUMERIC
         number = apply_delta(old, event.delta, incr)
         self.stats[f"{prefix}_hits"] += 1
-        self._store(event.key, arithmetic_value(item.value, number), item.flags, item.deadline)
-        return str(number).encode()
+        value = arithmetic_value(item.value, number)
+        unpadded = str(number).encode()
+        alternatives = (unpadded,) if not self.precise and unpadded != value else ()
+        self._store(event.key, value, item.flags, item.deadline, alternatives)
+        return unpadded
 
     def _simple(self, command: bytes) -> bytes:
         if command == b"version":
@@ -607,6 +559,7 @@ class KvModel:
             list(self.counters),
             dict(self.stats),
             (self.oldest_live, self.flushed_stores),
+            self.stores,
         )
 
     def _restore(self, snap: _Snapshot) -> None:
@@ -615,9 +568,10 @@ class KvModel:
                 self.items.pop(key, None)
             else:
                 self.items[key] = item
-        self.counters = snap.counters
-        self.stats = snap.stats
+        self.counters = list(snap.counters)  # copies: a snapshot may be restored again
+        self.stats = dict(snap.stats)
         self.oldest_live, self.flushed_stores = snap.flush
+        self.stores = snap.stores
 
     def judge(self, event: Event, observed: bytes) -> Verdict:
         """Whether ``observed`` is an allowed reply to ``event`` in the current state,
@@ -651,10 +605,20 @@ class KvModel:
             return Verdict(False, expected, observed)
         key = event.key
         snap = self._snapshot((key,))
+        before = snap.items[key]
         expected = self.execute(event)
         if expected == observed:
+            if before is not None:
+                self._keep_alternatives(event, key, observed, snap, before.value)
             return Verdict(True, expected, observed)
         self._restore(snap)
+        for value in before.alternatives if before is not None else ():
+            assert before is not None
+            self.items[key] = replace(before, value=value, alternatives=())
+            if self.execute(event) == observed:
+                self._keep_alternatives(event, key, observed, snap, value)
+                return Verdict(True, expected, observed)
+            self._restore(snap)
         if self.items.get(key) is None:
             return Verdict(False, expected, observed)
         self.items.pop(key)
@@ -663,6 +627,37 @@ class KvModel:
             return Verdict(True, expected, observed, (key,))
         self._restore(snap)
         return Verdict(False, expected, observed)
+
+    def _keep_alternatives(self, event: Event, key: bytes, observed: bytes, snap: _Snapshot, judged_on: bytes) -> None:
+        """``event`` was judged on the value ``judged_on`` of its key, one of the values
+        it possibly held (``snap``); keep as alternatives of the result the results of
+        the other possible values that give the same reply (the rest of the state is
+        the same: the same reply takes the same path)."""
+        before, after = snap.items[key], self.items.get(key)
+        if before is None or not before.alternatives or after is None:
+            return
+        results: list[bytes] = []
+        for value in (before.value, *before.alternatives):
+            if value == judged_on:
+                continue
+            state = self._snapshot((key,))
+            self._restore(snap)
+            self.items[key] = replace(before, value=value, alternatives=())
+            reply = self.execute(event)
+            other = self.items.get(key)
+            self._restore(state)
+            if reply == observed and other is not None:
+                results += (other.value, *other.alternatives)
+        merged = tuple(dict.fromkeys(v for v in (*after.alternatives, *results) if v != after.value))
+        self.items[key] = replace(after, alternatives=merged)
+
+
+def _value_block(key: bytes, item: Item, value: bytes, with_cas: bool) -> bytes:
+    """The ``VALUE`` block a retrieval shows for ``key`` holding ``value``."""
+    header = b"VALUE %s %d %d" % (key, item.flags, len(value))
+    if with_cas:
+        header += b" %d" % item.cas
+    return header + b"\r\n" + value + b"\r\n"
 
 
 def _same_stat_names(expected: bytes, observed: bytes) -> bool:

@@ -392,6 +392,61 @@ def test_loose_judge_rejects_a_miss_of_a_never_evictable_reply() -> None:
     assert not model.judge(version, b"VERSION 1.6.18\r\n").ok  # type: ignore[arg-type]
 
 
+def _judge_all(model: KvModel, exchanges: list[tuple[bytes, bytes]]) -> list[bool]:
+    parser = WireParser(model.fits)
+    verdicts = []
+    for request, reply in exchanges:
+        [event] = parser.feed(request)
+        verdicts.append(model.judge(event, reply).ok)  # type: ignore[arg-type]
+    return verdicts
+
+
+def test_loose_judge_allows_an_incr_result_padded_or_not() -> None:
+    """memcached pads an incr/decr result in place only when no other thread holds the
+    item; either form may be shown, and the first one shown is the one that stays."""
+    base = [(b"set k 3 0 2\r\n10\r\n", b"STORED\r\n"), (b"decr k 1\r\n", b"9\r\n")]
+    for shown in (b"9 ", b"9"):
+        model = KvModel(threads=1, precise=False)
+        reply = b"VALUE k 3 %d 2\r\n%s\r\nEND\r\n" % (len(shown), shown)
+        assert _judge_all(model, [*base, (b"gets k\r\n", reply), (b"gets k\r\n", reply)]) == [True] * 4
+        other = b"9" if shown == b"9 " else b"9 "
+        wrong = b"VALUE k 3 %d 2\r\n%s\r\nEND\r\n" % (len(other), other)
+        assert _judge_all(model, [(b"gets k\r\n", wrong)]) == [False]  # settled on the first
+    for wrong in (b"9  ", b"09", b"8", b" 9"):
+        model = KvModel(threads=1, precise=False)
+        reply = b"VALUE k 3 %d\r\n%s\r\nEND\r\n" % (len(wrong), wrong)
+        assert _judge_all(model, [*base, (b"get k\r\n", reply)]) == [True, True, False], wrong
+    precise = KvModel(threads=1)
+    assert _judge_all(precise, [*base, (b"get k\r\n", b"VALUE k 3 1\r\n9\r\nEND\r\n")]) == [True, True, False]
+
+
+def test_loose_judge_follows_every_possible_value_through_later_requests() -> None:
+    model = KvModel(threads=1, precise=False)
+    assert all(_judge_all(model, [
+        (b"set k 0 0 2\r\n10\r\n", b"STORED\r\n"),
+        (b"decr k 3\r\n", b"7\r\n"),  # "7 " or "7"
+        (b"prepend k 0 0 1\r\n1\r\n", b"STORED\r\n"),  # "17 " or "17"
+        (b"decr k 10\r\n", b"7\r\n"),  # "7  ", "7 " or "7"
+        (b"touch k 1000\r\n", b"TOUCHED\r\n"),
+    ]))
+    for shown in (b"7  ", b"7 ", b"7"):
+        fork = KvModel(threads=1, precise=False)
+        fork.items = dict(model.items)
+        reply = b"VALUE k 0 %d\r\n%s\r\nEND\r\n" % (len(shown), shown)
+        assert _judge_all(fork, [(b"get k\r\n", reply)]) == [True], shown
+    # an append makes the possible values parse differently: "7  5" is 7, "75" is 75
+    both = KvModel(threads=1, precise=False)
+    steps = [(b"set k 0 0 2\r\n10\r\n", b"STORED\r\n"), (b"decr k 3\r\n", b"7\r\n"),
+             (b"append k 0 0 1\r\n5\r\n", b"STORED\r\n")]
+    for reply, ok in ((b"8\r\n", True), (b"76\r\n", True), (b"9\r\n", False)):
+        fork = KvModel(threads=1, precise=False)
+        assert all(_judge_all(fork, steps))
+        assert _judge_all(fork, [(b"incr k 1\r\n", reply)]) == [ok], reply
+    assert all(_judge_all(both, steps))
+    assert _judge_all(both, [(b"incr k 1\r\n", b"76\r\n"),
+                             (b"get k\r\n", b"VALUE k 0 2\r\n76\r\nEND\r\n")]) == [True, True]
+
+
 def test_model_server_keeps_the_protocol_on_a_tour() -> None:
     kv_tour(ModelServer())
 
