@@ -671,6 +671,14 @@ class KsmEngine(KsmBase):
                             return item, frame
                     elif frame in frames:
                         self.stats["page_cache_skipped"] += 1
+                        if frames[frame].ksm:
+                            # Merged before it was skipped: a skipped page is not shared
+                            # (the model's "never merged"), so it is unshared at once, as
+                            # MADV_UNMERGEABLE does, and its rmap item goes when ksmd
+                            # passes it. Left mapped, it would be a KSM mapping with no
+                            # rmap item, which a later scan could only hang on its node
+                            # past max_page_sharing (the kernel's forked-KSM-page bypass).
+                            self.break_ksm(proc, va)
                 va += PAGE
             self.scan_addr = va
         self.scan_addr = va

@@ -54,9 +54,11 @@ The research optimisations, what each may change, and the predicate a harness ch
 - ``lookahead`` changes only the number of comparisons: the merged count per content
   and all counters except ``full_scans``/``pages_skipped`` equal those with it off
   (:func:`merged_count_by_content` of two runs are equal).
-- ``skip_page_cache``: pages of kind PAGE_CACHE are never merged and have no rmap items;
-  the prediction is the stock prediction over the other pages (so a page-cache page's
-  partner may stay unmerged too when it has no other partner).
+- ``skip_page_cache``: pages of kind PAGE_CACHE are never merged and have no rmap items
+  (one merged before it was skipped is unshared when ksmd passes it, as
+  ``MADV_UNMERGEABLE`` unshares a page); the prediction is the stock prediction over the
+  other pages (so a page-cache page's partner may stay unmerged too when it has no other
+  partner).
 - ``exclusive_host_cache``: at the end of every full scan, host page-cache pages whose
   content is in either tree are dropped. After two quiet scans the trees hold exactly
   the contents of the eligible pages that are not zero-page merges, so the cache is at

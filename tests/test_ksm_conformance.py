@@ -369,9 +369,10 @@ def test_race_with_the_first_half_of_a_merge_copies_the_page() -> None:
     ])  # fmt: skip
 
 
-def test_max_page_sharing_is_busy_while_a_ksm_page_is_mapped() -> None:
-    # Spec: with pages_shared 0 but a KSM page still mapped (its rmap item went when
-    # skip_page_cache started skipping it) the kernel's remove_all_stable_nodes fails.
+def test_a_skipped_page_cache_page_is_unshared_so_max_page_sharing_may_change() -> None:
+    # Once, a page-cache page merged before skipping began stayed mapped to its KSM page
+    # with no rmap item (pages_shared 0, a KSM page mapped: EBUSY). A skipped page is
+    # now unshared, as the model's "never merged" says, so the knob may change.
     _passes([
         Op("add_process"), Op("mmap", (1, 5), (("kinds", (GuestKind.PAGE_CACHE,) * 5),)),
         Op("madvise", (1, B, 5, "MERGEABLE")),
@@ -380,6 +381,30 @@ def test_max_page_sharing_is_busy_while_a_ksm_page_is_mapped() -> None:
         Op("set_knob", ("skip_page_cache", True)), Op("full_scans", (3,)),
         Op("set_knob", ("max_page_sharing", 2)),
     ])  # fmt: skip
+
+
+def test_a_page_skipped_then_scanned_again_respects_max_page_sharing() -> None:
+    # Impl: a page-cache page merged before skip_page_cache was turned on stayed mapped
+    # to its KSM page when its rmap item went; another page took its place on the node,
+    # and once skipping stopped, the scan found a KSM page with no rmap item (the
+    # kernel's forked-KSM-page case) and hung it on the full node: 3 sharers of a
+    # max_page_sharing of 2 (found by `memoracle check --seed 987654321`).
+    pages = (GuestKind.PAGE_CACHE, GuestKind.ANONYMOUS, GuestKind.ANONYMOUS)
+    ops = [
+        Op("add_process"), Op("set_knob", ("max_page_sharing", 2)),
+        Op("mmap", (1, 3), (("kinds", pages),)), Op("madvise", (1, B, 3, "MERGEABLE")),
+        Op("write", (1, B, CONTENT_POOL[1])), Op("write", (1, B + P, CONTENT_POOL[1])),
+        Op("set_knob", ("run", 1)), Op("full_scans", (3,)),
+        Op("set_knob", ("skip_page_cache", True)), Op("write", (1, B + 2 * P, CONTENT_POOL[1])),
+        Op("full_scans", (3,)),
+        Op("set_knob", ("skip_page_cache", False)), Op("full_scans", (3,)),
+    ]  # fmt: skip
+    _passes(ops)
+    ksm = Ksm()
+    assert run_ops(ksm, ops[:11]) is None
+    skipped = next(page for page in ksm.snapshot().pages if page.addr == B)
+    assert not skipped.ksm, "a skipped page-cache page still maps a KSM page"
+    _passes(random_ops(39506172878, 80))
 
 
 def test_process_merge_twice_keeps_unmergeable_ranges() -> None:
