@@ -39,6 +39,8 @@ from spec.paging import (
 )
 
 _LARGE = {PD: 1 << 21, PDPT: 1 << 30}
+#: The SCM frames the main steps map (the first ones of the SCM).
+SCM_FRAMES = 8
 
 
 def _probe(space: AddressSpace, machine: Machine, va: int, write: bool, user: bool) -> str | None:
@@ -99,7 +101,8 @@ def _extended_step(
         va = large["1g"]
         if space.find_leaf(va) is None:
             space.map(va, machine.scm_base, RW | US, page_size=_LARGE[PDPT])
-        offset = rng.randrange((1 << 20) - 16)
+        # Above the SCM frames the main steps map, whose contents they model.
+        offset = rng.randrange(SCM_FRAMES * PAGE_SIZE, (1 << 20) - 16)
         data = rng.randbytes(16)
         space.store(va + offset, data)
         if space.load(va + offset, 16) != data:
@@ -175,7 +178,7 @@ def mmu_campaign(seed: int, steps: int, *, extended: bool = True) -> str | None:
     vma = space.reserve(16 * PAGE_SIZE)
     pages = [vma.start + i * PAGE_SIZE for i in range(16)]
     frames = [machine.alloc_frame() for _ in range(8)] + [
-        machine.scm_base + i * PAGE_SIZE for i in range(8)
+        machine.scm_base + i * PAGE_SIZE for i in range(SCM_FRAMES)
     ]
     contents: dict[int, bytes] = {frame: bytes(PAGE_SIZE) for frame in frames}
     mapped: dict[int, tuple[int, bool]] = {}
