@@ -72,8 +72,10 @@ Semantics (memcached 1.6.18, measured; choices marked *choice*)
   over 250 bytes discard the queued replies (measured: ``version\r\nGET /
   HTTP/1.0\r\n`` answers nothing, ``get a\r\nGET / HTTP/1.0\r\n`` answers the
   ``get``). *Choice*: memcached also transmits after every 20 requests of one read
-  event; the model does not (a send of more than 20 requests before a hang-up is
-  outside what it predicts).
+  event, and a long send arrives in several reads (memcached reads 16 KiB at a time,
+  Sphinx 64 packets a quantum), with transmissions between them; the model does not
+  follow either (a send of more than 20 requests or 16 KiB before a hang-up is outside
+  what it predicts).
 
 Differences from memcached 1.6.18 (each deliberate)
 ---------------------------------------------------
