@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -118,6 +120,45 @@ def test_the_local_pool_survives_a_dying_worker_and_names_a_killer(tmp_path: Pat
     assert "crashed" in outcomes[5] and "died 2 times" in outcomes[5]["crashed"]
     assert outcomes[9]["error"] == "KeyError: 'unit 9'"
     assert all("result" in outcomes[s] for s in range(40) if s not in (5, 9))
+
+
+class _PoolBrokenAtASubmit(LocalPool):
+    """A pool whose fifth submit finds it broken, as when a worker dies between a wait
+    and the next submit (seen under load)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.pools = 0
+
+    def _pool(self, workers: int) -> ProcessPoolExecutor:
+        pool = super()._pool(workers)
+        self.pools += 1
+        if self.pools == 1:
+            submit, calls = pool.submit, [0]
+
+            def breaking_submit(*args: Any, **kwargs: Any) -> Any:
+                calls[0] += 1
+                if calls[0] == 5:
+                    raise BrokenProcessPool("a child process terminated abruptly")
+                return submit(*args, **kwargs)
+
+            pool.submit = breaking_submit  # type: ignore[method-assign]
+        return pool
+
+
+def test_the_local_pool_survives_breaking_at_a_submit() -> None:
+    outcomes: dict[int, Any] = {}
+    reported: list[int] = []
+
+    def on_done(shard: int, envelope: Any) -> None:
+        reported.append(shard)
+        outcomes[shard] = envelope
+
+    backend = _PoolBrokenAtASubmit()
+    backend.run(toy_campaign(Toy()), list(range(40)), on_done, lambda shard: True)
+    assert backend.pools >= 2 and sorted(reported) == list(range(40))  # each exactly once
+    alone = execute(toy_campaign(Toy()), IN_PROCESS).results()
+    assert merge_toy([outcomes[s]["result"] for s in range(40)]) == merge_toy(alone)
 
 
 def test_a_shard_that_raises_is_a_failure_with_its_traceback() -> None:

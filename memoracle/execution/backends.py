@@ -135,28 +135,35 @@ class LocalPool:
         try:
             while waiting or suspects or in_flight:
                 alone = bool(suspects)
-                if alone and not in_flight:
-                    shard = suspects.pop(0)
-                    in_flight[pool.submit(run_task, campaign.task(shard))] = shard
-                while not alone and waiting and len(in_flight) < self.jobs:
-                    shard = waiting.pop()
-                    if not needed(shard):
-                        on_done(shard, SKIPPED)
-                        continue
-                    in_flight[pool.submit(run_task, campaign.task(shard))] = shard
-                if not in_flight:
-                    continue
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 broken = False
-                for future in done:
-                    try:
-                        envelope = future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        continue
-                    on_done(in_flight.pop(future), envelope)
+                try:  # the pool may break at a submit too: a worker died since the last wait
+                    if alone and not in_flight:
+                        in_flight[pool.submit(run_task, campaign.task(suspects[0]))] = suspects[0]
+                        suspects.pop(0)
+                    while not alone and waiting and len(in_flight) < self.jobs:
+                        if not needed(waiting[-1]):
+                            on_done(waiting.pop(), SKIPPED)
+                            continue
+                        in_flight[pool.submit(run_task, campaign.task(waiting[-1]))] = waiting[-1]
+                        waiting.pop()
+                except BrokenProcessPool:
+                    broken = True  # the shard not submitted stays where it was
                 if not broken:
-                    continue
+                    if not in_flight:
+                        continue
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        try:
+                            envelope = future.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            continue
+                        on_done(in_flight.pop(future), envelope)
+                    if not broken:
+                        continue
+                for future in list(in_flight):  # finished before the pool broke: kept
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        on_done(in_flight.pop(future), future.result())
                 lost = sorted(in_flight.values())
                 in_flight.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
