@@ -1,11 +1,14 @@
 """The types of the check registry: a :class:`Check`, its :class:`Outcome`, a
-:class:`CheckResult`. Kept apart from :mod:`memoracle.checks` so that each system's
-module of checks can build its own list without importing the registry."""
+:class:`CheckResult`, and :func:`refusal_problem`, which the guard checks share. Kept
+apart from :mod:`memoracle.checks` so that each system's module of checks can build its
+own list without importing the registry."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,4 +63,16 @@ class CheckResult:
         }
 
 
-__all__ = ["Check", "CheckResult", "Outcome"]
+def refusal_problem(what: str, expected: type[BaseException], request: Callable[[T], object], target: T) -> str | None:
+    """``None`` if ``request(target)`` raised the documented ``expected`` exception; else
+    what it did instead (accepted the request, or raised another exception)."""
+    try:
+        request(target)
+    except expected:
+        return None
+    except Exception as error:  # noqa: BLE001 - any other exception is the finding
+        return f"{what}: raised {type(error).__name__}: {error}, documented: {expected.__name__}"
+    return f"{what}: accepted, documented: {expected.__name__}"
+
+
+__all__ = ["Check", "CheckResult", "Outcome", "refusal_problem"]

@@ -25,6 +25,7 @@ from impl.mmu_emu import AddressSpace, PageFault, VmaFlags, make_entry
 from impl.nic_emu import Nic, ipv4, toeplitz_hash
 from impl.phys_mem import BusError, FrameAllocator, Machine
 from impl.scm_emu import ScmEmu, ScmError
+from memoracle.check_types import refusal_problem
 from spec.paging import PAGE_SIZE, RW, US
 
 PAGE = PAGE_SIZE
@@ -159,14 +160,9 @@ def guard_campaign(kit: Kit = Kit()) -> tuple[int, str | None]:
     for n, (what, expected, request) in enumerate(PROBES):
         bench = Bench(kit)
         before = bench.state()
-        try:
-            request(bench)
-        except expected:
-            pass
-        except Exception as error:  # noqa: BLE001 - any other exception is the finding
-            return n + 1, f"{what}: raised {type(error).__name__}: {error}, documented: {expected.__name__}"
-        else:
-            return n + 1, f"{what}: accepted, documented: {expected.__name__}"
+        problem = refusal_problem(what, expected, request, bench)
+        if problem is not None:
+            return n + 1, problem
         try:
             bench.check()
         except AssertionError as error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from impl.sphinx import Sphinx
+from memoracle.check_types import refusal_problem
 
 #: (what is asked, the documented exception, the request on a fresh small server).
 PROBES: tuple[tuple[str, type[Exception], Callable[[Sphinx], object]], ...] = (
@@ -35,14 +36,9 @@ def sphinx_guards(server_cls: type[Sphinx] = Sphinx) -> tuple[int, str | None]:
     for n, (what, expected, request) in enumerate(PROBES):
         server = server_cls(2, 1 << 16, segment_size=4096)
         before = server.clock()
-        try:
-            request(server)
-        except expected:
-            pass
-        except Exception as error:  # noqa: BLE001 - any other exception is the finding
-            return n + 1, f"{what}: raised {type(error).__name__}: {error}, documented: {expected.__name__}"
-        else:
-            return n + 1, f"{what}: accepted, documented: {expected.__name__}"
+        problem = refusal_problem(what, expected, request, server)
+        if problem is not None:
+            return n + 1, problem
         conn = server.connect()
         server.send(conn, b"set k 0 0 1\r\nv\r\nget k\r\n")
         server.settle()
